@@ -1,0 +1,163 @@
+import { type Context, diag } from "@opentelemetry/api";
+import type { ReadableSpan, Span, SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { type DropReason, RunRecorder } from "../record/recorder.js";
+import type { SpanView } from "../record/span-view.js";
+import { currentOwner } from "../store/process-owner.js";
+import { resolveStorePath } from "../store/store-path.js";
+import { StoreWriter, type StoreWriterStats } from "../store/store-writer.js";
+
+/** Options of {@link RunTrailSpanProcessor}. Every one has a default. */
+export interface RunTrailSpanProcessorOptions {
+  /** The DuckDB store. Default: `RUNTRAIL_DB`, else `.runtrail/runs.duckdb` in the working directory. */
+  db?: string;
+  /** Record runs. Default: true, unless `RUNTRAIL_ENABLED=false`. */
+  enabled?: boolean;
+  /** Tenant of the runs recorded, unless a run says otherwise. Default: `RUNTRAIL_TENANT`, else none. */
+  tenant?: string;
+  /** Spans without a parent are runs. Default true; set false when runs are marked instead. */
+  rootSpansAreRuns?: boolean;
+  /**
+   * Further spans that are runs, such as a pipeline inside an HTTP request span. Called when a
+   * span starts, with the attributes given at creation. Spans with `runtrail.kind = "run"` are
+   * runs regardless. Default: none.
+   */
+  isRun?: (span: SpanView) => boolean;
+  /** Spans of a run that are stages. Default: the run span's direct children, and spans with `runtrail.kind = "stage"`. */
+  isStage?: (span: SpanView) => boolean;
+  /** How often pending rows are written. Default 250 ms, so a run is visible within a second. */
+  flushIntervalMs?: number;
+  /** How often open runs show their process is alive. Default 10 s. */
+  heartbeatIntervalMs?: number;
+  /** How long a write waits for another process to let go of the store before spooling. Default 2 s. */
+  lockWaitMs?: number;
+  /** Runs open at once; more are not recorded (and counted). Default 20,000. */
+  maxOpenRuns?: number;
+  /** Spans inside open runs followed at once; more are not followed (and counted). Default 200,000. */
+  maxOpenSpans?: number;
+  /** Pending stage rows that trigger a write before the interval. Default 50,000. */
+  maxQueuedRows?: number;
+}
+
+export interface RunTrailStats extends StoreWriterStats {
+  openRuns: number;
+  trackedSpans: number;
+  droppedRuns: number;
+  droppedSpans: number;
+  hookErrors: number;
+}
+
+function envEnabled(env: NodeJS.ProcessEnv): boolean {
+  const value = env.RUNTRAIL_ENABLED?.trim().toLowerCase();
+  return !(value === "false" || value === "0" || value === "no" || value === "off");
+}
+
+/**
+ * An OpenTelemetry span processor that records every run and stage in a DuckDB store, from the
+ * moment a run starts. Add it next to your exporters:
+ *
+ * ```ts
+ * const provider = new NodeTracerProvider({
+ *   spanProcessors: [new BatchSpanProcessor(exporter), new RunTrailSpanProcessor()],
+ * });
+ * ```
+ *
+ * Its hooks only update counters in memory and never throw; rows are written every
+ * `flushIntervalMs` off the hooks. When the store cannot be used the pipeline goes on, one
+ * warning goes to the OpenTelemetry diag logger, and rows are spooled until it can.
+ */
+export class RunTrailSpanProcessor implements SpanProcessor {
+  /** The store file, resolved to an absolute path. */
+  readonly db: string;
+  readonly enabled: boolean;
+  private readonly recorder: RunRecorder | undefined;
+  private readonly writer: StoreWriter | undefined;
+  private droppedRuns = 0;
+  private droppedSpans = 0;
+  private hookErrors = 0;
+  private shutdownPromise: Promise<void> | undefined;
+
+  constructor(options: RunTrailSpanProcessorOptions = {}) {
+    const env = process.env;
+    this.db = resolveStorePath(options.db, env);
+    this.enabled = options.enabled ?? envEnabled(env);
+    if (!this.enabled) return;
+    this.writer = new StoreWriter({
+      path: this.db,
+      flushIntervalMs: options.flushIntervalMs ?? 250,
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000,
+      maxQueuedRows: options.maxQueuedRows ?? 50_000,
+      lockWaitMs: options.lockWaitMs ?? 2_000,
+    });
+    this.recorder = new RunRecorder(this.writer, {
+      rootSpansAreRuns: options.rootSpansAreRuns ?? true,
+      isRun: options.isRun,
+      isStage: options.isStage,
+      tenant: options.tenant ?? (env.RUNTRAIL_TENANT || null),
+      owner: currentOwner(),
+      maxOpenRuns: options.maxOpenRuns ?? 20_000,
+      maxOpenSpans: options.maxOpenSpans ?? 200_000,
+      onDrop: (reason) => this.dropped(reason),
+    });
+  }
+
+  onStart(span: Span, _parentContext: Context): void {
+    if (this.recorder === undefined || this.shutdownPromise) return;
+    try {
+      this.recorder.start(span);
+    } catch (error) {
+      this.hookFailed(error);
+    }
+  }
+
+  onEnd(span: ReadableSpan): void {
+    if (this.recorder === undefined) return;
+    try {
+      this.recorder.end(span);
+    } catch (error) {
+      this.hookFailed(error);
+    }
+  }
+
+  /** Resolves once every run and stage seen so far is in the store, or spooled if it cannot be. */
+  async forceFlush(): Promise<void> {
+    await this.writer?.flush();
+  }
+
+  /** Flushes and stops the timers. Safe to call more than once. */
+  shutdown(): Promise<void> {
+    this.shutdownPromise ??= this.writer?.close() ?? Promise.resolve();
+    return this.shutdownPromise;
+  }
+
+  /** Counters for monitoring and tests. */
+  get stats(): RunTrailStats {
+    const writer = this.writer?.stats;
+    return {
+      flushes: writer?.flushes ?? 0,
+      failedFlushes: writer?.failedFlushes ?? 0,
+      runRowsWritten: writer?.runRowsWritten ?? 0,
+      stageRowsWritten: writer?.stageRowsWritten ?? 0,
+      spooledSegments: writer?.spooledSegments ?? 0,
+      spoolRowsIngested: writer?.spoolRowsIngested ?? 0,
+      droppedRows: writer?.droppedRows ?? 0,
+      openRuns: this.recorder?.openRunCount ?? 0,
+      trackedSpans: this.recorder?.trackedSpanCount ?? 0,
+      droppedRuns: this.droppedRuns,
+      droppedSpans: this.droppedSpans,
+      hookErrors: this.hookErrors,
+    };
+  }
+
+  private dropped(reason: DropReason): void {
+    const first = this.droppedRuns + this.droppedSpans === 0;
+    if (reason === "open_runs_limit") this.droppedRuns += 1;
+    else this.droppedSpans += 1;
+    if (first)
+      diag.warn(`runtrail: not recording everything: ${reason.replaceAll("_", " ")} reached`);
+  }
+
+  private hookFailed(error: unknown): void {
+    this.hookErrors += 1;
+    if (this.hookErrors === 1) diag.error("runtrail: a span hook failed; recording goes on", error);
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The attribute contract: what runtrail reads from spans and what its helpers write.
+ * runtrail's own attributes live under the `runtrail.` prefix; the others are the
+ * OpenTelemetry conventions and the LLM instrumentations runtrail understands.
+ */
+
+/** Attributes runtrail defines. The pipeline helpers write them; any span may carry them. */
+export const RunTrailAttributes = {
+  /** `"run"` marks a span as a run, `"stage"` as a stage, wherever it sits in the trace. */
+  kind: "runtrail.kind",
+  /** Pipeline name of a run (else `cicd.pipeline.name`, else the span name). */
+  pipeline: "runtrail.pipeline.name",
+  /** Tenant of a run (else the processor's `tenant` option). */
+  tenant: "runtrail.tenant.id",
+  /** Rows read and written, on a run or a stage. */
+  rowsIn: "runtrail.rows.in",
+  rowsOut: "runtrail.rows.out",
+  /** Declared outcome of a run: `"rejected"`, `"cancelled"` or `"timed_out"`. */
+  result: "runtrail.run.result",
+  /** Why the run ended with its declared result. */
+  resultReason: "runtrail.run.result_reason",
+  /** Milliseconds the run may take; a longer run ends `timed_out`. */
+  deadlineMs: "runtrail.run.deadline_ms",
+  /** Number of stages the run is expected to execute, for progress "k/n". */
+  stagesExpected: "runtrail.run.stages_expected",
+  /** Explicit retry count of the run (else counted from repeated stages). */
+  retryCount: "runtrail.run.retry_count",
+  inputFingerprint: "runtrail.input.fingerprint",
+  configHash: "runtrail.config.hash",
+  codeRef: "runtrail.code.ref",
+  /** Attempt number of a stage execution, starting at 1. */
+  stageAttempt: "runtrail.stage.attempt",
+  /** Prefix of free-form metadata: `runtrail.metadata.source = "s3"` becomes `{ "source": "s3" }`. */
+  metadataPrefix: "runtrail.metadata.",
+} as const;
+
+/** OpenTelemetry semantic conventions runtrail reads. */
+export const SemconvAttributes = {
+  serviceName: "service.name",
+  cicdPipelineName: "cicd.pipeline.name",
+  cicdPipelineResult: "cicd.pipeline.result",
+  vcsRevision: "vcs.ref.head.revision",
+  exceptionType: "exception.type",
+  exceptionMessage: "exception.message",
+  exceptionStacktrace: "exception.stacktrace",
+} as const;
+
+/** Token and call attributes of the LLM conventions runtrail aggregates. */
+export const LlmAttributes = {
+  // OpenTelemetry GenAI, current names.
+  genAiOperation: "gen_ai.operation.name",
+  genAiInputTokens: "gen_ai.usage.input_tokens",
+  genAiOutputTokens: "gen_ai.usage.output_tokens",
+  genAiSystem: "gen_ai.system",
+  genAiProvider: "gen_ai.provider.name",
+  genAiRequestModel: "gen_ai.request.model",
+  // OpenTelemetry GenAI, deprecated names (still sent by OpenLLMetry and older SDKs).
+  genAiPromptTokens: "gen_ai.usage.prompt_tokens",
+  genAiCompletionTokens: "gen_ai.usage.completion_tokens",
+  genAiTotalTokens: "gen_ai.usage.total_tokens",
+  // OpenInference (Arize Phoenix).
+  openInferenceKind: "openinference.span.kind",
+  oiPromptTokens: "llm.token_count.prompt",
+  oiCompletionTokens: "llm.token_count.completion",
+  oiTotalTokens: "llm.token_count.total",
+  // OpenLLMetry (Traceloop).
+  traceloopKind: "traceloop.span.kind",
+  llmRequestType: "llm.request.type",
+  llmTotalTokens: "llm.usage.total_tokens",
+} as const;

@@ -1,0 +1,331 @@
+import type { Attributes } from "@opentelemetry/api";
+import { RunTrailAttributes as R, SemconvAttributes as S } from "./attributes.js";
+import type { LlmUsage } from "./llm-usage.js";
+import type { RunOwner } from "./owner.js";
+import type { RunRow, StageRow } from "./rows.js";
+import {
+  finishedRunStatus,
+  parseDeclaredResult,
+  type RunStatus,
+  type StageStatus,
+} from "./run-status.js";
+import { errorLine, type SpanError, spanError, spanFailed } from "./span-errors.js";
+import { countAttribute, hrTimeToMicros, type SpanView, stringAttribute } from "./span-view.js";
+
+/** LLM calls and tokens summed over the spans below a run or a stage. */
+export class LlmTotals {
+  llmCalls = 0;
+  inputTokens = 0;
+  outputTokens = 0;
+  tokens = 0;
+
+  add(usage: LlmUsage): void {
+    this.llmCalls += 1;
+    this.inputTokens += usage.inputTokens;
+    this.outputTokens += usage.outputTokens;
+    this.tokens += usage.tokens;
+  }
+}
+
+/** A stage while it runs. */
+export class StageState {
+  readonly totals = new LlmTotals();
+
+  constructor(
+    readonly run: RunState,
+    readonly spanId: string,
+    readonly parentSpanId: string | null,
+    readonly name: string,
+    readonly seq: number,
+    readonly attempt: number,
+    readonly startedAt: number,
+  ) {}
+}
+
+interface FinishedRun {
+  finishedAt: number;
+  status: RunStatus;
+  statusReason: string | null;
+  error: SpanError | null;
+  failedStage: string | null;
+}
+
+/**
+ * A run from its start to its end, and a little after: late spans still add to it. It keeps
+ * only counters and the few stage facts the run row needs, never the spans themselves.
+ */
+export class RunState {
+  pipeline: string;
+  tenantId: string | null;
+  readonly serviceName: string | null;
+  inputFingerprint: string | null;
+  codeRef: string | null;
+  configHash: string | null;
+  deadlineAt: number | null;
+  stagesExpected: number | null;
+  metadata: Record<string, unknown> | null = null;
+  explicitRowsIn: number | null = null;
+  explicitRowsOut: number | null = null;
+  explicitRetryCount: number | null = null;
+
+  readonly totals = new LlmTotals();
+  private nextSeq = 0;
+  private readonly openStages: StageState[] = [];
+  /** Stage names in the order they first ran (a Set keeps insertion order). */
+  private readonly executed = new Set<string>();
+  /** The last execution of each stage name: a start after a failed one is a retry. */
+  private readonly lastAttempt = new Map<string, { attempt: number; failed: boolean }>();
+  private readonly failed = new Set<string>();
+  private readonly completed = new Set<string>();
+  private retries = 0;
+  private firstRowsIn: { seq: number; value: number } | null = null;
+  private lastRowsOut: { seq: number; value: number } | null = null;
+  private lastFailedStage: { name: string; error: SpanError | null } | null = null;
+  private finished: FinishedRun | null = null;
+
+  constructor(
+    readonly runId: string,
+    readonly traceId: string,
+    readonly spanId: string,
+    readonly startedAt: number,
+    span: SpanView,
+    defaultTenant: string | null,
+    readonly owner: RunOwner | null,
+  ) {
+    const attributes = span.attributes;
+    this.pipeline = pipelineName(span);
+    this.tenantId = stringAttribute(attributes[R.tenant]) ?? defaultTenant;
+    this.serviceName = stringAttribute(span.resource.attributes[S.serviceName]) ?? null;
+    this.inputFingerprint = stringAttribute(attributes[R.inputFingerprint]) ?? null;
+    this.codeRef = codeRefOf(attributes);
+    this.configHash = stringAttribute(attributes[R.configHash]) ?? null;
+    this.deadlineAt = deadlineOf(attributes, startedAt);
+    this.stagesExpected = countAttribute(attributes[R.stagesExpected]) ?? null;
+  }
+
+  get ended(): boolean {
+    return this.finished !== null;
+  }
+
+  startStage(span: SpanView, parentSpanId: string | null): StageState {
+    const name = span.name;
+    const seq = this.nextSeq++;
+    const previous = this.lastAttempt.get(name);
+    this.executed.add(name);
+    const declared = countAttribute(span.attributes[R.stageAttempt]);
+    const attempt = declared ?? (previous?.failed ? previous.attempt + 1 : 1);
+    if (attempt > 1) this.retries += 1;
+    const stage = new StageState(
+      this,
+      span.spanContext().spanId,
+      parentSpanId,
+      name,
+      seq,
+      attempt,
+      hrTimeToMicros(span.startTime),
+    );
+    this.openStages.push(stage);
+    return stage;
+  }
+
+  /** Closes a stage and returns its row. */
+  endStage(stage: StageState, span: SpanView): StageRow {
+    const index = this.openStages.indexOf(stage);
+    if (index >= 0) this.openStages.splice(index, 1);
+    const failed = spanFailed(span);
+    const status: StageStatus = failed ? "failed" : "completed";
+    const error = failed ? spanError(span) : null;
+    const attributes = span.attributes;
+    const rowsIn = countAttribute(attributes[R.rowsIn]) ?? null;
+    const rowsOut = countAttribute(attributes[R.rowsOut]) ?? null;
+    this.lastAttempt.set(stage.name, { attempt: stage.attempt, failed });
+    if (failed) {
+      this.failed.add(stage.name);
+      this.lastFailedStage = { name: stage.name, error };
+    } else {
+      this.completed.add(stage.name);
+    }
+    if (rowsIn !== null && (this.firstRowsIn === null || stage.seq < this.firstRowsIn.seq)) {
+      this.firstRowsIn = { seq: stage.seq, value: rowsIn };
+    }
+    if (rowsOut !== null && (this.lastRowsOut === null || stage.seq > this.lastRowsOut.seq)) {
+      this.lastRowsOut = { seq: stage.seq, value: rowsOut };
+    }
+    const finishedAt = hrTimeToMicros(span.endTime);
+    return {
+      run_id: this.runId,
+      span_id: stage.spanId,
+      parent_span_id: stage.parentSpanId,
+      name: stage.name,
+      seq: stage.seq,
+      attempt: stage.attempt,
+      status,
+      error_type: error?.type ?? null,
+      error_message: error?.message ?? null,
+      error_stack: error?.stack ?? null,
+      started_at: stage.startedAt,
+      finished_at: finishedAt,
+      duration_seconds: (finishedAt - stage.startedAt) / 1e6,
+      rows_in: rowsIn,
+      rows_out: rowsOut,
+      llm_calls: stage.totals.llmCalls,
+      tokens: stage.totals.tokens,
+      input_tokens: stage.totals.inputTokens,
+      output_tokens: stage.totals.outputTokens,
+      metadata: metadataOf(attributes),
+    };
+  }
+
+  /** Closes the run from its ended span: status, error, declared fields. */
+  end(span: SpanView): void {
+    const attributes = span.attributes;
+    const finishedAt = hrTimeToMicros(span.endTime);
+    this.pipeline = pipelineName(span);
+    this.tenantId = stringAttribute(attributes[R.tenant]) ?? this.tenantId;
+    this.inputFingerprint =
+      stringAttribute(attributes[R.inputFingerprint]) ?? this.inputFingerprint;
+    this.codeRef = codeRefOf(attributes) ?? this.codeRef;
+    this.configHash = stringAttribute(attributes[R.configHash]) ?? this.configHash;
+    this.deadlineAt = deadlineOf(attributes, this.startedAt) ?? this.deadlineAt;
+    this.stagesExpected = countAttribute(attributes[R.stagesExpected]) ?? this.stagesExpected;
+    this.explicitRowsIn = countAttribute(attributes[R.rowsIn]) ?? null;
+    this.explicitRowsOut = countAttribute(attributes[R.rowsOut]) ?? null;
+    this.explicitRetryCount = countAttribute(attributes[R.retryCount]) ?? null;
+    this.metadata = metadataOf(attributes);
+
+    const declared =
+      parseDeclaredResult(attributes[R.result]) ??
+      parseDeclaredResult(attributes[S.cicdPipelineResult]);
+    const rootFailed = spanFailed(span);
+    const deadlineExceeded = this.deadlineAt !== null && finishedAt > this.deadlineAt;
+    const status = finishedRunStatus({
+      rootFailed,
+      declared,
+      deadlineExceeded,
+      stageFailed: this.failed.size > 0,
+      retried: this.retryCount() > 0,
+    });
+    const rootError = rootFailed ? spanError(span) : null;
+    const stageError = this.lastFailedStage;
+    let error: SpanError | null = null;
+    if (status === "failed" || status === "timed_out") {
+      error = hasDetail(rootError) ? rootError : (stageError?.error ?? rootError);
+    } else if (status === "degraded") {
+      error = stageError?.error ?? null;
+    }
+    this.openStages.length = 0;
+    this.finished = {
+      finishedAt,
+      status,
+      statusReason: statusReasonOf(status, span, this.deadlineAt, this.startedAt, finishedAt),
+      error,
+      failedStage: status === "completed" ? null : (stageError?.name ?? null),
+    };
+  }
+
+  private retryCount(): number {
+    return this.explicitRetryCount ?? this.retries;
+  }
+
+  /** The run's row as of now; `heartbeat` is the time it is written, a sign its owner lives. */
+  row(heartbeat: number): RunRow {
+    const finished = this.finished;
+    const error = finished?.error ?? null;
+    const current = this.openStages[this.openStages.length - 1];
+    return {
+      run_id: this.runId,
+      trace_id: this.traceId,
+      span_id: this.spanId,
+      tenant_id: this.tenantId,
+      pipeline: this.pipeline,
+      service_name: this.serviceName,
+      status: finished?.status ?? "running",
+      status_reason: finished?.statusReason ?? null,
+      error: errorLine(error),
+      error_type: error?.type ?? null,
+      error_message: error?.message ?? null,
+      error_stack: error?.stack ?? null,
+      failed_stage: finished?.failedStage ?? null,
+      input_fingerprint: this.inputFingerprint,
+      code_ref: this.codeRef,
+      config_hash: this.configHash,
+      started_at: this.startedAt,
+      finished_at: finished?.finishedAt ?? null,
+      duration_seconds: finished ? (finished.finishedAt - this.startedAt) / 1e6 : null,
+      deadline_at: this.deadlineAt,
+      rows_in: this.explicitRowsIn ?? this.firstRowsIn?.value ?? null,
+      rows_out: this.explicitRowsOut ?? this.lastRowsOut?.value ?? null,
+      llm_calls: this.totals.llmCalls,
+      tokens: this.totals.tokens,
+      input_tokens: this.totals.inputTokens,
+      output_tokens: this.totals.outputTokens,
+      stages_expected: this.stagesExpected,
+      stages_completed: this.completed.size,
+      stages_executed: [...this.executed],
+      stages_failed: [...this.failed],
+      retry_count: this.retryCount(),
+      current_stage: finished ? null : (current?.name ?? null),
+      metadata: this.metadata,
+      owner_host: this.owner?.host ?? null,
+      owner_pid: this.owner?.pid ?? null,
+      owner_started_at: this.owner?.startedAt ?? null,
+      last_heartbeat: heartbeat,
+    };
+  }
+}
+
+function hasDetail(error: SpanError | null): boolean {
+  return error !== null && (error.type !== null || error.stack !== null);
+}
+
+function pipelineName(span: SpanView): string {
+  return (
+    stringAttribute(span.attributes[R.pipeline]) ??
+    stringAttribute(span.attributes[S.cicdPipelineName]) ??
+    span.name
+  );
+}
+
+function codeRefOf(attributes: Attributes): string | null {
+  return (
+    stringAttribute(attributes[R.codeRef]) ?? stringAttribute(attributes[S.vcsRevision]) ?? null
+  );
+}
+
+function deadlineOf(attributes: Attributes, startedAt: number): number | null {
+  const ms = countAttribute(attributes[R.deadlineMs]);
+  return ms === undefined ? null : startedAt + Math.round(ms * 1000);
+}
+
+function statusReasonOf(
+  status: RunStatus,
+  span: SpanView,
+  deadlineAt: number | null,
+  startedAt: number,
+  finishedAt: number,
+): string | null {
+  if (status === "rejected" || status === "cancelled") {
+    return stringAttribute(span.attributes[R.resultReason]) ?? (span.status.message || null);
+  }
+  if (status === "timed_out") {
+    const declared = stringAttribute(span.attributes[R.resultReason]);
+    if (declared) return declared;
+    if (deadlineAt === null) return null;
+    const limit = (deadlineAt - startedAt) / 1e6;
+    const took = (finishedAt - startedAt) / 1e6;
+    return `deadline of ${limit.toFixed(3)}s exceeded: the run took ${took.toFixed(3)}s`;
+  }
+  return null;
+}
+
+/** `runtrail.metadata.*` attributes as an object, or null when there are none. */
+export function metadataOf(attributes: Attributes): Record<string, unknown> | null {
+  let metadata: Record<string, unknown> | null = null;
+  for (const key in attributes) {
+    if (key.startsWith(R.metadataPrefix)) {
+      metadata ??= {};
+      metadata[key.slice(R.metadataPrefix.length)] = attributes[key];
+    }
+  }
+  return metadata;
+}

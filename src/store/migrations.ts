@@ -1,0 +1,154 @@
+import { StoreError } from "./store-errors.js";
+import type { StoreSession } from "./store-session.js";
+
+interface Migration {
+  /** The schema version this migration brings the store to. */
+  version: number;
+  description: string;
+  up(session: StoreSession): Promise<void>;
+}
+
+const RUNS_V1 = `
+CREATE TABLE runs (
+  run_id UUID NOT NULL,
+  trace_id VARCHAR,
+  span_id VARCHAR,
+  tenant_id VARCHAR,
+  pipeline VARCHAR NOT NULL,
+  service_name VARCHAR,
+  status VARCHAR NOT NULL,
+  status_reason VARCHAR,
+  error VARCHAR,
+  error_type VARCHAR,
+  error_message VARCHAR,
+  error_stack VARCHAR,
+  failed_stage VARCHAR,
+  input_fingerprint VARCHAR,
+  code_ref VARCHAR,
+  config_hash VARCHAR,
+  started_at TIMESTAMPTZ NOT NULL,
+  finished_at TIMESTAMPTZ,
+  duration_seconds DOUBLE,
+  deadline_at TIMESTAMPTZ,
+  rows_in BIGINT,
+  rows_out BIGINT,
+  llm_calls BIGINT NOT NULL DEFAULT 0,
+  tokens BIGINT NOT NULL DEFAULT 0,
+  input_tokens BIGINT NOT NULL DEFAULT 0,
+  output_tokens BIGINT NOT NULL DEFAULT 0,
+  stages_expected INTEGER,
+  stages_completed INTEGER NOT NULL DEFAULT 0,
+  stages_executed VARCHAR[] NOT NULL DEFAULT [],
+  stages_failed VARCHAR[] NOT NULL DEFAULT [],
+  retry_count INTEGER NOT NULL DEFAULT 0,
+  current_stage VARCHAR,
+  metadata JSON,
+  owner_host VARCHAR,
+  owner_pid INTEGER,
+  owner_started_at TIMESTAMPTZ,
+  last_heartbeat TIMESTAMPTZ
+)`;
+
+const STAGES_V1 = `
+CREATE TABLE stages (
+  run_id UUID NOT NULL,
+  span_id VARCHAR NOT NULL,
+  parent_span_id VARCHAR,
+  name VARCHAR NOT NULL,
+  seq INTEGER NOT NULL,
+  attempt INTEGER NOT NULL DEFAULT 1,
+  status VARCHAR NOT NULL,
+  error_type VARCHAR,
+  error_message VARCHAR,
+  error_stack VARCHAR,
+  started_at TIMESTAMPTZ NOT NULL,
+  finished_at TIMESTAMPTZ,
+  duration_seconds DOUBLE,
+  rows_in BIGINT,
+  rows_out BIGINT,
+  llm_calls BIGINT NOT NULL DEFAULT 0,
+  tokens BIGINT NOT NULL DEFAULT 0,
+  input_tokens BIGINT NOT NULL DEFAULT 0,
+  output_tokens BIGINT NOT NULL DEFAULT 0,
+  metadata JSON
+)`;
+
+/**
+ * Seed 000's runs.duckdb (Egregora) is schema version 0: a `runs` table with a `stage` column
+ * and no `runtrail_meta`. Version 1 adopts it: its rows move into runtrail's `runs` table.
+ */
+const SEED_000_COPY = `
+INSERT INTO runs (run_id, tenant_id, pipeline, status, error, error_message, input_fingerprint,
+  code_ref, config_hash, started_at, finished_at, duration_seconds, rows_in, rows_out,
+  llm_calls, tokens, trace_id)
+SELECT run_id, tenant_id, stage, status, error, error, input_fingerprint, code_ref, config_hash,
+  started_at::TIMESTAMP AT TIME ZONE 'UTC', finished_at::TIMESTAMP AT TIME ZONE 'UTC',
+  duration_seconds, rows_in, rows_out, coalesce(llm_calls, 0), coalesce(tokens, 0), trace_id
+FROM runs_seed000`;
+
+const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: "runs and stages; adopts a seed 000 runs table",
+    async up(session) {
+      await session.run(
+        "CREATE TABLE runtrail_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
+      );
+      const legacy = await hasTable(session, "runs");
+      if (legacy) await session.run("ALTER TABLE runs RENAME TO runs_seed000");
+      await session.run(RUNS_V1);
+      await session.run(STAGES_V1);
+      if (legacy) {
+        await session.run(SEED_000_COPY);
+        await session.run("DROP TABLE runs_seed000");
+      }
+    },
+  },
+];
+
+/** The schema version this runtrail writes. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
+
+async function hasTable(session: StoreSession, name: string): Promise<boolean> {
+  const row = await session.one<{ n: number }>(
+    "SELECT count(*)::INTEGER AS n FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = $1",
+    [name],
+  );
+  return (row?.n ?? 0) > 0;
+}
+
+/** The store's schema version: 0 for an empty store or a seed 000 store. */
+export async function schemaVersion(session: StoreSession): Promise<number> {
+  if (!(await hasTable(session, "runtrail_meta"))) return 0;
+  const row = await session.one<{ value: string }>(
+    "SELECT value FROM runtrail_meta WHERE key = 'schema_version'",
+  );
+  return row ? Number(row.value) : 0;
+}
+
+/**
+ * Brings the store to `target` (default: the current version) in place, one migration per
+ * transaction, so a failure leaves it at the last version that completed.
+ */
+export async function migrate(
+  session: StoreSession,
+  target: number = SCHEMA_VERSION,
+): Promise<void> {
+  const current = await schemaVersion(session);
+  if (current > SCHEMA_VERSION) {
+    throw new StoreError(
+      "too_new",
+      `the store ${session.path} has schema version ${current}, newer than this runtrail (${SCHEMA_VERSION}): upgrade runtrail`,
+    );
+  }
+  for (const migration of MIGRATIONS) {
+    if (migration.version <= current || migration.version > target) continue;
+    await session.transaction(async () => {
+      await migration.up(session);
+      await session.run(
+        "INSERT OR REPLACE INTO runtrail_meta (key, value) VALUES ('schema_version', $1)",
+        [String(migration.version)],
+      );
+    });
+  }
+}

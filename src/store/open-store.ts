@@ -1,0 +1,130 @@
+import { existsSync, mkdirSync, renameSync } from "node:fs";
+import { dirname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { DuckDBInstance } from "@duckdb/node-api";
+import { migrate } from "./migrations.js";
+import { classifyDuckDbError, StoreError } from "./store-errors.js";
+import { StoreSession } from "./store-session.js";
+
+export interface OpenStoreOptions {
+  /** Create the store (and its folder) when it does not exist. Default true. */
+  create?: boolean;
+  /** How long to wait for another process to let go of the file. Default 10 s. */
+  lockTimeoutMs?: number;
+  /** Move a damaged file aside (never delete it) and start a new store. Default true. */
+  moveCorruptAside?: boolean;
+  /** Told where a damaged store was moved. */
+  onMovedAside?: (from: string, to: string, reason: string) => void;
+  /** DuckDB threads for this session. Default 2. */
+  threads?: number;
+}
+
+/**
+ * DuckDB lets two instances in one process open the same file, and they would then overwrite
+ * each other; sessions on one path in this process therefore take turns.
+ */
+const turns = new Map<string, Promise<void>>();
+
+async function takeTurn(path: string): Promise<() => void> {
+  const previous = turns.get(path) ?? Promise.resolve();
+  let release!: () => void;
+  const mine = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const queued = previous.then(() => mine);
+  turns.set(path, queued);
+  await previous;
+  return () => {
+    release();
+    if (turns.get(path) === queued) turns.delete(path);
+  };
+}
+
+/**
+ * Opens the store at `path` for this process, waiting while another process holds it, moving a
+ * damaged file aside, and migrating the schema. Close the session soon: others wait for it.
+ */
+export async function openStore(
+  path: string,
+  options: OpenStoreOptions = {},
+): Promise<StoreSession> {
+  const create = options.create ?? true;
+  const lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
+  const release = await takeTurn(path);
+  try {
+    const deadline = Date.now() + lockTimeoutMs;
+    let backoff = 5;
+    for (;;) {
+      try {
+        return await openOnce(path, create, options.threads ?? 2, release);
+      } catch (error) {
+        const failure = classifyDuckDbError(path, error);
+        if (failure.kind === "locked" && Date.now() < deadline) {
+          await sleep(Math.min(backoff, deadline - Date.now()) * (0.5 + Math.random()));
+          backoff = Math.min(backoff * 1.6, 100);
+          continue;
+        }
+        if (failure.kind === "corrupt" && (options.moveCorruptAside ?? true)) {
+          const movedTo = moveAside(path);
+          options.onMovedAside?.(path, movedTo, failure.message);
+          continue;
+        }
+        throw failure;
+      }
+    }
+  } catch (error) {
+    release();
+    throw error;
+  }
+}
+
+async function openOnce(
+  path: string,
+  create: boolean,
+  threads: number,
+  release: () => void,
+): Promise<StoreSession> {
+  if (!existsSync(path)) {
+    if (!create) throw new StoreError("missing", `there is no store at ${path}`);
+    mkdirSync(dirname(path), { recursive: true });
+  }
+  const instance = await DuckDBInstance.create(path, {
+    threads: String(threads),
+    memory_limit: "512MB",
+  });
+  let connection: Awaited<ReturnType<DuckDBInstance["connect"]>> | undefined;
+  try {
+    connection = await instance.connect();
+    await connection.run("SET TimeZone = 'UTC'");
+    const session = new StoreSession(path, instance, connection, release);
+    await migrate(session);
+    return session;
+  } catch (error) {
+    connection?.closeSync();
+    instance.closeSync();
+    throw error;
+  }
+}
+
+/** Renames a damaged store and its write-ahead log out of the way; nothing is deleted. */
+function moveAside(path: string): string {
+  const stamp = new Date().toISOString().replaceAll(":", "-");
+  const target = `${path}.corrupt-${stamp}`;
+  renameSync(path, target);
+  if (existsSync(`${path}.wal`)) renameSync(`${path}.wal`, `${target}.wal`);
+  return target;
+}
+
+/** Runs `work` with the store open and closes it afterwards, whatever happens. */
+export async function withStore<T>(
+  path: string,
+  work: (session: StoreSession) => Promise<T>,
+  options: OpenStoreOptions = {},
+): Promise<T> {
+  const session = await openStore(path, options);
+  try {
+    return await work(session);
+  } finally {
+    session.close();
+  }
+}

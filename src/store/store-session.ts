@@ -1,0 +1,59 @@
+import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from "@duckdb/node-api";
+
+export type SqlParams = DuckDBValue[] | Record<string, DuckDBValue>;
+
+/**
+ * One open store: a DuckDB instance and its connection, held by this process until `close()`.
+ * Sessions are short: the DuckDB file admits one process at a time, so every process opens it,
+ * does its work and lets go.
+ */
+export class StoreSession {
+  private closed = false;
+
+  constructor(
+    readonly path: string,
+    private readonly instance: DuckDBInstance,
+    readonly connection: DuckDBConnection,
+    private readonly release: () => void,
+  ) {}
+
+  async run(sql: string, params?: SqlParams): Promise<void> {
+    await this.connection.run(sql, params);
+  }
+
+  /** Rows as plain objects: numbers, strings, booleans, arrays and nulls. */
+  async all<T>(sql: string, params?: SqlParams): Promise<T[]> {
+    const reader = await this.connection.runAndReadAll(sql, params);
+    return reader.getRowObjectsJS() as T[];
+  }
+
+  async one<T>(sql: string, params?: SqlParams): Promise<T | undefined> {
+    return (await this.all<T>(sql, params))[0];
+  }
+
+  /** Runs `work` in a transaction: committed if it returns, rolled back if it throws. */
+  async transaction<T>(work: () => Promise<T>): Promise<T> {
+    await this.connection.run("BEGIN TRANSACTION");
+    let result: T;
+    try {
+      result = await work();
+    } catch (error) {
+      await this.connection.run("ROLLBACK").catch(() => undefined);
+      throw error;
+    }
+    await this.connection.run("COMMIT");
+    return result;
+  }
+
+  /** Closes the connection and the database (checkpointing it) and lets other processes in. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.connection.closeSync();
+      this.instance.closeSync();
+    } finally {
+      this.release();
+    }
+  }
+}
