@@ -11,16 +11,14 @@ export type ColumnKind =
   | "list"
   | "json";
 
-export interface Column<Row> {
-  name: keyof Row & string;
+export interface Column {
+  name: string;
   kind: ColumnKind;
 }
 
-function columns<Row>(spec: Record<keyof Row & string, ColumnKind>): readonly Column<Row>[] {
-  return Object.entries(spec).map(([name, kind]) => ({
-    name: name as keyof Row & string,
-    kind: kind as ColumnKind,
-  }));
+/** Columns from a spec that names every field of the row type, and only those. */
+function columns<Row>(spec: Record<keyof Row & string, ColumnKind>): readonly Column[] {
+  return Object.entries<ColumnKind>(spec).map(([name, kind]) => ({ name, kind }));
 }
 
 /** Every column of `runs`, in table order. A test checks this against the migrated schema. */
@@ -89,7 +87,7 @@ export const STAGE_COLUMNS = columns<StageRow>({
 });
 
 /** SQL that reads a column into its row-object form: numbers, strings and arrays. */
-export function selectExpression(column: Column<unknown>, table?: string): string {
+export function selectExpression(column: Column, table?: string): string {
   const ref = table ? `${table}.${column.name}` : column.name;
   switch (column.kind) {
     case "uuid":
@@ -107,15 +105,12 @@ export function selectExpression(column: Column<unknown>, table?: string): strin
 }
 
 /** The select list that reads rows of a table as row objects. */
-export function selectList(cols: readonly Column<unknown>[], table?: string): string {
+export function selectList(cols: readonly Column[], table?: string): string {
   return cols.map((c) => selectExpression(c, table)).join(", ");
 }
 
 /** Turns a raw result row back into the row object (JSON columns parsed). */
-export function fromStoredRow<Row>(
-  cols: readonly Column<Row>[],
-  raw: Record<string, unknown>,
-): Row {
+export function fromStoredRow<Row>(cols: readonly Column[], raw: Record<string, unknown>): Row {
   for (const column of cols) {
     if (column.kind === "json") {
       const text = raw[column.name];

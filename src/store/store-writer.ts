@@ -3,8 +3,9 @@ import { diag } from "@opentelemetry/api";
 import type { RecordSink } from "../record/recorder.js";
 import { latestRunRows, type RunRow, type StageRow } from "../record/rows.js";
 import type { RunState } from "../record/run-state.js";
+import { ingestSpool } from "./ingest-spool.js";
 import { openStore } from "./open-store.js";
-import { quarantineSpooled, readSpool, removeSpooled, spoolRows } from "./spool.js";
+import { spoolRows } from "./spool.js";
 import { classifyDuckDbError, type StoreError } from "./store-errors.js";
 import { writeRows } from "./write-rows.js";
 
@@ -179,28 +180,15 @@ export class StoreWriter implements RecordSink {
     let inode: number | undefined;
     try {
       inode = inodeOf(this.options.path);
-      const spooled = await readSpool(this.options.path);
-      if (spooled.files.length > 0) {
-        try {
-          await writeRows(session, {
-            runs: latestRunRows([...spooled.runs, ...runs]),
-            stages,
-            stagesToMerge: [...spooled.stages, ...stagesToMerge],
-          });
-          this.stats.spoolRowsIngested += spooled.runs.length + spooled.stages.length;
-          await removeSpooled(spooled.files);
-        } catch (error) {
-          // Ours alone may still go in; if they do, the spooled rows were the trouble.
-          await writeRows(session, { runs, stages, stagesToMerge });
-          await quarantineSpooled(spooled.files);
-          this.warnOnce(
-            "spool-rejected",
-            `runtrail: the store refused spooled rows (${String(error)}); kept them as .rejected files`,
-          );
-        }
-      } else {
-        await writeRows(session, { runs, stages, stagesToMerge });
+      const spool = await ingestSpool(session);
+      this.stats.spoolRowsIngested += spool.rows;
+      if (spool.rejectedFiles > 0) {
+        this.warnOnce(
+          "spool-rejected",
+          "runtrail: the store refused spooled rows; kept them as .rejected files",
+        );
       }
+      await writeRows(session, { runs, stages, stagesToMerge });
     } finally {
       session.close();
     }

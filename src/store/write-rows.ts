@@ -15,7 +15,7 @@ export interface RowBatch {
   stagesToMerge?: readonly StageRow[];
 }
 
-function stagingType(column: Column<unknown>): DuckDBType {
+function stagingType(column: Column): DuckDBType {
   switch (column.kind) {
     case "bigint":
     case "integer":
@@ -28,7 +28,7 @@ function stagingType(column: Column<unknown>): DuckDBType {
 }
 
 /** From the staging column (text or double) to the table's type. */
-function castFromStaging(column: Column<unknown>): string {
+function castFromStaging(column: Column): string {
   const name = column.name;
   switch (column.kind) {
     case "uuid":
@@ -48,7 +48,7 @@ function castFromStaging(column: Column<unknown>): string {
   }
 }
 
-function toStaging(column: Column<unknown>, value: unknown): string | number | null {
+function toStaging(column: Column, value: unknown): string | number | null {
   if (value === null || value === undefined) return null;
   switch (column.kind) {
     case "list":
@@ -59,13 +59,13 @@ function toStaging(column: Column<unknown>, value: unknown): string | number | n
   }
 }
 
-async function stage<Row>(
+async function stage(
   session: StoreSession,
   table: string,
-  cols: readonly Column<Row>[],
-  rows: readonly Row[],
+  cols: readonly Column[],
+  rows: readonly object[],
 ): Promise<void> {
-  const types = cols.map((c) => stagingType(c as Column<unknown>));
+  const types = cols.map(stagingType);
   const ddl = cols
     .map((c, i) => `${c.name} ${types[i] === DOUBLE ? "DOUBLE" : "VARCHAR"}`)
     .join(", ");
@@ -79,7 +79,7 @@ async function stage<Row>(
       for (let i = 0; i < count; i++) {
         const row = rows[offset + i] as Record<string, unknown>;
         for (let c = 0; c < cols.length; c++) {
-          const column = cols[c] as Column<unknown>;
+          const column = cols[c] as Column;
           (values[c] as (string | number | null)[])[i] = toStaging(column, row[column.name]);
         }
       }
@@ -93,7 +93,7 @@ async function stage<Row>(
   }
 }
 
-function stagedSelect(cols: readonly Column<unknown>[], table: string): string {
+function stagedSelect(cols: readonly Column[], table: string): string {
   return `SELECT ${cols.map(castFromStaging).join(", ")} FROM temp.main.${table}`;
 }
 
@@ -116,7 +116,7 @@ const RUN_VALUES = RUN_COLUMNS.map((c) => `s.${c.name}`).join(", ");
  * skip the older row groups.
  */
 const MERGE_RUNS = `
-MERGE INTO runs USING (${stagedSelect(RUN_COLUMNS as readonly Column<unknown>[], "runtrail_staged_runs")}) AS s
+MERGE INTO runs USING (${stagedSelect(RUN_COLUMNS, "runtrail_staged_runs")}) AS s
 ON runs.run_id = s.run_id AND runs.started_at >= make_timestamptz($1::BIGINT)
 WHEN MATCHED AND NOT (s.status = 'running' AND runs.status NOT IN ('running', 'crashed'))
   THEN UPDATE SET ${RUN_SET}
@@ -127,10 +127,7 @@ const STAGE_VALUES = STAGE_COLUMNS.map((c) => `s.${c.name}`).join(", ");
 const STAGE_SET = STAGE_COLUMNS.filter((c) => c.name !== "run_id" && c.name !== "span_id")
   .map((c) => `${c.name} = s.${c.name}`)
   .join(", ");
-const STAGED_STAGES = stagedSelect(
-  STAGE_COLUMNS as readonly Column<unknown>[],
-  "runtrail_staged_stages",
-);
+const STAGED_STAGES = stagedSelect(STAGE_COLUMNS, "runtrail_staged_stages");
 
 const APPEND_STAGES = `INSERT INTO stages (${STAGE_NAMES}) ${STAGED_STAGES}`;
 

@@ -1,0 +1,60 @@
+import type { RunRow } from "../record/rows.js";
+import { formatSeconds } from "../util/duration.js";
+
+/** `2026-11-23 14:23:15` (UTC) of epoch microseconds. */
+export function formatTime(micros: number | null): string {
+  if (micros === null) return "-";
+  return new Date(Math.floor(micros / 1000)).toISOString().slice(0, 19).replace("T", " ");
+}
+
+export function formatCount(value: number | null): string {
+  return value === null ? "-" : Math.round(value).toLocaleString("en-US");
+}
+
+export function shortId(runId: string): string {
+  return runId.slice(0, 8);
+}
+
+/** Duration of a finished run, or its time so far with a trailing "…" while it runs. */
+export function formatRunDuration(run: RunRow, nowMs: number = Date.now()): string {
+  if (run.duration_seconds !== null) return formatSeconds(run.duration_seconds);
+  if (run.status === "running")
+    return `${formatSeconds(Math.max(0, nowMs * 1000 - run.started_at) / 1e6)}…`;
+  return "-";
+}
+
+/** Stages done: "k/n" when the run declared n stages, else "k". */
+export function formatProgress(run: RunRow): string {
+  return run.stages_expected === null
+    ? String(run.stages_completed)
+    : `${run.stages_completed}/${run.stages_expected}`;
+}
+
+export function formatPercent(rate: number | null): string {
+  return rate === null ? "-" : `${(rate * 100).toFixed(1)}%`;
+}
+
+/** JSON text of a row with its times as ISO 8601 strings. */
+export function jsonOf(value: unknown): string {
+  return JSON.stringify(value, null, 2);
+}
+
+const TIME_FIELDS = new Set([
+  "started_at",
+  "finished_at",
+  "deadline_at",
+  "owner_started_at",
+  "last_heartbeat",
+]);
+
+/** A row for JSON output: times as ISO 8601 strings. */
+export function withIsoTimes<Row extends object>(row: Row): Row {
+  const out: Record<string, unknown> = { ...(row as Record<string, unknown>) };
+  for (const key of Object.keys(out)) {
+    const value = out[key];
+    if (TIME_FIELDS.has(key) && typeof value === "number") {
+      out[key] = new Date(Math.floor(value / 1000)).toISOString();
+    }
+  }
+  return out as Row;
+}

@@ -1,0 +1,71 @@
+import { ingestSpool } from "../store/ingest-spool.js";
+import { withStore } from "../store/open-store.js";
+import { DEFAULT_STALE_AFTER_MS, type ReapedRun, reapCrashedRuns } from "../store/reap.js";
+import { StoreError } from "../store/store-errors.js";
+import { resolveStorePath } from "../store/store-path.js";
+import type { StoreSession } from "../store/store-session.js";
+import { parseDuration } from "../util/duration.js";
+import { type CliIo, type ParsedValues, stringValue } from "./_command.js";
+import { CliError, ExitCode } from "./cli-error.js";
+
+export const STALE_AFTER_USAGE =
+  "  --stale-after DUR  a run with no heartbeat this long is crashed (default: RUNTRAIL_STALE_AFTER, else 2m)";
+
+export function staleAfterMs(values: ParsedValues, env: NodeJS.ProcessEnv): number {
+  const text = stringValue(values, "stale-after") ?? env.RUNTRAIL_STALE_AFTER;
+  return text ? parseTimeOption("--stale-after", text, parseDuration) : DEFAULT_STALE_AFTER_MS;
+}
+
+/** Parses an option value, turning a bad one into a usage error naming the option. */
+export function parseTimeOption<T>(option: string, text: string, parse: (text: string) => T): T {
+  try {
+    return parse(text);
+  } catch (error) {
+    throw new CliError(`${option}: ${(error as Error).message}`, ExitCode.usage);
+  }
+}
+
+export interface OpenedStore<T> {
+  path: string;
+  /** Undefined when there is no store yet. */
+  result: T | undefined;
+  reaped: ReapedRun[];
+}
+
+/**
+ * Opens the store for a command: spooled rows are written in and crashed runs marked first,
+ * so every command sees the same, current state. A missing store is not an error.
+ */
+export async function useStore<T>(
+  values: ParsedValues,
+  io: CliIo,
+  work: (session: StoreSession) => Promise<T>,
+  options: { create?: boolean } = {},
+): Promise<OpenedStore<T>> {
+  const path = resolveStorePath(stringValue(values, "db"), io.env);
+  const stale = staleAfterMs(values, io.env);
+  let reaped: ReapedRun[] = [];
+  try {
+    const result = await withStore(
+      path,
+      async (session) => {
+        await ingestSpool(session);
+        reaped = await reapCrashedRuns(session, { staleAfterMs: stale });
+        return work(session);
+      },
+      {
+        create: options.create ?? false,
+        lockTimeoutMs: 10_000,
+        onMovedAside: (_from, to, reason) =>
+          io.stderr(`runtrail: ${reason}; moved it to ${to} and started a new store\n`),
+      },
+    );
+    return { path, result, reaped };
+  } catch (error) {
+    if (error instanceof StoreError) {
+      if (error.kind === "missing") return { path, result: undefined, reaped };
+      throw new CliError(error.message);
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,161 @@
+import { lookupRun } from "../../query/find-run.js";
+import { runStages } from "../../query/run-stages.js";
+import type { RunRow, StageRow } from "../../record/rows.js";
+import { InvalidIdPrefixError } from "../../record/run-id.js";
+import { formatSeconds } from "../../util/duration.js";
+import { COMMON_OPTIONS, COMMON_USAGE, type Command } from "../_command.js";
+import {
+  formatCount,
+  formatProgress,
+  formatRunDuration,
+  formatTime,
+  jsonOf,
+  shortId,
+  withIsoTimes,
+} from "../_format.js";
+import { STALE_AFTER_USAGE, useStore } from "../_store.js";
+import { paint, paintStatus, type Style } from "../_style.js";
+import { renderPanel, renderTable } from "../_table.js";
+import { CliError, ExitCode } from "../cli-error.js";
+
+function detailLines(run: RunRow, style: Style): string[] {
+  const lines = [
+    `Run ID:   ${run.run_id}`,
+    `Trace ID: ${run.trace_id ?? "-"}`,
+    `Pipeline: ${run.pipeline}${run.service_name ? `  (service ${run.service_name})` : ""}`,
+    `Status:   ${paintStatus(style, run.status)}${run.status_reason ? ` - ${run.status_reason}` : ""}`,
+  ];
+  if (run.tenant_id) lines.push(`Tenant:   ${run.tenant_id}`);
+  lines.push(
+    "",
+    "Timestamps:",
+    `  Started:  ${formatTime(run.started_at)} UTC`,
+    `  Finished: ${run.finished_at === null ? "-" : `${formatTime(run.finished_at)} UTC`}`,
+    `  Duration: ${formatRunDuration(run)}`,
+  );
+  if (run.deadline_at !== null) lines.push(`  Deadline: ${formatTime(run.deadline_at)} UTC`);
+  if (run.status === "running" || run.status === "crashed") {
+    lines.push(`  Last heartbeat: ${formatTime(run.last_heartbeat)} UTC`);
+  }
+  lines.push(
+    "",
+    "Metrics:",
+    `  Rows In:   ${formatCount(run.rows_in)}`,
+    `  Rows Out:  ${formatCount(run.rows_out)}`,
+    `  LLM calls: ${formatCount(run.llm_calls)}`,
+    `  Tokens:    ${formatCount(run.tokens)} (input ${formatCount(run.input_tokens)}, output ${formatCount(run.output_tokens)})`,
+    `  Stages:    ${formatProgress(run)} completed${run.current_stage ? `, now in ${run.current_stage}` : ""}`,
+    `  Retries:   ${run.retry_count}`,
+  );
+  if (run.stages_failed.length > 0) lines.push(`  Failed stages: ${run.stages_failed.join(", ")}`);
+  if (run.input_fingerprint || run.code_ref || run.config_hash) {
+    lines.push("", "Fingerprints:");
+    if (run.input_fingerprint) lines.push(`  Input:  ${run.input_fingerprint}`);
+    if (run.code_ref) lines.push(`  Code:   ${run.code_ref}`);
+    if (run.config_hash) lines.push(`  Config: ${run.config_hash}`);
+  }
+  if (run.owner_pid !== null) {
+    lines.push("", `Owner: pid ${run.owner_pid} on ${run.owner_host ?? "?"}`);
+  }
+  if (run.metadata && Object.keys(run.metadata).length > 0) {
+    lines.push("", "Metadata:");
+    for (const [key, value] of Object.entries(run.metadata)) {
+      lines.push(`  ${key}: ${JSON.stringify(value)}`);
+    }
+  }
+  if (run.error || run.error_message) {
+    lines.push("", `Error${run.failed_stage ? ` (stage ${run.failed_stage})` : ""}:`);
+    lines.push(`  ${paint(style, "red", run.error ?? run.error_message ?? "")}`);
+    const stack = (run.error_stack ?? "").split("\n").filter((l) => l.trim().length > 0);
+    // A JavaScript stack repeats the error line first; show it once.
+    if (stack[0]?.trim() === run.error) stack.shift();
+    for (const line of stack) lines.push(`    ${line.trim()}`);
+  }
+  return lines;
+}
+
+function stageTable(stages: StageRow[], style: Style): string {
+  return renderTable(
+    [
+      { header: "#", align: "right" },
+      { header: "Stage" },
+      { header: "Status" },
+      { header: "Try", align: "right" },
+      { header: "Rows In", align: "right" },
+      { header: "Rows Out", align: "right" },
+      { header: "LLM", align: "right" },
+      { header: "Tokens", align: "right" },
+      { header: "Duration", align: "right" },
+      { header: "Error" },
+    ],
+    stages.map((s) => [
+      String(s.seq + 1),
+      s.name,
+      paintStatus(style, s.status),
+      String(s.attempt),
+      formatCount(s.rows_in),
+      formatCount(s.rows_out),
+      formatCount(s.llm_calls),
+      formatCount(s.tokens),
+      s.duration_seconds === null ? "-" : formatSeconds(s.duration_seconds),
+      s.error_message ?? s.error_type ?? "",
+    ]),
+  );
+}
+
+export const showCommand: Command = {
+  name: "show",
+  summary: "one run in detail, by a prefix of its run id or trace id",
+  usage: [
+    "runtrail show <run-id-or-trace-id-prefix>",
+    "",
+    "  The prefix needs at least 4 hex digits; dashes are optional.",
+    STALE_AFTER_USAGE,
+    ...COMMON_USAGE,
+  ].join("\n"),
+  options: { ...COMMON_OPTIONS, "stale-after": { type: "string" } },
+  async run({ values, positionals, io }) {
+    const [prefix, extra] = positionals;
+    if (prefix === undefined || extra !== undefined) {
+      throw new CliError("show takes one run id or trace id prefix", ExitCode.usage);
+    }
+    const { path, result } = await useStore(values, io, async (session) => {
+      let lookup: Awaited<ReturnType<typeof lookupRun>>;
+      try {
+        lookup = await lookupRun(session, prefix);
+      } catch (error) {
+        if (error instanceof InvalidIdPrefixError)
+          throw new CliError(error.message, ExitCode.usage);
+        throw error;
+      }
+      if (lookup.found !== "one") return lookup;
+      return { ...lookup, stages: await runStages(session, lookup.run) };
+    });
+    if (result === undefined || result.found === "none") {
+      throw new CliError(
+        result === undefined
+          ? `no run matches "${prefix}": there is no store at ${path}`
+          : `no run matches "${prefix}"`,
+      );
+    }
+    if (result.found === "many") {
+      throw new CliError(
+        `"${prefix}" matches ${result.candidates.length >= 10 ? "10 or more" : result.candidates.length} runs; give more of the id:`,
+        ExitCode.usage,
+        result.candidates.map(
+          (r) => `  ${r.run_id}  ${r.pipeline}  ${r.status}  ${formatTime(r.started_at)}`,
+        ),
+      );
+    }
+    if (values.json) {
+      io.stdout(
+        `${jsonOf({ ...withIsoTimes(result.run), stages: result.stages.map(withIsoTimes) })}\n`,
+      );
+    } else {
+      const title = `Run Details: ${result.run.pipeline} ${shortId(result.run.run_id)}`;
+      io.stdout(`${renderPanel(title, detailLines(result.run, io.style))}\n`);
+      if (result.stages.length > 0) io.stdout(`Stages:\n${stageTable(result.stages, io.style)}\n`);
+    }
+    return ExitCode.ok;
+  },
+};

@@ -1,0 +1,160 @@
+import { listRuns } from "../../query/list-runs.js";
+import type { RunFilter } from "../../query/run-filter.js";
+import type { RunRow } from "../../record/rows.js";
+import { isRunStatus, RUN_STATUSES, type RunStatus } from "../../record/run-status.js";
+import { parseTimePoint } from "../../util/duration.js";
+import {
+  COMMON_OPTIONS,
+  COMMON_USAGE,
+  type Command,
+  type CommandContext,
+  type ParsedValues,
+  stringValue,
+  stringValues,
+} from "../_command.js";
+import {
+  formatCount,
+  formatProgress,
+  formatRunDuration,
+  formatTime,
+  jsonOf,
+  shortId,
+  withIsoTimes,
+} from "../_format.js";
+import { parseTimeOption, STALE_AFTER_USAGE, useStore } from "../_store.js";
+import { paintStatus, type Style } from "../_style.js";
+import { renderTable } from "../_table.js";
+import { CliError, ExitCode } from "../cli-error.js";
+
+const COLUMNS = [
+  { header: "Run ID" },
+  { header: "Pipeline" },
+  { header: "Status" },
+  { header: "Stage" },
+  { header: "Started At (UTC)" },
+  { header: "Stages", align: "right" as const },
+  { header: "Rows In", align: "right" as const },
+  { header: "Rows Out", align: "right" as const },
+  { header: "LLM", align: "right" as const },
+  { header: "Tokens", align: "right" as const },
+  { header: "Duration", align: "right" as const },
+];
+
+function cells(run: RunRow, style: Style): string[] {
+  const stage = run.status === "running" ? run.current_stage : run.failed_stage;
+  return [
+    shortId(run.run_id),
+    run.pipeline,
+    paintStatus(style, run.status),
+    stage ?? "-",
+    formatTime(run.started_at),
+    formatProgress(run),
+    formatCount(run.rows_in),
+    formatCount(run.rows_out),
+    formatCount(run.llm_calls),
+    formatCount(run.tokens),
+    formatRunDuration(run),
+  ];
+}
+
+/** Parses `--status`, `--pipeline`, `--since` into a filter. */
+export function filterOf(values: ParsedValues): RunFilter {
+  const statuses = stringValues(values, "status");
+  for (const status of statuses) {
+    if (!isRunStatus(status)) {
+      throw new CliError(
+        `--status: "${status}" is not a status; use one of ${RUN_STATUSES.join(", ")}`,
+        ExitCode.usage,
+      );
+    }
+  }
+  const since = stringValue(values, "since");
+  const pipeline = stringValue(values, "pipeline");
+  return {
+    ...(statuses.length > 0 ? { statuses: statuses as RunStatus[] } : {}),
+    ...(pipeline !== undefined ? { pipeline } : {}),
+    ...(since !== undefined ? { since: parseTimeOption("--since", since, parseTimePoint) } : {}),
+  };
+}
+
+function countOf(values: ParsedValues): number {
+  const text = stringValue(values, "n") ?? "10";
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 10_000) {
+    throw new CliError(`-n: "${text}" is not a number of runs from 1 to 10000`, ExitCode.usage);
+  }
+  return n;
+}
+
+async function follow(context: CommandContext, filter: RunFilter, seen: Map<string, string>) {
+  const { io, values } = context;
+  for (;;) {
+    const stop = await Promise.race([
+      io.interrupted.then(() => true),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), 1000).unref()),
+    ]);
+    if (stop) return;
+    const { result } = await useStore(values, io, (s) => listRuns(s, { ...filter, limit: 200 }));
+    for (const run of [...(result?.runs ?? [])].reverse()) {
+      if (seen.get(run.run_id) === run.status) continue;
+      seen.set(run.run_id, run.status);
+      io.stdout(
+        values.json
+          ? `${JSON.stringify(withIsoTimes(run))}\n`
+          : `${cells(run, io.style).join("  ")}\n`,
+      );
+    }
+  }
+}
+
+export const tailCommand: Command = {
+  name: "tail",
+  summary: "the latest runs, newest first",
+  usage: [
+    "runtrail tail [-n 10] [--status S[,S]] [--pipeline P] [--since 24h] [--follow]",
+    "",
+    "  -n N               how many runs (default 10)",
+    `  --status S         only these statuses: ${RUN_STATUSES.join(", ")}`,
+    "  --pipeline P       only this pipeline",
+    "  --since T          only runs started since T: a duration ago (24h, 7d) or a date",
+    "  -f, --follow       keep printing runs as they start and change, until Ctrl-C",
+    STALE_AFTER_USAGE,
+    ...COMMON_USAGE,
+  ].join("\n"),
+  options: {
+    ...COMMON_OPTIONS,
+    n: { type: "string", short: "n" },
+    status: { type: "string", multiple: true },
+    pipeline: { type: "string" },
+    since: { type: "string" },
+    follow: { type: "boolean", short: "f", default: false },
+    "stale-after": { type: "string" },
+  },
+  async run(context) {
+    const { values, io } = context;
+    const filter = filterOf(values);
+    const limit = countOf(values);
+    const { path, result } = await useStore(values, io, (s) => listRuns(s, { ...filter, limit }));
+    const runs = result?.runs ?? [];
+    if (result === undefined) io.stderr(`runtrail: no runs recorded yet (no store at ${path})\n`);
+    if (values.json && values.follow) {
+      for (const run of [...runs].reverse()) io.stdout(`${JSON.stringify(withIsoTimes(run))}\n`);
+    } else if (values.json) {
+      io.stdout(`${jsonOf(runs.map(withIsoTimes))}\n`);
+    } else if (runs.length > 0 || result !== undefined) {
+      io.stdout(
+        `${renderTable(
+          COLUMNS,
+          runs.map((r) => cells(r, io.style)),
+        )}\n`,
+      );
+      if (result && result.total > runs.length) {
+        io.stdout(`${runs.length} of ${result.total} runs\n`);
+      }
+    }
+    if (values.follow) {
+      await follow(context, filter, new Map(runs.map((r) => [r.run_id, r.status])));
+    }
+    return ExitCode.ok;
+  },
+};

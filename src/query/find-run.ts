@@ -1,0 +1,39 @@
+import type { RunRow } from "../record/rows.js";
+import { normalizeIdPrefix, uuidRange } from "../record/run-id.js";
+import { fromStoredRow, RUN_COLUMNS, selectList } from "../store/row-columns.js";
+import type { StoreSession } from "../store/store-session.js";
+
+/** The runs a prefix of a run id or a trace id matches, newest first (at most `limit`). */
+export async function findRuns(
+  session: StoreSession,
+  prefix: string,
+  limit = 10,
+): Promise<RunRow[]> {
+  const hex = normalizeIdPrefix(prefix);
+  const [low, high] = uuidRange(hex);
+  const raw = await session.all<Record<string, unknown>>(
+    `SELECT ${selectList(RUN_COLUMNS)} FROM runs
+     WHERE run_id BETWEEN $1::UUID AND $2::UUID OR starts_with(trace_id, $3)
+     ORDER BY started_at DESC, run_id DESC LIMIT $4`,
+    [low, high, hex, limit],
+  );
+  return raw.map((r) => fromStoredRow<RunRow>(RUN_COLUMNS, r));
+}
+
+export type RunLookup =
+  | { found: "one"; run: RunRow }
+  | { found: "none" }
+  | { found: "many"; candidates: RunRow[] };
+
+/** The one run a prefix names, or why there is not exactly one. */
+export async function lookupRun(session: StoreSession, prefix: string): Promise<RunLookup> {
+  const matches = await findRuns(session, prefix, 10);
+  const hex = normalizeIdPrefix(prefix);
+  // A whole run id names its run even when it is also the prefix of a nested run's trace.
+  const exact = matches.find((r) => r.run_id.replaceAll("-", "") === hex);
+  if (exact) return { found: "one", run: exact };
+  const [only] = matches;
+  if (only === undefined) return { found: "none" };
+  if (matches.length === 1) return { found: "one", run: only };
+  return { found: "many", candidates: matches };
+}
