@@ -1,0 +1,106 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { CLI, FIXTURES, ROOT } from "./paths.js";
+
+export interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** Wall time from spawn to exit, in milliseconds. */
+  ms: number;
+}
+
+export interface Started {
+  child: ChildProcess;
+  /** Standard output so far. */
+  stdout(): string;
+  stderr(): string;
+  /** Resolves on exit. */
+  exited: Promise<Finished>;
+  /** Resolves when standard output has a line for which `test` holds. */
+  line(test: (line: string) => boolean, timeoutMs?: number): Promise<string>;
+}
+
+/** Starts a process with piped output and a clean environment for runtrail. */
+export function start(
+  command: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; uid?: number; gid?: number } = {},
+): Started {
+  const began = Date.now();
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? ROOT,
+    env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: undefined, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(options.uid !== undefined ? { uid: options.uid } : {}),
+    ...(options.gid !== undefined ? { gid: options.gid } : {}),
+  });
+  let out = "";
+  let err = "";
+  const waiters: { test: (line: string) => boolean; resolve: (line: string) => void }[] = [];
+  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+    out += chunk;
+    for (const waiter of [...waiters]) {
+      const hit = out.split("\n").find(waiter.test);
+      if (hit !== undefined) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve(hit);
+      }
+    }
+  });
+  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+    err += chunk;
+  });
+  const exited = new Promise<Finished>((resolve) => {
+    child.on("close", (code, signal) =>
+      resolve({ code, signal, stdout: out, stderr: err, ms: Date.now() - began }),
+    );
+  });
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    line(test, timeoutMs = 30_000) {
+      const hit = out.split("\n").find(test);
+      if (hit !== undefined) return Promise.resolve(hit);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () =>
+            reject(
+              new Error(`no such line within ${timeoutMs} ms; stdout:\n${out}\nstderr:\n${err}`),
+            ),
+          timeoutMs,
+        );
+        waiters.push({
+          test,
+          resolve: (line) => {
+            clearTimeout(timer);
+            resolve(line);
+          },
+        });
+        exited.then(() => {
+          clearTimeout(timer);
+          reject(new Error(`exited before such a line; stdout:\n${out}\nstderr:\n${err}`));
+        });
+      });
+    },
+  };
+}
+
+/** Runs the built `runtrail` command to completion. */
+export function runtrail(
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<Finished> {
+  return start(process.execPath, [CLI, ...args], options).exited;
+}
+
+/** Starts a TypeScript fixture from test/fixtures in its own Node.js process. */
+export function startFixture(
+  name: string,
+  args: readonly string[] = [],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; uid?: number; gid?: number } = {},
+): Started {
+  return start(process.execPath, ["--import", "tsx", `${FIXTURES}${name}`, ...args], options);
+}
