@@ -28,7 +28,7 @@ export interface RunTrailSpanProcessorOptions {
   flushIntervalMs?: number;
   /** How often open runs show their process is alive. Default 10 s. */
   heartbeatIntervalMs?: number;
-  /** How long a write waits for another process to let go of the store before spooling. Default 2 s. */
+  /** How long a write waits for another process to let go of the store before spooling. Default 5 s. */
   lockWaitMs?: number;
   /** Runs open at once; more are not recorded (and counted). Default 20,000. */
   maxOpenRuns?: number;
@@ -44,6 +44,20 @@ export interface RunTrailStats extends StoreWriterStats {
   droppedRuns: number;
   droppedSpans: number;
   hookErrors: number;
+}
+
+/** Writers of processors not shut down: flushed when Node runs out of work, before it exits. */
+const unflushedWriters = new Set<StoreWriter>();
+let listening = false;
+
+function flushBeforeExit(writer: StoreWriter): void {
+  if (!listening) {
+    listening = true;
+    process.on("beforeExit", () => {
+      for (const w of unflushedWriters) void w.flush();
+    });
+  }
+  unflushedWriters.add(writer);
 }
 
 function envEnabled(env: NodeJS.ProcessEnv): boolean {
@@ -86,7 +100,7 @@ export class RunTrailSpanProcessor implements SpanProcessor {
       flushIntervalMs: options.flushIntervalMs ?? 250,
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000,
       maxQueuedRows: options.maxQueuedRows ?? 50_000,
-      lockWaitMs: options.lockWaitMs ?? 2_000,
+      lockWaitMs: options.lockWaitMs ?? 5_000,
     });
     this.recorder = new RunRecorder(this.writer, {
       rootSpansAreRuns: options.rootSpansAreRuns ?? true,
@@ -98,6 +112,7 @@ export class RunTrailSpanProcessor implements SpanProcessor {
       maxOpenSpans: options.maxOpenSpans ?? 200_000,
       onDrop: (reason) => this.dropped(reason),
     });
+    flushBeforeExit(this.writer);
   }
 
   onStart(span: Span, _parentContext: Context): void {
@@ -125,6 +140,7 @@ export class RunTrailSpanProcessor implements SpanProcessor {
 
   /** Flushes and stops the timers. Safe to call more than once. */
   shutdown(): Promise<void> {
+    if (this.writer) unflushedWriters.delete(this.writer);
     this.shutdownPromise ??= this.writer?.close() ?? Promise.resolve();
     return this.shutdownPromise;
   }

@@ -12,6 +12,11 @@ export function fingerprint(value: unknown): string {
 }
 
 function stableJson(value: unknown): string {
+  if (value !== null && typeof value === "object" && "toJSON" in value) {
+    // Dates and other values with a JSON form hash as that form, as JSON.stringify writes them.
+    const toJSON = (value as { toJSON: unknown }).toJSON;
+    if (typeof toJSON === "function") return stableJson(toJSON.call(value));
+  }
   if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
   if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
   const entries = Object.entries(value as Record<string, unknown>)

@@ -1,5 +1,5 @@
 import { context, type Span, type Tracer, trace } from "@opentelemetry/api";
-import { LlmAttributes as A } from "../record/attributes.js";
+import { LlmAttributes as A, RunTrailAttributes as R } from "../record/attributes.js";
 
 /** One LLM call to record: its model and token usage. */
 export interface LlmCall {
@@ -26,6 +26,7 @@ export function recordLlmCall(tracer: Tracer, parent: Span, call: LlmCall): void
     {
       startTime: end - (call.durationMs ?? 0),
       attributes: {
+        [R.kind]: "llm",
         [A.genAiOperation]: operation,
         [A.genAiRequestModel]: call.model,
         [A.genAiInputTokens]: call.inputTokens,

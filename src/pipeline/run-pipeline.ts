@@ -128,8 +128,17 @@ export class PipelineRun extends SpanRecorder {
 }
 
 function failSpan(span: Span, error: unknown): void {
-  if (error instanceof Error) span.recordException(error);
-  else span.recordException({ message: String(error) });
+  if (error instanceof Error) {
+    // `class QuotaError extends Error {}` keeps the name "Error": its class names it better.
+    const name = error.name === "Error" ? error.constructor.name : error.name;
+    span.recordException({
+      name,
+      message: error.message,
+      ...(error.stack ? { stack: error.stack } : {}),
+    });
+  } else {
+    span.recordException({ message: String(error) });
+  }
   span.setStatus({
     code: SpanStatusCode.ERROR,
     message: error instanceof Error ? error.message : String(error),

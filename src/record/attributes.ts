@@ -6,7 +6,10 @@
 
 /** Attributes runtrail defines. The pipeline helpers write them; any span may carry them. */
 export const RunTrailAttributes = {
-  /** `"run"` marks a span as a run, `"stage"` as a stage, wherever it sits in the trace. */
+  /**
+   * `"run"` marks a span as a run, `"stage"` as a stage, wherever it sits in the trace; any
+   * other value (the helpers write `"llm"` on LLM calls) marks a span that is neither.
+   */
   kind: "runtrail.kind",
   /** Pipeline name of a run (else `cicd.pipeline.name`, else the span name). */
   pipeline: "runtrail.pipeline.name",

@@ -77,3 +77,15 @@ function roleOf(attributes: Attributes, hasTokens: boolean): LlmRole {
   if (hasTokens) return "unclassified";
   return "none";
 }
+
+/**
+ * Whether a span says at its start that it is an LLM call: the instrumentations set the
+ * operation or kind when they create the span, and the tokens only when it ends.
+ */
+export function isLlmSpanAtStart(attributes: Attributes): boolean {
+  const operation = attributes[A.genAiOperation];
+  if (typeof operation === "string") return CALL_OPERATIONS.has(operation);
+  const oiKind = attributes[A.openInferenceKind];
+  if (typeof oiKind === "string") return CALL_OPENINFERENCE_KINDS.has(oiKind.toUpperCase());
+  return typeof attributes[A.llmRequestType] === "string";
+}

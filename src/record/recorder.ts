@@ -1,5 +1,5 @@
 import { RunTrailAttributes as R } from "./attributes.js";
-import { readLlmUsage } from "./llm-usage.js";
+import { isLlmSpanAtStart, readLlmUsage } from "./llm-usage.js";
 import type { RunOwner } from "./owner.js";
 import type { StageRow } from "./rows.js";
 import { runIdOf } from "./run-id.js";
@@ -126,8 +126,10 @@ export class RunRecorder {
 
   private isStage(span: SpanView, parent: TrackedSpan, kind: unknown): boolean {
     if (kind === "stage") return true;
+    if (kind !== undefined) return false;
     if (this.options.isStage !== undefined) return this.options.isStage(span);
-    return parent.parent === undefined;
+    // A direct child of the run is a stage, unless it is an LLM call made outside any stage.
+    return parent.parent === undefined && !isLlmSpanAtStart(span.attributes);
   }
 
   private startRun(span: SpanView, isTraceRoot: boolean): void {

@@ -8,8 +8,8 @@ interface Migration {
   up(session: StoreSession): Promise<void>;
 }
 
-const RUNS_V1 = `
-CREATE TABLE runs (
+const RUNS_V1 = (table: string) => `
+CREATE TABLE ${table} (
   run_id UUID NOT NULL,
   trace_id VARCHAR,
   span_id VARCHAR,
@@ -78,13 +78,13 @@ CREATE TABLE stages (
  * and no `runtrail_meta`. Version 1 adopts it: its rows move into runtrail's `runs` table.
  */
 const SEED_000_COPY = `
-INSERT INTO runs (run_id, tenant_id, pipeline, status, error, error_message, input_fingerprint,
+INSERT INTO runs_v1 (run_id, tenant_id, pipeline, status, error, error_message, input_fingerprint,
   code_ref, config_hash, started_at, finished_at, duration_seconds, rows_in, rows_out,
   llm_calls, tokens, trace_id)
 SELECT run_id, tenant_id, stage, status, error, error, input_fingerprint, code_ref, config_hash,
   started_at::TIMESTAMP AT TIME ZONE 'UTC', finished_at::TIMESTAMP AT TIME ZONE 'UTC',
   duration_seconds, rows_in, rows_out, coalesce(llm_calls, 0), coalesce(tokens, 0), trace_id
-FROM runs_seed000`;
+FROM runs`;
 
 const MIGRATIONS: readonly Migration[] = [
   {
@@ -94,14 +94,17 @@ const MIGRATIONS: readonly Migration[] = [
       await session.run(
         "CREATE TABLE runtrail_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
       );
-      const legacy = await hasTable(session, "runs");
-      if (legacy) await session.run("ALTER TABLE runs RENAME TO runs_seed000");
-      await session.run(RUNS_V1);
-      await session.run(STAGES_V1);
-      if (legacy) {
+      if (await hasTable(session, "runs")) {
+        // The old table's indexes depend on it, so the rows move to a new table that then
+        // takes its name; dropping the old table drops its indexes with it.
+        await session.run(RUNS_V1("runs_v1"));
         await session.run(SEED_000_COPY);
-        await session.run("DROP TABLE runs_seed000");
+        await session.run("DROP TABLE runs");
+        await session.run("ALTER TABLE runs_v1 RENAME TO runs");
+      } else {
+        await session.run(RUNS_V1("runs"));
       }
+      await session.run(STAGES_V1);
     },
   },
 ];

@@ -49,6 +49,8 @@ export class StoreWriter implements RecordSink {
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private failing: StoreError | undefined;
+  /** How long the last write held the store; the next waits in proportion, to share it. */
+  private lastSessionMs = 0;
   private readonly warned = new Set<string>();
   private closed = false;
   readonly stats: StoreWriterStats = {
@@ -119,8 +121,19 @@ export class StoreWriter implements RecordSink {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.flush();
-    }, this.options.flushIntervalMs);
+    }, this.delay());
     this.timer.unref();
+  }
+
+  /**
+   * The wait before the next write: the flush interval, or twice the time the last write held
+   * the store when that is longer (up to 750 ms), so that when writes are slow each process
+   * holds the file at most a third of the time and others (the CLI) get their turn, while a
+   * new run still shows within about a second.
+   */
+  private delay(): number {
+    const { flushIntervalMs } = this.options;
+    return Math.max(flushIntervalMs, Math.min(2 * this.lastSessionMs, 750));
   }
 
   private flushSoon(): void {
@@ -178,6 +191,7 @@ export class StoreWriter implements RecordSink {
         this.warnOnce("moved", `runtrail: ${reason}; moved it to ${to} and started a new store`),
     });
     let inode: number | undefined;
+    const opened = performance.now();
     try {
       inode = inodeOf(this.options.path);
       const spool = await ingestSpool(session);
@@ -191,6 +205,7 @@ export class StoreWriter implements RecordSink {
       await writeRows(session, { runs, stages, stagesToMerge });
     } finally {
       session.close();
+      this.lastSessionMs = performance.now() - opened;
     }
     return inode !== inodeOf(this.options.path);
   }

@@ -1,0 +1,161 @@
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { arch, cpus, loadavg, platform, release, totalmem } from "node:os";
+import { dirname } from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import {
+  type BenchOptions,
+  type BenchResult,
+  bytes,
+  type Goal,
+  markdownTable,
+  metMark,
+  renderSection,
+  seconds,
+} from "./_report.js";
+import { runHotPath } from "./hot-path.js";
+import { runMemory } from "./memory.js";
+import { runPersistence } from "./persistence.js";
+import { runQueries } from "./queries.js";
+
+/** Every benchmark, in the order they run. */
+const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchResult>> = {
+  "hot-path": runHotPath,
+  persistence: runPersistence,
+  queries: runQueries,
+  memory: runMemory,
+};
+
+const REPORT = fileURLToPath(new URL("../docs/benchmarks.md", import.meta.url));
+
+const USAGE = `usage: npm run bench -- [--quick] [${Object.keys(BENCHMARKS).join(" | ")} ...]
+
+Runs the named benchmarks (default: all) in sequence, prints the report and writes it to
+docs/benchmarks.md. --quick uses smaller sizes, for a smoke run.`;
+
+function cpuModel(): string {
+  try {
+    const line = readFileSync("/proc/cpuinfo", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("model name"));
+    const model = line?.slice(line.indexOf(":") + 1).trim();
+    if (model) return model;
+  } catch {
+    // not Linux: fall back to what node says
+  }
+  return cpus()[0]?.model ?? "unknown";
+}
+
+interface Outcome {
+  name: string;
+  result?: BenchResult;
+  error?: Error;
+  ms: number;
+}
+
+function summary(outcomes: readonly Outcome[]): string {
+  const rows: string[][] = [["Benchmark", "Goal", "Target", "Measured", "Result"]];
+  for (const outcome of outcomes) {
+    if (outcome.error) {
+      rows.push([outcome.name, "(benchmark failed)", "", outcome.error.message, "FAILED"]);
+      continue;
+    }
+    const goals: readonly Goal[] = outcome.result?.section.goals ?? [];
+    if (goals.length === 0) rows.push([outcome.name, "(no goal; see below)", "", "", ""]);
+    for (const goal of goals) {
+      rows.push([outcome.name, goal.name, goal.target, goal.measured, metMark(goal.met)]);
+    }
+  }
+  return markdownTable(rows);
+}
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2);
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
+  const quick = args.includes("--quick");
+  const names = args.filter((a) => !a.startsWith("-"));
+  const unknown = names.filter((n) => !(n in BENCHMARKS));
+  const flags = args.filter((a) => a.startsWith("-") && a !== "--quick");
+  if (unknown.length > 0 || flags.length > 0) {
+    console.error(`unknown benchmark or option: ${[...unknown, ...flags].join(", ")}\n\n${USAGE}`);
+    return 2;
+  }
+  const selected = names.length > 0 ? names : Object.keys(BENCHMARKS);
+
+  const startedAt = new Date();
+  const loadBefore = loadavg();
+  const options: BenchOptions = { quick, log: (line) => process.stderr.write(`${line}\n`) };
+  const outcomes: Outcome[] = [];
+  for (const name of selected) {
+    const run = BENCHMARKS[name];
+    if (run === undefined) continue;
+    options.log(`${name}${quick ? " (quick)" : ""} ...`);
+    const began = performance.now();
+    try {
+      const result = await run(options);
+      outcomes.push({ name, result, ms: performance.now() - began });
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      options.log(`${name} FAILED: ${failure.stack ?? failure.message}`);
+      outcomes.push({ name, error: failure, ms: performance.now() - began });
+    }
+    options.log(`${name} done in ${seconds(performance.now() - began, 1)}`);
+  }
+
+  const cores = cpus().length;
+  const loadAfter = loadavg();
+  const load = (l: number[]) => l.map((v) => v.toFixed(2)).join(" / ");
+  const busy = Math.max(loadBefore[0] ?? 0, loadAfter[0] ?? 0) > cores * 0.75;
+  const lines = [
+    "# runtrail benchmarks",
+    "",
+    "Written by `npm run bench` (bench/run.ts); every figure below is measured by that run, on this machine.",
+    "",
+    markdownTable([
+      ["Run", "Value"],
+      ["Date", startedAt.toISOString()],
+      [
+        "Mode",
+        quick ? "**quick** (smaller sizes; a smoke run, not the reference figures)" : "full",
+      ],
+      ["Benchmarks", selected.join(", ")],
+      ["Node", process.version],
+      ["CPU", `${cpuModel()} (${cores} logical cores)`],
+      ["Memory", bytes(totalmem())],
+      ["OS", `${platform()} ${release()} ${arch()}`],
+      ["Load average (1/5/15 min) at start", load(loadBefore)],
+      ["Load average (1/5/15 min) at end", load(loadAfter)],
+    ]),
+    ...(busy
+      ? [
+          "",
+          "> **Warning:** other processes kept the machine busy during this run (load average above " +
+            `${(cores * 0.75).toFixed(1)} on ${cores} cores); absolute figures are pessimistic and noisier.`,
+        ]
+      : []),
+    "",
+    "## Summary",
+    "",
+    summary(outcomes),
+    "",
+  ];
+  for (const outcome of outcomes) {
+    if (outcome.result) {
+      lines.push(renderSection(outcome.result.section));
+      lines.push(`_${outcome.name} took ${seconds(outcome.ms, 1)} in all._`, "");
+    } else {
+      lines.push(`## ${outcome.name}: FAILED`, "", "```", outcome.error?.message ?? "", "```", "");
+    }
+  }
+  const report = `${lines.join("\n").trimEnd()}\n`;
+  process.stdout.write(`\n${report}`);
+  mkdirSync(dirname(REPORT), { recursive: true });
+  writeFileSync(REPORT, report);
+  options.log(`report written to ${REPORT}`);
+  return outcomes.some((o) => o.error) ? 1 : 0;
+}
+
+process.exitCode = await main();

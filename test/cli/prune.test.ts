@@ -1,0 +1,211 @@
+import { existsSync, statSync } from "node:fs";
+import { beforeAll, describe, expect, it } from "vitest";
+import { withStore } from "../../src/store/open-store.js";
+import { runtrail } from "../helpers/processes.js";
+import { storedRuns, storedStages } from "../helpers/store-rows.js";
+import { tempStore } from "../helpers/temp-dir.js";
+import {
+  DAY,
+  finish,
+  HOUR,
+  parseTable,
+  type RecordedRun,
+  recorder,
+  recordRun,
+  SECOND,
+  type StageSpec,
+  sharedStore,
+  wholeSecondNow,
+} from "./_fixtures.js";
+
+interface PruneData {
+  /** Finished runs from 40 days ago: completed, completed with 300 stages, failed. */
+  oldCompleted: RecordedRun[];
+  oldFailed: RecordedRun;
+  /** Still running, started 40 days ago: never pruned. */
+  oldRunning: RecordedRun;
+  /** From the last hours: completed and failed. */
+  recent: RecordedRun[];
+}
+
+const twoStages: StageSpec[] = [
+  { name: "extract", ms: 1000 },
+  { name: "load", ms: 1000 },
+];
+
+/** Stages of every old finished run: 2 + 300 + 2. */
+const OLD_STAGES = 304;
+
+async function makeStore(db: string): Promise<PruneData> {
+  const now = wholeSecondNow();
+  const t = recorder(db);
+  const error = new Error("disk full");
+  const many: StageSpec[] = Array.from({ length: 300 }, (_, i) => ({
+    name: `chunk_${i % 10}`,
+    ms: 10,
+    llm: [{ input: 10, output: 5 }],
+  }));
+  const data: PruneData = {
+    oldCompleted: [
+      recordRun(t, { pipeline: "etl", start: now - 41 * DAY, ms: 5 * SECOND, stages: twoStages }),
+      recordRun(t, { pipeline: "embed", start: now - 40 * DAY, ms: 10 * SECOND, stages: many }),
+    ],
+    oldFailed: recordRun(t, {
+      pipeline: "etl",
+      start: now - 40 * DAY + HOUR,
+      ms: 5 * SECOND,
+      stages: [twoStages[0] as StageSpec, { name: "load", ms: 1000, error }],
+      error,
+    }),
+    oldRunning: recordRun(t, {
+      pipeline: "backfill",
+      start: now - 40 * DAY + 2 * HOUR,
+      stages: [twoStages[0] as StageSpec, { name: "load", ms: 1000, open: true }],
+    }),
+    recent: [
+      recordRun(t, { pipeline: "etl", start: now - 2 * HOUR, ms: 5 * SECOND, stages: twoStages }),
+      recordRun(t, {
+        pipeline: "etl",
+        start: now - HOUR,
+        ms: 5 * SECOND,
+        stages: [twoStages[0] as StageSpec, { name: "load", ms: 1000, error }],
+        error,
+      }),
+    ],
+  };
+  await finish(t);
+  return data;
+}
+
+const ids = (runs: readonly RecordedRun[]) => runs.map((r) => r.runId).sort();
+
+async function storedIds(db: string): Promise<string[]> {
+  return (await storedRuns(db)).map((r) => r.run_id).sort();
+}
+
+describe("runtrail prune --dry-run", () => {
+  it("reports what would be pruned and changes nothing", async () => {
+    const db = tempStore();
+    const data = await makeStore(db);
+    const runsBefore = await storedIds(db);
+    const stagesBefore = (await storedStages(db)).length;
+
+    const result = await runtrail(["prune", "--older-than", "30d", "--dry-run", "--db", db]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe("");
+    expect(result.stdout).toBe(`Would prune 3 runs and ${OLD_STAGES} stages older than 30d\n`);
+
+    const json = await runtrail([
+      "prune",
+      "--older-than",
+      "30d",
+      "--dry-run",
+      "--json",
+      "--db",
+      db,
+    ]);
+    expect(JSON.parse(json.stdout)).toEqual({
+      dryRun: true,
+      runs: 3,
+      stages: OLD_STAGES,
+      space: null,
+    });
+
+    expect(await storedIds(db)).toEqual(runsBefore);
+    expect(runsBefore).toHaveLength(6);
+    expect(runsBefore).toEqual(expect.arrayContaining(ids([...data.oldCompleted, data.oldFailed])));
+    expect((await storedStages(db)).length).toBe(stagesBefore);
+  });
+});
+
+describe("runtrail prune --older-than 30d", () => {
+  let db: string;
+  let data: PruneData;
+  let bytesBefore: number;
+  let result: Awaited<ReturnType<typeof runtrail>>;
+
+  beforeAll(async () => {
+    db = sharedStore();
+    data = await makeStore(db);
+    bytesBefore = statSync(db).size;
+    result = await runtrail(["prune", "--older-than", "30d", "--db", db]);
+  });
+
+  it("reports how many runs and stages it removed and the store's size", () => {
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe("");
+    const [counts, sizes] = result.stdout.split("\n");
+    expect(counts).toBe(`Pruned 3 runs and ${OLD_STAGES} stages older than 30d`);
+    expect(sizes).toMatch(new RegExp(`^Store ${db}: \\d+\\.\\d MB → \\d+\\.\\d MB$`));
+  });
+
+  it("removes the old finished runs and their stages", async () => {
+    const gone = new Set(ids([...data.oldCompleted, data.oldFailed]));
+    const runs = await storedIds(db);
+    expect(runs.filter((id) => gone.has(id))).toEqual([]);
+    const stages = await storedStages(db);
+    expect(stages.filter((s) => gone.has(s.run_id))).toEqual([]);
+    const orphans = await withStore(db, (session) =>
+      session.one<{ n: number }>(
+        "SELECT count(*)::DOUBLE AS n FROM stages WHERE run_id NOT IN (SELECT run_id FROM runs)",
+      ),
+    );
+    expect(orphans?.n).toBe(0);
+  });
+
+  it("keeps the recent runs and the old run that is still running, with their stages", async () => {
+    expect(await storedIds(db)).toEqual(ids([...data.recent, data.oldRunning]));
+    const stages = await storedStages(db);
+    // Two stages of each recent run, and the running run's ended first stage.
+    expect(stages).toHaveLength(5);
+    const running = (await storedRuns(db)).find((r) => r.run_id === data.oldRunning.runId);
+    expect(running?.status).toBe("running");
+  });
+
+  it("leaves a file no larger than before", () => {
+    expect(statSync(db).size).toBeLessThanOrEqual(bytesBefore);
+    expect(existsSync(`${db}.compact-${process.pid}`)).toBe(false);
+  });
+
+  it("leaves a store that opens, reads and takes new runs afterwards", async () => {
+    const tail = await runtrail(["tail", "--db", db]);
+    expect(tail.code).toBe(0);
+    expect(tail.stderr).toBe("");
+    expect(parseTable(tail.stdout).rows.map((r) => r[0])).toEqual(
+      [data.recent[1], data.recent[0], data.oldRunning].map((r) => r?.runId.slice(0, 8)),
+    );
+    const show = await runtrail(["show", data.recent[0]?.runId ?? "", "--db", db]);
+    expect(show.code).toBe(0);
+    expect(show.stdout).toContain("extract");
+
+    const t = recorder(db);
+    const added = recordRun(t, { pipeline: "after-prune", start: Date.now(), ms: 10 });
+    await finish(t);
+    expect(await storedIds(db)).toContain(added.runId);
+  });
+});
+
+describe("runtrail prune --status failed", () => {
+  it("prunes only the old failed runs", async () => {
+    const db = tempStore();
+    const data = await makeStore(db);
+    const result = await runtrail([
+      "prune",
+      "--older-than",
+      "30d",
+      "--status",
+      "failed",
+      "--json",
+      "--db",
+      db,
+    ]);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ dryRun: false, runs: 1, stages: 2 });
+    expect(await storedIds(db)).toEqual(
+      ids([...data.oldCompleted, data.oldRunning, ...data.recent]),
+    );
+    const stages = await storedStages(db);
+    expect(stages.filter((s) => s.run_id === data.oldFailed.runId)).toEqual([]);
+    expect(stages.filter((s) => s.run_id === data.recent[1]?.runId)).toHaveLength(2);
+  });
+});

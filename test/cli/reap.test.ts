@@ -1,0 +1,74 @@
+import { hostname } from "node:os";
+import { describe, expect, it } from "vitest";
+import { runtrail } from "../helpers/processes.js";
+import { storedRuns } from "../helpers/store-rows.js";
+import { tempStore } from "../helpers/temp-dir.js";
+import {
+  deadPid,
+  finish,
+  insertRun,
+  MINUTE,
+  parseTable,
+  recorder,
+  recordRun,
+  SECOND,
+  short,
+  wholeSecondNow,
+} from "./_fixtures.js";
+
+describe("runtrail reap", () => {
+  it("marks a running run whose process is gone as crashed, and tail then shows it crashed", async () => {
+    const db = tempStore();
+    const now = wholeSecondNow();
+    // A run of this (live) process, still running: not to be reaped.
+    const t = recorder(db);
+    const alive = recordRun(t, {
+      pipeline: "live",
+      start: now - 5 * MINUTE,
+      stages: [{ name: "work", ms: 1000, open: true }],
+    });
+    await finish(t);
+    const pid = await deadPid();
+    const orphan = {
+      runId: "0dead000-0000-4000-8000-000000000042",
+      pipeline: "orphaned",
+      status: "running",
+      start: now - 10 * MINUTE,
+      ownerHost: hostname(),
+      ownerPid: pid,
+      // A fresh heartbeat: only the owner's death tells that it crashed.
+      heartbeat: now - 5 * SECOND,
+    };
+    await insertRun(db, orphan);
+
+    const reap = await runtrail(["reap", "--json", "--db", db]);
+    expect(reap.code).toBe(0);
+    expect(reap.stderr).toBe("");
+    const reaped = JSON.parse(reap.stdout) as {
+      run_id: string;
+      pipeline: string;
+      reason: string;
+    }[];
+    expect(reaped).toEqual([
+      { run_id: orphan.runId, pipeline: "orphaned", reason: expect.any(String) },
+    ]);
+    expect(reaped[0]?.reason).toContain(`pid ${pid} on ${hostname()}`);
+    expect(reaped[0]?.reason).toContain("is gone");
+
+    const tail = await runtrail(["tail", "--db", db]);
+    expect(tail.code).toBe(0);
+    const statuses = Object.fromEntries(parseTable(tail.stdout).rows.map((r) => [r[0], r[2]]));
+    expect(statuses).toEqual({ [short(orphan.runId)]: "crashed", [short(alive.runId)]: "running" });
+
+    const stored = (await storedRuns(db)).find((r) => r.run_id === orphan.runId);
+    expect(stored).toMatchObject({
+      status: "crashed",
+      finished_at: orphan.heartbeat * 1000,
+      duration_seconds: (orphan.heartbeat - orphan.start) / 1000,
+    });
+
+    const again = await runtrail(["reap", "--db", db]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toBe("Marked 0 runs crashed\n");
+  });
+});
