@@ -1,6 +1,7 @@
 import { ingestSpool } from "../store/ingest-spool.js";
 import { withStore } from "../store/open-store.js";
 import { DEFAULT_STALE_AFTER_MS, type ReapedRun, reapCrashedRuns } from "../store/reap.js";
+import { hasSpooled } from "../store/spool.js";
 import { StoreError } from "../store/store-errors.js";
 import { resolveStorePath } from "../store/store-path.js";
 import type { StoreSession } from "../store/store-session.js";
@@ -54,7 +55,8 @@ export async function useStore<T>(
         return work(session);
       },
       {
-        create: options.create ?? false,
+        // A store that does not exist yet is made when writers spooled rows for it.
+        create: options.create ?? (await hasSpooled(path)),
         lockTimeoutMs: 10_000,
         onMovedAside: (_from, to, reason) =>
           io.stderr(`runtrail: ${reason}; moved it to ${to} and started a new store\n`),

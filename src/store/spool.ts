@@ -50,6 +50,18 @@ export async function spoolRows(
   throw lastError;
 }
 
+/** Whether any writer left rows in the spool of a store. */
+export async function hasSpooled(storePath: string): Promise<boolean> {
+  for (const dir of spoolDirsOf(storePath)) {
+    try {
+      if ((await readdir(dir)).some((n) => n.endsWith(".jsonl"))) return true;
+    } catch {
+      // no such folder
+    }
+  }
+  return false;
+}
+
 /** Reads up to `maxRows` spooled rows, oldest segments first. */
 export async function readSpool(storePath: string, maxRows = 200_000): Promise<SpooledRows> {
   const result: SpooledRows = { runs: [], stages: [], files: [], badLines: 0 };

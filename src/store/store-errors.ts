@@ -35,9 +35,17 @@ export function classifyDuckDbError(path: string, error: unknown): StoreError {
       { cause: error },
     );
   }
+  if (/version number|storage version/i.test(message)) {
+    return new StoreError(
+      "too_new",
+      `the store ${path} was written by another DuckDB version: ${firstLine(message)}`,
+      { cause: error },
+    );
+  }
   if (
-    message.includes("not a valid DuckDB database file") ||
-    /corrupt|checksum|replaying WAL|WAL file|malformed|Serialization Error/i.test(message)
+    /not a valid DuckDB database file|Corrupt database file|checksum|Failure while replaying WAL/i.test(
+      message,
+    )
   ) {
     return new StoreError("corrupt", `the store ${path} is damaged: ${firstLine(message)}`, {
       cause: error,

@@ -1,0 +1,140 @@
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { spoolDirsOf } from "../../src/store/store-path.js";
+import { eventually } from "../helpers/eventually.js";
+import { runtrail, startFixture } from "../helpers/processes.js";
+import { storedRuns, storedStages } from "../helpers/store-rows.js";
+import { tempDir } from "../helpers/temp-dir.js";
+
+function doneStats(stdout: string): Record<string, number> {
+  const line = stdout.split("\n").find((l) => l.startsWith("done "));
+  return JSON.parse(line?.slice(5) ?? "{}");
+}
+
+function diagWarnings(stderr: string): string[] {
+  return stderr.split("\n").filter((l) => l.startsWith("diag warn"));
+}
+
+describe("a store that cannot be used", () => {
+  it("keeps a pipeline going while another process holds the store, and writes its runs later", async () => {
+    const db = join(tempDir(), "runs.duckdb");
+    const holder = startFixture("hold-store.ts", ["--db", db, "--ms", "60000"]);
+    await holder.line((l) => l === "holding");
+    const pipeline = startFixture(
+      "pipeline.ts",
+      ["--runs", "3", "--stages", "2", "--lock-wait-ms", "300", "--flush-ms", "100"],
+      { env: { RUNTRAIL_DB: db } },
+    );
+    const finished = await pipeline.exited;
+    expect(finished.code).toBe(0);
+    expect(finished.stdout.match(/^ended /gm)).toHaveLength(3);
+    const warnings = diagWarnings(finished.stderr);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("is in use by another process");
+    expect(doneStats(finished.stdout).spooledSegments).toBeGreaterThan(0);
+
+    holder.child.kill("SIGTERM");
+    await holder.exited;
+    const tail = await runtrail(["tail", "--json", "--db", db]);
+    expect(tail.code).toBe(0);
+    const runs = JSON.parse(tail.stdout) as { status: string; stages_completed: number }[];
+    expect(runs.map((r) => [r.status, r.stages_completed])).toEqual([
+      ["completed", 2],
+      ["completed", 2],
+      ["completed", 2],
+    ]);
+    expect(await storedStages(db)).toHaveLength(6);
+    expect(readdirSync(spoolDirsOf(db)[0]).filter((f) => f.endsWith(".jsonl"))).toEqual([]);
+  });
+
+  it("starts a new store when the file is deleted during a run", async () => {
+    const dir = tempDir();
+    const db = join(dir, "runs.duckdb");
+    const pipeline = startFixture(
+      "pipeline.ts",
+      ["--stages", "6", "--stage-ms", "250", "--flush-ms", "100"],
+      {
+        env: { RUNTRAIL_DB: db },
+      },
+    );
+    const runId = (await pipeline.line((l) => l.startsWith("started "))).slice(8);
+    await eventually(async () => expect((await storedStages(db)).length).toBeGreaterThan(0));
+    rmSync(db, { force: true });
+    rmSync(`${db}.wal`, { force: true });
+    const finished = await pipeline.exited;
+    expect(finished.code).toBe(0);
+    expect(diagWarnings(finished.stderr)).toEqual([]);
+    const runs = await storedRuns(db);
+    expect(runs.map((r) => [r.run_id, r.status, r.stages_completed])).toEqual([
+      [runId, "completed", 6],
+    ]);
+  });
+
+  it("moves a corrupted store aside, keeps it, and records the run in a new one", async () => {
+    const dir = tempDir();
+    const db = join(dir, "runs.duckdb");
+    const pipeline = startFixture(
+      "pipeline.ts",
+      ["--stages", "6", "--stage-ms", "250", "--flush-ms", "100"],
+      {
+        env: { RUNTRAIL_DB: db },
+      },
+    );
+    const runId = (await pipeline.line((l) => l.startsWith("started "))).slice(8);
+    await eventually(async () => expect((await storedStages(db)).length).toBeGreaterThan(0));
+    // Replace the file whole, so a write in progress goes on to the old one and is redone.
+    writeFileSync(join(dir, "garbage"), Buffer.alloc(64 * 1024, "not a database "));
+    renameSync(join(dir, "garbage"), db);
+    const finished = await pipeline.exited;
+    expect(finished.code).toBe(0);
+    const warnings = diagWarnings(finished.stderr);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(
+      /is damaged: .*not a valid DuckDB database file.*moved it to .*runs\.duckdb\.corrupt-/,
+    );
+    const asides = readdirSync(dir).filter((f) => f.startsWith("runs.duckdb.corrupt-"));
+    expect(asides).toHaveLength(1);
+    const runs = await storedRuns(db);
+    expect(runs.map((r) => [r.run_id, r.status, r.stages_completed])).toEqual([
+      [runId, "completed", 6],
+    ]);
+  });
+
+  it("spools when the store's folder cannot be written, and writes once it can", async () => {
+    const dir = join(tempDir(), "locked-down");
+    mkdirSync(dir, { mode: 0o755 });
+    const db = join(dir, "runs.duckdb");
+    // The pipeline runs as an unprivileged user; the folder belongs to root.
+    const pipeline = startFixture("pipeline.ts", ["--runs", "2", "--flush-ms", "100"], {
+      env: { RUNTRAIL_DB: db, HOME: "/tmp" },
+      uid: 65534,
+      gid: 65534,
+    });
+    const finished = await pipeline.exited;
+    expect(finished.code).toBe(0);
+    const warnings = diagWarnings(finished.stderr);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("cannot be used");
+    expect(existsSync(db)).toBe(false);
+    const fallback = spoolDirsOf(db)[1];
+    expect(readdirSync(fallback).filter((f) => f.endsWith(".jsonl")).length).toBeGreaterThan(0);
+
+    chmodSync(dir, 0o777);
+    const tail = await runtrail(["tail", "--json", "--db", db]);
+    expect(tail.code).toBe(0);
+    expect((JSON.parse(tail.stdout) as { status: string }[]).map((r) => r.status)).toEqual([
+      "completed",
+      "completed",
+    ]);
+    expect(readdirSync(fallback).filter((f) => f.endsWith(".jsonl"))).toEqual([]);
+  });
+});
