@@ -72,11 +72,18 @@ export function fixedIds(traceIds: readonly string[]): IdGenerator {
 /** A real SDK provider with runtrail's processor on `db`, optionally with fixed trace ids. */
 export function recorder(
   db: string,
-  options: { traceIds?: readonly string[]; flushIntervalMs?: number } = {},
+  options: {
+    traceIds?: readonly string[];
+    flushIntervalMs?: number;
+    rootSpansAreRuns?: boolean;
+  } = {},
 ): Traced {
   const processor = new RunTrailSpanProcessor({
     db,
     ...(options.flushIntervalMs !== undefined ? { flushIntervalMs: options.flushIntervalMs } : {}),
+    ...(options.rootSpansAreRuns !== undefined
+      ? { rootSpansAreRuns: options.rootSpansAreRuns }
+      : {}),
   });
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ "service.name": "cli-test" }),

@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { RunRow, StageRow } from "../../src/record/rows.js";
@@ -132,6 +132,17 @@ describe("runtrail export", () => {
       expect(exported.map((r) => r.tokens).sort((a, b) => a - b)).toEqual([0, 0, 0, 50, 120]);
     },
   );
+
+  it("writes jsonl as one JSON object per line", async () => {
+    const out = join(tempDir(), "runs.jsonl");
+    expect((await runtrail(["export", "--format", "jsonl", "--out", out, "--db", db])).code).toBe(
+      0,
+    );
+    const lines = readFileSync(out, "utf8").trimEnd().split("\n");
+    expect(lines).toHaveLength(runs.length);
+    const objects = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(objects.map((o) => o.run_id).sort()).toEqual(runs.map((r) => r.run_id).sort());
+  });
 
   it("keeps the failed run's error and stack in the csv file", async () => {
     const out = join(tempDir(), "runs.csv");

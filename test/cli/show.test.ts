@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import { runIdOf } from "../../src/record/run-id.js";
 import { runtrail } from "../helpers/processes.js";
 import {
   finish,
@@ -10,6 +11,7 @@ import {
   runIdOfTrace,
   SECOND,
   sharedStore,
+  span,
   wholeSecondNow,
 } from "./_fixtures.js";
 
@@ -17,6 +19,8 @@ const COMPLETED_TRACE = "1a2b3c4d5e6f708192a3b4c5d6e7f809";
 const FAILED_TRACE = "abcdef0123456789abcdef0123456789";
 const TWIN_A_TRACE = "deadbeef00000000000000000000aaaa";
 const TWIN_B_TRACE = "deadbeef11111111111111111111bbbb";
+/** A trace whose root is a request, not a run: the run inside it has an id of its own. */
+const NESTED_TRACE = "5eed5eed5eed5eed0123456789abcdef";
 
 const COMPLETED = runIdOfTrace(COMPLETED_TRACE);
 const FAILED = runIdOfTrace(FAILED_TRACE);
@@ -25,6 +29,7 @@ const TWIN_B = runIdOfTrace(TWIN_B_TRACE);
 
 let db: string;
 let now: number;
+let nestedRunId: string;
 
 beforeAll(async () => {
   db = sharedStore();
@@ -63,6 +68,17 @@ beforeAll(async () => {
   recordRun(t, { pipeline: "twin-a", start: now - 40 * MINUTE, ms: SECOND });
   recordRun(t, { pipeline: "twin-b", start: now - 30 * MINUTE, ms: SECOND });
   await finish(t);
+
+  const nested = recorder(db, { traceIds: [NESTED_TRACE], rootSpansAreRuns: false });
+  const request = span(nested, "POST /jobs", now - 20 * MINUTE);
+  const job = span(nested, "nested-job", now - 20 * MINUTE + 10, request, {
+    "runtrail.kind": "run",
+  });
+  span(nested, "work", now - 20 * MINUTE + 20, job).end(now - 20 * MINUTE + 500);
+  job.end(now - 20 * MINUTE + 600);
+  request.end(now - 20 * MINUTE + 700);
+  await finish(nested);
+  nestedRunId = runIdOf(NESTED_TRACE, job.spanContext().spanId, false);
 });
 
 async function show(...args: string[]) {
@@ -99,6 +115,16 @@ describe("runtrail show", () => {
     const whole = await show(FAILED_TRACE);
     expect(whole.code).toBe(0);
     expect(shownRunId(whole.stdout)).toBe(FAILED);
+  });
+
+  it("shows a run nested in a trace by its trace id, which its run id does not start with", async () => {
+    expect(nestedRunId.replaceAll("-", "").startsWith(NESTED_TRACE.slice(0, 20))).toBe(false);
+    for (const prefix of [NESTED_TRACE, NESTED_TRACE.slice(0, 20)]) {
+      const result = await show(prefix);
+      expect(result.code, prefix).toBe(0);
+      expect(shownRunId(result.stdout)).toBe(nestedRunId);
+      expect(result.stdout).toContain(`Trace ID: ${NESTED_TRACE}`);
+    }
   });
 
   it("takes prefixes in upper case", async () => {

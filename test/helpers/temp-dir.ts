@@ -1,18 +1,25 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach } from "vitest";
+import { afterAll, afterEach, expect } from "vitest";
 
-const made: string[] = [];
+const perTest: string[] = [];
+const perFile: string[] = [];
 
-afterEach(() => {
-  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+function remove(dirs: string[]): void {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
 
-/** A fresh folder removed after the test. */
+afterEach(() => remove(perTest));
+afterAll(() => remove(perFile));
+
+/**
+ * A fresh folder, removed after the test that made it, or after the file's tests when made
+ * outside a test (in `beforeAll`).
+ */
 export function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "runtrail-test-"));
-  made.push(dir);
+  (expect.getState().currentTestName === undefined ? perFile : perTest).push(dir);
   return dir;
 }
 

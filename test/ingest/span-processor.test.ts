@@ -1,0 +1,136 @@
+import { join } from "node:path";
+import { context, type DiagLogger, DiagLogLevel, diag, trace } from "@opentelemetry/api";
+import { afterEach, describe, expect, it } from "vitest";
+import { startFixture } from "../helpers/processes.js";
+import { storedRuns, storedStages } from "../helpers/store-rows.js";
+import { tempDir, tempStore } from "../helpers/temp-dir.js";
+import { traced } from "../helpers/tracing.js";
+
+function captureDiag(): string[] {
+  const lines: string[] = [];
+  const record = (level: string) => (message: string) => lines.push(`${level} ${message}`);
+  const logger: DiagLogger = {
+    error: record("error"),
+    warn: record("warn"),
+    info: record("info"),
+    debug: () => undefined,
+    verbose: () => undefined,
+  };
+  diag.setLogger(logger, DiagLogLevel.INFO);
+  return lines;
+}
+
+afterEach(() => diag.disable());
+
+describe("RunTrailSpanProcessor", () => {
+  it("records a run marked inside an HTTP request span, and not the request", async () => {
+    const db = tempStore();
+    const t = traced({ db, rootSpansAreRuns: false });
+    const request = t.tracer.startSpan("POST /ingest");
+    const inRequest = trace.setSpan(context.active(), request);
+    const run = t.tracer.startSpan("ingest", { attributes: { "runtrail.kind": "run" } }, inRequest);
+    const inRun = trace.setSpan(context.active(), run);
+    t.tracer.startSpan("parse", {}, inRun).end();
+    run.end();
+    request.end();
+    t.tracer.startSpan("GET /healthz").end();
+    await t.processor.forceFlush();
+    const runs = await storedRuns(db);
+    expect(runs.map((r) => [r.pipeline, r.stages_executed])).toEqual([["ingest", ["parse"]]]);
+    expect(runs[0]?.run_id.replaceAll("-", "")).toBe(
+      run.spanContext().traceId.slice(0, 16) + run.spanContext().spanId,
+    );
+    await t.provider.shutdown();
+  });
+
+  it("takes runs from a predicate, seeing the attributes given at the span's creation", async () => {
+    const db = tempStore();
+    const t = traced({
+      db,
+      rootSpansAreRuns: false,
+      isRun: (span) => span.attributes["job.kind"] === "pipeline",
+    });
+    const worker = t.tracer.startSpan("worker loop");
+    const job = t.tracer.startSpan(
+      "nightly-report",
+      { attributes: { "job.kind": "pipeline" } },
+      trace.setSpan(context.active(), worker),
+    );
+    job.end();
+    worker.end();
+    await t.processor.forceFlush();
+    expect((await storedRuns(db)).map((r) => r.pipeline)).toEqual(["nightly-report"]);
+    await t.provider.shutdown();
+  });
+
+  it("gives runs the processor's tenant unless a run names its own", async () => {
+    const db = tempStore();
+    const t = traced({ db, tenant: "acme" });
+    t.tracer.startSpan("a").end();
+    t.tracer.startSpan("b", { attributes: { "runtrail.tenant.id": "globex" } }).end();
+    await t.processor.forceFlush();
+    expect((await storedRuns(db)).map((r) => [r.pipeline, r.tenant_id]).sort()).toEqual([
+      ["a", "acme"],
+      ["b", "globex"],
+    ]);
+    await t.provider.shutdown();
+  });
+
+  it("adds a stage that ends after its run to the run's row", async () => {
+    const db = tempStore();
+    const t = traced({ db });
+    const run = t.tracer.startSpan("fire-and-forget");
+    const stage = t.tracer.startSpan("notify", {}, trace.setSpan(context.active(), run));
+    run.end();
+    await t.processor.forceFlush();
+    expect((await storedRuns(db))[0]?.stages_completed).toBe(0);
+    const call = t.tracer.startSpan(
+      "chat",
+      {
+        attributes: {
+          "gen_ai.operation.name": "chat",
+          "gen_ai.usage.input_tokens": 4,
+          "gen_ai.usage.output_tokens": 1,
+        },
+      },
+      trace.setSpan(context.active(), stage),
+    );
+    call.end();
+    stage.end();
+    await t.processor.forceFlush();
+    const [row] = await storedRuns(db);
+    expect(row).toMatchObject({
+      status: "completed",
+      stages_completed: 1,
+      llm_calls: 1,
+      tokens: 5,
+    });
+    expect((await storedStages(db)).map((s) => s.name)).toEqual(["notify"]);
+    await t.provider.shutdown();
+  });
+
+  it("bounds the runs open at once, counting and reporting once what it leaves out", async () => {
+    const lines = captureDiag();
+    const db = tempStore();
+    const t = traced({ db, maxOpenRuns: 2 });
+    const open = [1, 2, 3, 4].map((i) => t.tracer.startSpan(`run-${i}`));
+    for (const span of open) span.end();
+    await t.processor.forceFlush();
+    expect((await storedRuns(db)).map((r) => r.pipeline).sort()).toEqual(["run-1", "run-2"]);
+    expect(t.processor.stats.droppedRuns).toBe(2);
+    expect(lines.filter((l) => l.includes("open runs limit"))).toHaveLength(1);
+    await t.provider.shutdown();
+  });
+
+  it("writes the runs of a pipeline that exits without shutting its provider down", async () => {
+    const db = join(tempDir(), "runs.duckdb");
+    const pipeline = startFixture("no-shutdown.ts", [], { env: { RUNTRAIL_DB: db } });
+    const finished = await pipeline.exited;
+    expect(finished.code).toBe(0);
+    const traceId = finished.stdout.trim().split(" ")[1];
+    const runs = await storedRuns(db);
+    expect(runs.map((r) => [r.trace_id, r.pipeline, r.status])).toEqual([
+      [traceId, "forgetful", "completed"],
+    ]);
+  });
+});
