@@ -60,15 +60,17 @@ export async function runStats(
 ): Promise<GroupStats[]> {
   const params = new SqlParams();
   const where = runFilterSql(options, params);
-  const stuckBefore = params.add(((options.now ?? Date.now()) - options.stuckAfterMs) * 1000);
-  const stuck = `count(*) FILTER (WHERE status = 'running' AND started_at < make_timestamptz(${stuckBefore}::BIGINT))::DOUBLE AS stuck`;
+  const stuck = () => {
+    const before = params.add(((options.now ?? Date.now()) - options.stuckAfterMs) * 1000);
+    return `count(*) FILTER (WHERE status = 'running' AND started_at < make_timestamptz(${before}::BIGINT))::DOUBLE AS stuck`;
+  };
   const sql =
     options.groupBy === "stage"
       ? `WITH selected AS (SELECT run_id, started_at AS run_started_at FROM runs WHERE ${where})
          SELECT s.name AS key, ${aggregates("s")}, 0::DOUBLE AS stuck
          FROM stages s JOIN selected r ON s.run_id = r.run_id AND s.started_at >= r.run_started_at
          GROUP BY s.name ORDER BY s.name`
-      : `SELECT ${options.groupBy === "tenant" ? "r.tenant_id" : "r.pipeline"} AS key, ${aggregates("r")}, ${stuck}
+      : `SELECT ${options.groupBy === "tenant" ? "r.tenant_id" : "r.pipeline"} AS key, ${aggregates("r")}, ${stuck()}
          FROM runs r WHERE ${where} GROUP BY 1 ORDER BY 1 NULLS FIRST`;
   const rows = await session.all<RawStats>(sql, params.values);
   return rows.map(toGroupStats);

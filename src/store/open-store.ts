@@ -4,6 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { migrate } from "./migrations.js";
 import { classifyDuckDbError, StoreError } from "./store-errors.js";
+import { lockStore } from "./store-lock.js";
 import { StoreSession } from "./store-session.js";
 
 export interface OpenStoreOptions {
@@ -20,27 +21,6 @@ export interface OpenStoreOptions {
 }
 
 /**
- * DuckDB lets two instances in one process open the same file, and they would then overwrite
- * each other; sessions on one path in this process therefore take turns.
- */
-const turns = new Map<string, Promise<void>>();
-
-async function takeTurn(path: string): Promise<() => void> {
-  const previous = turns.get(path) ?? Promise.resolve();
-  let release!: () => void;
-  const mine = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  const queued = previous.then(() => mine);
-  turns.set(path, queued);
-  await previous;
-  return () => {
-    release();
-    if (turns.get(path) === queued) turns.delete(path);
-  };
-}
-
-/**
  * Opens the store at `path` for this process, waiting while another process holds it, moving a
  * damaged file aside, and migrating the schema. Close the session soon: others wait for it.
  */
@@ -50,7 +30,7 @@ export async function openStore(
 ): Promise<StoreSession> {
   const create = options.create ?? true;
   const lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
-  const release = await takeTurn(path);
+  const release = await lockStore(path);
   try {
     const deadline = Date.now() + lockTimeoutMs;
     let backoff = 5;

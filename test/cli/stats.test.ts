@@ -204,7 +204,7 @@ describe("runtrail stats", () => {
   // src bug: src/query/run-stats.ts runStats() adds the stuck-before parameter for every
   // grouping, but the --by stage query does not use it, so DuckDB refuses to bind it
   // ("Can not bind to parameter number 2") and the command exits 1.
-  it.fails("groups the stages of the selected runs by name with --by stage", async () => {
+  it("groups the stages of the selected runs by name with --by stage", async () => {
     const groups = await statsJson("--by", "stage");
     expect(
       groups.map((g) => [

@@ -37,6 +37,7 @@ export const exportCommand: Command = {
     if (format === undefined || !(EXPORT_FORMATS as readonly string[]).includes(format)) {
       throw new CliError(`export needs --format ${EXPORT_FORMATS.join("|")}`, ExitCode.usage);
     }
+    const filter = filterOf(values);
     const out = stringValue(values, "out");
     const scratch =
       out === undefined ? await mkdtemp(join(tmpdir(), "runtrail-export-")) : undefined;
@@ -44,7 +45,7 @@ export const exportCommand: Command = {
     try {
       const { path, result } = await useStore(values, io, (session) =>
         exportRuns(session, {
-          ...filterOf(values),
+          ...filter,
           format: format as ExportFormat,
           out: file,
           table: values.stages ? "stages" : "runs",

@@ -91,7 +91,8 @@ async function follow(context: CommandContext, filter: RunFilter, seen: Map<stri
   for (;;) {
     const stop = await Promise.race([
       io.interrupted.then(() => true),
-      new Promise<false>((resolve) => setTimeout(() => resolve(false), 1000).unref()),
+      // A ref'd timer: following is what keeps the command running until Ctrl-C.
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), 1000)),
     ]);
     if (stop) return;
     const { result } = await useStore(values, io, (s) => listRuns(s, { ...filter, limit: 200 }));

@@ -1,0 +1,47 @@
+/**
+ * One store may be open once per process: DuckDB takes an OS file lock per process, so two
+ * threads of one process would both get in and overwrite each other. Every thread that opens a
+ * store takes this lock first: a cell per store path (by hash) in memory shared by the threads.
+ */
+const CELLS = 64;
+let cells: Int32Array | undefined;
+
+function table(): Int32Array {
+  cells ??= new Int32Array(new SharedArrayBuffer(CELLS * Int32Array.BYTES_PER_ELEMENT));
+  return cells;
+}
+
+/** The shared memory to hand to a worker thread, so it takes the same locks. */
+export function storeLockMemory(): SharedArrayBuffer {
+  return table().buffer as SharedArrayBuffer;
+}
+
+/** Called in a worker thread with the memory of the thread that started it. */
+export function adoptStoreLockMemory(memory: SharedArrayBuffer): void {
+  cells = new Int32Array(memory);
+}
+
+function cellOf(path: string): number {
+  let hash = 0;
+  for (let i = 0; i < path.length; i++) hash = (hash * 31 + path.charCodeAt(i)) | 0;
+  return Math.abs(hash) % CELLS;
+}
+
+/** Waits, without blocking the thread, until this thread holds the store's lock. */
+export async function lockStore(path: string): Promise<() => void> {
+  const memory = table();
+  const cell = cellOf(path);
+  for (;;) {
+    if (Atomics.compareExchange(memory, cell, 0, 1) === 0) {
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        Atomics.store(memory, cell, 0);
+        Atomics.notify(memory, cell);
+      };
+    }
+    const wait = Atomics.waitAsync(memory, cell, 1, 50);
+    if (wait.async) await wait.value;
+  }
+}
