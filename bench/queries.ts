@@ -143,6 +143,16 @@ FROM (
 )
 ORDER BY start_us`;
 
+/** Creates the store at `path` with `n` runs and 3 n stages. */
+export async function buildQueryStore(path: string, n: number): Promise<void> {
+  await withStore(path, async (s) => {
+    await s.transaction(async () => {
+      await s.run(buildRunsSql(n));
+      await s.run(BUILD_STAGES);
+    });
+  });
+}
+
 async function timed(times: number, work: (i: number) => Promise<void>): Promise<number[]> {
   for (let i = 0; i < WARMUP; i++) await work(i);
   const out: number[] = [];
@@ -194,12 +204,7 @@ export async function runQueries(options: BenchOptions): Promise<QueriesResult> 
   const path = join(scratch.dir, "runs.duckdb");
   try {
     const buildBegan = performance.now();
-    await withStore(path, async (s) => {
-      await s.transaction(async () => {
-        await s.run(buildRunsSql(n));
-        await s.run(BUILD_STAGES);
-      });
-    });
+    await buildQueryStore(path, n);
     const buildMs = performance.now() - buildBegan;
     const fileBytes =
       statSync(path).size + (existsSync(`${path}.wal`) ? statSync(`${path}.wal`).size : 0);

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { arch, cpus, loadavg, platform, release, totalmem } from "node:os";
 import { dirname } from "node:path";
@@ -26,6 +27,7 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchResult>
   memory: runMemory,
 };
 
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const REPORT = fileURLToPath(new URL("../docs/benchmarks.md", import.meta.url));
 
 const USAGE = `usage: npm run bench -- [--quick] [${Object.keys(BENCHMARKS).join(" | ")} ...]
@@ -44,6 +46,23 @@ function cpuModel(): string {
     // not Linux: fall back to what node says
   }
   return cpus()[0]?.model ?? "unknown";
+}
+
+/** The commit measured, and whether src/ differed from it. */
+function codeVersion(): string {
+  try {
+    const git = (...args: string[]) =>
+      execFileSync("git", args, {
+        cwd: ROOT,
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      }).trim();
+    const commit = git("rev-parse", "--short", "HEAD");
+    const dirty = git("status", "--porcelain", "--", "src").length > 0;
+    return `${commit}${dirty ? " + uncommitted changes in src/" : " (src/ as committed)"}`;
+  } catch {
+    return "unknown (not a git checkout)";
+  }
 }
 
 interface Outcome {
@@ -87,6 +106,7 @@ async function main(): Promise<number> {
 
   const startedAt = new Date();
   const loadBefore = loadavg();
+  const version = codeVersion();
   const options: BenchOptions = { quick, log: (line) => process.stderr.write(`${line}\n`) };
   const outcomes: Outcome[] = [];
   for (const name of selected) {
@@ -122,6 +142,7 @@ async function main(): Promise<number> {
         quick ? "**quick** (smaller sizes; a smoke run, not the reference figures)" : "full",
       ],
       ["Benchmarks", selected.join(", ")],
+      ["Code", version],
       ["Node", process.version],
       ["CPU", `${cpuModel()} (${cores} logical cores)`],
       ["Memory", bytes(totalmem())],

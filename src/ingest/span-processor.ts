@@ -1,6 +1,6 @@
-import { type Context, diag } from "@opentelemetry/api";
+import { type Context, diag, trace } from "@opentelemetry/api";
 import type { ReadableSpan, Span, SpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { type DropReason, RunRecorder } from "../record/recorder.js";
+import { type DropReason, RunRecorder, type TrackedSpan } from "../record/recorder.js";
 import type { SpanView } from "../record/span-view.js";
 import { currentOwner } from "../store/process-owner.js";
 import { resolveStorePath } from "../store/store-path.js";
@@ -46,6 +46,9 @@ export interface RunTrailStats extends StoreWriterStats {
   hookErrors: number;
 }
 
+/** An SDK span this processor follows, with its state under the processor's own key. */
+type FollowedSpan = { [key: symbol]: TrackedSpan | undefined };
+
 /** Writers of processors not shut down: flushed when Node runs out of work, before it exits. */
 const unflushedWriters = new Set<StoreWriter>();
 let listening = false;
@@ -84,6 +87,8 @@ export class RunTrailSpanProcessor implements SpanProcessor {
   readonly db: string;
   readonly enabled: boolean;
   private readonly recorder: RunRecorder | undefined;
+  /** Where this processor keeps a span's state on the span object: no map to look up. */
+  private readonly key: symbol = Symbol("runtrail.tracked");
   private readonly writer: StoreWriter | undefined;
   private droppedRuns = 0;
   private droppedSpans = 0;
@@ -115,19 +120,28 @@ export class RunTrailSpanProcessor implements SpanProcessor {
     flushBeforeExit(this.writer);
   }
 
-  onStart(span: Span, _parentContext: Context): void {
+  onStart(span: Span, parentContext: Context): void {
     if (this.recorder === undefined || this.shutdownPromise) return;
     try {
-      this.recorder.start(span);
+      // The parent span object is in the context the span was started with: its state is on it.
+      const parent =
+        span.parentSpanContext === undefined
+          ? undefined
+          : (trace.getSpan(parentContext) as FollowedSpan | undefined)?.[this.key];
+      const tracked = this.recorder.start(span, parent);
+      if (tracked !== undefined) (span as unknown as FollowedSpan)[this.key] = tracked;
     } catch (error) {
       this.hookFailed(error);
     }
   }
 
   onEnd(span: ReadableSpan): void {
-    if (this.recorder === undefined) return;
+    const followed = span as unknown as FollowedSpan;
+    const tracked = followed[this.key];
+    if (tracked === undefined || this.recorder === undefined) return;
+    followed[this.key] = undefined;
     try {
-      this.recorder.end(span);
+      this.recorder.end(span, tracked);
     } catch (error) {
       this.hookFailed(error);
     }

@@ -15,7 +15,10 @@ const cache = new Map<string, string | null>();
  * The commit the code runs from: `RUNTRAIL_CODE_REF` or a CI variable when set, else the HEAD
  * of the git checkout around `cwd`, read from `.git` without running git. Null outside git.
  */
-export function detectCodeRef(cwd: string = process.cwd(), env = process.env): string | null {
+export function detectCodeRef(
+  cwd: string = process.cwd(),
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): string | null {
   for (const name of ENV_REFS) {
     const value = env[name]?.trim();
     if (value) return value;

@@ -30,8 +30,8 @@ export interface RecorderOptions {
   onDrop: (reason: DropReason) => void;
 }
 
-/** A span of a run being followed until it ends. */
-interface TrackedSpan {
+/** A span of a run being followed until it ends. Whoever calls `start` keeps it for `end`. */
+export interface TrackedSpan {
   readonly run: RunState;
   /** The stage the span is in (the stage itself for a stage span), none for the run span. */
   readonly stage: StageState | undefined;
@@ -42,11 +42,13 @@ interface TrackedSpan {
 
 /**
  * Turns span starts and ends into runs and stages. It follows only spans that belong to a run,
- * keeps counters rather than spans, and does no I/O: rows go to the sink.
+ * keeps counters rather than spans, and does no I/O: rows go to the sink. It keeps no index of
+ * spans either: `start` returns the span's state, and the caller hands it back to `end` (the
+ * in-process processor keeps it on the span object itself).
  */
 export class RunRecorder {
-  private readonly tracked = new Map<string, TrackedSpan>();
   private openRuns = 0;
+  private openSpans = 0;
 
   constructor(
     private readonly sink: RecordSink,
@@ -57,39 +59,37 @@ export class RunRecorder {
     return this.openRuns;
   }
 
+  /** Spans of open runs being followed. */
   get trackedSpanCount(): number {
-    return this.tracked.size;
+    return this.openSpans;
   }
 
-  start(span: SpanView): void {
+  /**
+   * A span started. `parent` is the state `start` returned for its parent span, if it has a
+   * parent in this process that is followed. Returns the span's state when it belongs to a run.
+   */
+  start(span: SpanView, parent: TrackedSpan | undefined): TrackedSpan | undefined {
     const parentId = span.parentSpanContext?.spanId;
-    const parent = parentId === undefined ? undefined : this.tracked.get(parentId);
     const kind = span.attributes[R.kind];
-    if (this.isRun(span, parentId, kind)) {
-      this.startRun(span, parentId === undefined);
-      return;
-    }
-    if (parent === undefined) return;
-    if (this.tracked.size >= this.options.maxOpenSpans) {
+    if (this.isRun(span, parentId, kind)) return this.startRun(span, parentId === undefined);
+    if (parent === undefined) return undefined;
+    if (this.openSpans >= this.options.maxOpenSpans) {
       this.options.onDrop("open_spans_limit");
-      return;
+      return undefined;
     }
+    this.openSpans += 1;
     const run = parent.run;
-    const spanId = span.spanContext().spanId;
     if (this.isStage(span, parent, kind)) {
       const stage = run.startStage(span, parentId ?? null);
-      this.tracked.set(spanId, { run, stage, parent, llmBelow: false });
       this.sink.runChanged(run);
-      return;
+      return { run, stage, parent, llmBelow: false };
     }
-    this.tracked.set(spanId, { run, stage: parent.stage, parent, llmBelow: false });
+    return { run, stage: parent.stage, parent, llmBelow: false };
   }
 
-  end(span: SpanView): void {
-    const spanId = span.spanContext().spanId;
-    const tracked = this.tracked.get(spanId);
-    if (tracked === undefined) return;
-    this.tracked.delete(spanId);
+  /** A followed span ended; `tracked` is what `start` returned for it. */
+  end(span: SpanView, tracked: TrackedSpan): void {
+    this.openSpans -= 1;
     const run = tracked.run;
     const usage = readLlmUsage(span.attributes);
     if (usage !== undefined) {
@@ -109,7 +109,7 @@ export class RunRecorder {
       return;
     }
     const stage = tracked.stage;
-    if (stage !== undefined && stage.spanId === spanId) {
+    if (stage !== undefined && stage.spanId === span.spanContext().spanId) {
       this.sink.stageEnded(run.endStage(stage, span), run.ended);
       this.sink.runChanged(run);
     } else if (usage !== undefined && run.ended) {
@@ -132,10 +132,10 @@ export class RunRecorder {
     return parent.parent === undefined && !isLlmSpanAtStart(span.attributes);
   }
 
-  private startRun(span: SpanView, isTraceRoot: boolean): void {
+  private startRun(span: SpanView, isTraceRoot: boolean): TrackedSpan | undefined {
     if (this.openRuns >= this.options.maxOpenRuns) {
       this.options.onDrop("open_runs_limit");
-      return;
+      return undefined;
     }
     const context = span.spanContext();
     const run = new RunState(
@@ -148,7 +148,8 @@ export class RunRecorder {
       this.options.owner,
     );
     this.openRuns += 1;
-    this.tracked.set(context.spanId, { run, stage: undefined, parent: undefined, llmBelow: false });
+    this.openSpans += 1;
     this.sink.runChanged(run);
+    return { run, stage: undefined, parent: undefined, llmBelow: false };
   }
 }

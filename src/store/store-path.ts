@@ -6,7 +6,10 @@ import { join, resolve } from "node:path";
 export const DEFAULT_STORE_PATH = ".runtrail/runs.duckdb";
 
 /** The store path: the given one, else `RUNTRAIL_DB`, else `.runtrail/runs.duckdb`. */
-export function resolveStorePath(path?: string, env: NodeJS.ProcessEnv = process.env): string {
+export function resolveStorePath(
+  path?: string,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): string {
   return resolve(path || env.RUNTRAIL_DB || DEFAULT_STORE_PATH);
 }
 

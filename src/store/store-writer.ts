@@ -1,13 +1,9 @@
-import { statSync } from "node:fs";
 import { diag } from "@opentelemetry/api";
 import type { RecordSink } from "../record/recorder.js";
 import { latestRunRows, type RunRow, type StageRow } from "../record/rows.js";
 import type { RunState } from "../record/run-state.js";
-import { ingestSpool } from "./ingest-spool.js";
-import { openStore } from "./open-store.js";
-import { spoolRows } from "./spool.js";
-import { classifyDuckDbError, type StoreError } from "./store-errors.js";
-import { writeRows } from "./write-rows.js";
+import { storeThread } from "./store-thread.js";
+import type { BatchOutcome } from "./write-batch.js";
 
 export interface StoreWriterOptions {
   /** Absolute path of the DuckDB file. */
@@ -34,21 +30,21 @@ export interface StoreWriterStats {
 }
 
 /**
- * Takes rows from the recorder and makes them durable in the store, a batch at a time and off
- * the span hooks. When the store cannot be used it keeps the rows in the spool and says so once;
- * they are written when it can.
+ * Takes rows from the recorder and has them made durable, a batch at a time, by the store
+ * thread: nothing here blocks the pipeline. When the store cannot be used the rows wait in the
+ * spool (or, if that cannot be written either, in bounded memory) and it says so once.
  */
 export class StoreWriter implements RecordSink {
   private readonly dirty = new Set<RunState>();
   private readonly open = new Set<RunState>();
   private stages: StageRow[] = [];
   private stagesToMerge: StageRow[] = [];
-  /** Rows taken from memory that could not be spooled either: retried first. */
+  /** Rows that neither the store nor the spool took: tried again first. */
   private held: { runs: RunRow[]; stages: StageRow[] } = { runs: [], stages: [] };
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
-  private failing: StoreError | undefined;
+  private failing = false;
   /** How long the last write held the store; the next waits in proportion, to share it. */
   private lastSessionMs = 0;
   private readonly warned = new Set<string>();
@@ -160,100 +156,77 @@ export class StoreWriter implements RecordSink {
     this.stagesToMerge = [];
     this.held = { runs: [], stages: [] };
     this.stats.flushes += 1;
+    let outcome: BatchOutcome;
     try {
-      const replaced = await this.write(runs, stages, stagesToMerge);
-      if (replaced) {
-        // The file was swapped or deleted while we wrote: write the rows again to the new one.
-        await this.write(runs, [], [...stages, ...stagesToMerge]);
-      }
+      outcome = await storeThread.write(
+        this.options.path,
+        { runs, stages, stagesToMerge },
+        this.options.lockWaitMs,
+      );
+    } catch (error) {
+      outcome = {
+        written: false,
+        sessionMs: 0,
+        spoolRowsIngested: 0,
+        spoolRejectedFiles: 0,
+        spooled: false,
+        spoolError: String(error),
+      };
+    }
+    this.lastSessionMs = outcome.sessionMs;
+    this.stats.spoolRowsIngested += outcome.spoolRowsIngested;
+    if (outcome.movedAside) {
+      const { reason, to } = outcome.movedAside;
+      this.warnOnce("moved", `runtrail: ${reason}; moved it to ${to} and started a new store`);
+    }
+    if (outcome.spoolRejectedFiles > 0) {
+      this.warnOnce(
+        "spool-rejected",
+        "runtrail: the store refused spooled rows; kept them as .rejected files",
+      );
+    }
+    if (outcome.written) {
       this.stats.runRowsWritten += runs.length;
       this.stats.stageRowsWritten += stages.length + stagesToMerge.length;
-      this.recovered();
-    } catch (error) {
-      this.stats.failedFlushes += 1;
-      await this.keep(
-        runs,
-        [...stages, ...stagesToMerge],
-        classifyDuckDbError(this.options.path, error),
-      );
+      if (this.failing) diag.info(`runtrail: the store ${this.options.path} can be written again`);
+      this.failing = false;
+      return;
     }
-  }
-
-  /** One session: spooled rows first, then ours. Returns true if the file was replaced meanwhile. */
-  private async write(
-    runs: RunRow[],
-    stages: StageRow[],
-    stagesToMerge: StageRow[],
-  ): Promise<boolean> {
-    const session = await openStore(this.options.path, {
-      lockTimeoutMs: this.options.lockWaitMs,
-      onMovedAside: (_from, to, reason) =>
-        this.warnOnce("moved", `runtrail: ${reason}; moved it to ${to} and started a new store`),
-    });
-    let inode: number | undefined;
-    const opened = performance.now();
-    try {
-      inode = inodeOf(this.options.path);
-      const spool = await ingestSpool(session);
-      this.stats.spoolRowsIngested += spool.rows;
-      if (spool.rejectedFiles > 0) {
-        this.warnOnce(
-          "spool-rejected",
-          "runtrail: the store refused spooled rows; kept them as .rejected files",
-        );
-      }
-      await writeRows(session, { runs, stages, stagesToMerge });
-    } finally {
-      session.close();
-      this.lastSessionMs = performance.now() - opened;
-    }
-    return inode !== inodeOf(this.options.path);
-  }
-
-  /** The store refused the batch: keep it in the spool, or in memory if even that fails. */
-  private async keep(runs: RunRow[], stages: StageRow[], error: StoreError): Promise<void> {
-    if (!this.failing) {
+    this.stats.failedFlushes += 1;
+    if (outcome.error && !this.failing) {
       this.warnOnce(
-        error.kind,
-        `runtrail: ${error.message}; the pipeline goes on and its runs are kept until the store can be written`,
+        outcome.error.kind,
+        `runtrail: ${outcome.error.message}; the pipeline goes on and its runs are kept until the store can be written`,
       );
     }
-    this.failing = error;
-    try {
-      await spoolRows(this.options.path, runs, stages);
+    this.failing = true;
+    if (outcome.spooled) {
       this.stats.spooledSegments += 1;
-    } catch (spoolError) {
-      this.warnOnce("spool-write", `runtrail: cannot spool rows either: ${String(spoolError)}`);
-      const limit = this.options.maxQueuedRows * 4;
-      const room = Math.max(0, limit - this.held.stages.length);
-      this.held.runs.push(...runs);
-      this.held.stages.push(...stages.slice(0, room));
-      const dropped = Math.max(0, stages.length - room);
-      if (dropped > 0) {
-        this.stats.droppedRows += dropped;
-        this.warnOnce("dropped", "runtrail: dropping stage rows: the store and the spool are full");
-      }
+    } else {
+      this.hold(runs, [...stages, ...stagesToMerge], outcome.spoolError);
     }
     if (!this.closed) this.schedule();
   }
 
-  private recovered(): void {
-    if (!this.failing) return;
-    diag.info(`runtrail: the store ${this.options.path} can be written again`);
-    this.failing = undefined;
+  /** Keeps rows in memory, up to a bound, when neither the store nor the spool takes them. */
+  private hold(runs: RunRow[], stages: StageRow[], reason: string | undefined): void {
+    this.warnOnce(
+      "spool-write",
+      `runtrail: cannot spool rows either: ${reason ?? "unknown error"}`,
+    );
+    const room = Math.max(0, this.options.maxQueuedRows * 4 - this.held.stages.length);
+    this.held.runs.push(...runs);
+    this.held.stages.push(...stages.slice(0, room));
+    const dropped = Math.max(0, stages.length - room);
+    if (dropped > 0) {
+      this.stats.droppedRows += dropped;
+      this.warnOnce("dropped", "runtrail: dropping stage rows: the store and the spool are full");
+    }
   }
 
   private warnOnce(key: string, message: string): void {
     if (this.warned.has(key)) return;
     this.warned.add(key);
     diag.warn(message);
-  }
-}
-
-function inodeOf(path: string): number | undefined {
-  try {
-    return statSync(path).ino;
-  } catch {
-    return undefined;
   }
 }

@@ -1,6 +1,8 @@
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { RunRow } from "../../src/record/rows.js";
+import { eventually } from "../helpers/eventually.js";
 import { type Finished, runtrail, startFixture } from "../helpers/processes.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempDir } from "../helpers/temp-dir.js";
@@ -13,6 +15,7 @@ describe("several processes on one store", () => {
     const first = startFixture("pipeline.ts", [...args, "--name", "alpha"], { env });
     const second = startFixture("pipeline.ts", [...args, "--name", "beta"], { env });
     await Promise.all([first, second].map((p) => p.line((l) => l.startsWith("started "))));
+    await eventually(() => expect(existsSync(db)).toBe(true));
 
     const reads: Finished[] = [];
     let finished = false;

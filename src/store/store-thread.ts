@@ -1,0 +1,69 @@
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import { storeLockMemory } from "./store-lock.js";
+import type { WriteRequest } from "./store-worker.js";
+import type { Batch, BatchOutcome } from "./write-batch.js";
+
+interface Pending {
+  resolve: (outcome: BatchOutcome) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * The one store-writing thread of this process, started when first needed. It keeps Node
+ * alive only while it has work, and is started again if it ever dies.
+ */
+class StoreThread {
+  private worker: Worker | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+
+  write(path: string, batch: Batch, lockWaitMs: number): Promise<BatchOutcome> {
+    const worker = this.start();
+    const id = this.nextId++;
+    const request: WriteRequest = { id, path, batch, lockWaitMs };
+    return new Promise<BatchOutcome>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      if (this.pending.size === 1) worker.ref();
+      worker.postMessage(request);
+    });
+  }
+
+  private start(): Worker {
+    if (this.worker) return this.worker;
+    const workerData = { locks: storeLockMemory() };
+    // Run from the TypeScript sources (tests, tsx), the worker is TypeScript: load it with tsx.
+    const source = import.meta.url.endsWith(".ts");
+    const worker = source
+      ? new Worker(
+          `require("tsx/cjs/api").register(); require(${JSON.stringify(
+            fileURLToPath(new URL("./store-worker.ts", import.meta.url)),
+          )});`,
+          { eval: true, workerData, execArgv: [], name: "runtrail-store" },
+        )
+      : new Worker(new URL("./store-worker.js", import.meta.url), {
+          workerData,
+          name: "runtrail-store",
+        });
+    worker.unref();
+    worker.on("message", (message: { id: number; outcome: BatchOutcome }) => {
+      const waiting = this.pending.get(message.id);
+      this.pending.delete(message.id);
+      if (this.pending.size === 0) worker.unref();
+      waiting?.resolve(message.outcome);
+    });
+    const fail = (error: Error) => {
+      if (this.worker === worker) this.worker = undefined;
+      for (const waiting of this.pending.values()) waiting.reject(error);
+      this.pending.clear();
+    };
+    worker.on("error", fail);
+    worker.on("exit", (code) =>
+      fail(new Error(`the runtrail store thread stopped (exit code ${code})`)),
+    );
+    this.worker = worker;
+    return worker;
+  }
+}
+
+export const storeThread = new StoreThread();
