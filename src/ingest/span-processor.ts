@@ -57,7 +57,7 @@ function flushBeforeExit(writer: StoreWriter): void {
   if (!listening) {
     listening = true;
     process.on("beforeExit", () => {
-      for (const w of unflushedWriters) void w.flush();
+      for (const w of unflushedWriters) void w.flushBeforeExit();
     });
   }
   unflushedWriters.add(writer);

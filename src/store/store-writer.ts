@@ -49,6 +49,7 @@ export class StoreWriter implements RecordSink {
   private lastSessionMs = 0;
   private readonly warned = new Set<string>();
   private closed = false;
+  private exitFlushes = 0;
   readonly stats: StoreWriterStats = {
     flushes: 0,
     failedFlushes: 0,
@@ -90,6 +91,16 @@ export class StoreWriter implements RecordSink {
       this.flushing = undefined;
     });
     await this.flushing;
+  }
+
+  /**
+   * Called when Node runs out of work: writes what is pending, a few times at most, so rows
+   * that can be written neither to the store nor to the spool cannot keep the process alive.
+   */
+  async flushBeforeExit(): Promise<void> {
+    if (!this.hasPending() || this.exitFlushes >= 3) return;
+    this.exitFlushes += 1;
+    await this.flush();
   }
 
   /** Writes what is pending and stops the timers. Later records are still accepted and kept. */
