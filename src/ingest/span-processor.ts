@@ -1,6 +1,6 @@
 import { type Context, diag, trace } from "@opentelemetry/api";
 import type { ReadableSpan, Span, SpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { type DropReason, RunRecorder, type TrackedSpan } from "../record/recorder.js";
+import { type DropReason, RunRecorder } from "../record/recorder.js";
 import type { SpanView } from "../record/span-view.js";
 import { currentOwner } from "../store/process-owner.js";
 import { resolveStorePath } from "../store/store-path.js";
@@ -46,9 +46,6 @@ export interface RunTrailStats extends StoreWriterStats {
   hookErrors: number;
 }
 
-/** An SDK span this processor follows, with its state under the processor's own key. */
-type FollowedSpan = { [key: symbol]: TrackedSpan | undefined };
-
 /** Writers of processors not shut down: flushed when Node runs out of work, before it exits. */
 const unflushedWriters = new Set<StoreWriter>();
 let listening = false;
@@ -87,8 +84,6 @@ export class RunTrailSpanProcessor implements SpanProcessor {
   readonly db: string;
   readonly enabled: boolean;
   private readonly recorder: RunRecorder | undefined;
-  /** Where this processor keeps a span's state on the span object: no map to look up. */
-  private readonly key: symbol = Symbol("runtrail.tracked");
   private readonly writer: StoreWriter | undefined;
   private droppedRuns = 0;
   private droppedSpans = 0;
@@ -116,6 +111,8 @@ export class RunTrailSpanProcessor implements SpanProcessor {
       maxOpenRuns: options.maxOpenRuns ?? 20_000,
       maxOpenSpans: options.maxOpenSpans ?? 200_000,
       onDrop: (reason) => this.dropped(reason),
+      // The span a span started under is in the context it started with.
+      parentSpanOf: (context) => trace.getSpan(context as Context) as SpanView | undefined,
     });
     flushBeforeExit(this.writer);
   }
@@ -123,25 +120,16 @@ export class RunTrailSpanProcessor implements SpanProcessor {
   onStart(span: Span, parentContext: Context): void {
     if (this.recorder === undefined || this.shutdownPromise) return;
     try {
-      // The parent span object is in the context the span was started with: its state is on it.
-      const parent =
-        span.parentSpanContext === undefined
-          ? undefined
-          : (trace.getSpan(parentContext) as FollowedSpan | undefined)?.[this.key];
-      const tracked = this.recorder.start(span, parent);
-      if (tracked !== undefined) (span as unknown as FollowedSpan)[this.key] = tracked;
+      this.recorder.start(span, parentContext);
     } catch (error) {
       this.hookFailed(error);
     }
   }
 
   onEnd(span: ReadableSpan): void {
-    const followed = span as unknown as FollowedSpan;
-    const tracked = followed[this.key];
-    if (tracked === undefined || this.recorder === undefined) return;
-    followed[this.key] = undefined;
+    if (this.recorder === undefined) return;
     try {
-      this.recorder.end(span, tracked);
+      this.recorder.end(span);
     } catch (error) {
       this.hookFailed(error);
     }

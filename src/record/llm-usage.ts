@@ -30,52 +30,61 @@ const CALL_OPERATIONS = new Set([
 const CALL_OPENINFERENCE_KINDS = new Set(["LLM", "EMBEDDING"]);
 
 /**
+ * Filled by each call of {@link readLlmUsage}; read it before the next call. The attribute names
+ * below are those of {@link A}, written as literals so that V8 reads them as named properties.
+ */
+const usage: LlmUsage = { role: "none", inputTokens: 0, outputTokens: 0, tokens: 0 };
+
+/**
  * Reads the LLM role and token usage of a span from the OpenTelemetry GenAI conventions
  * (current and deprecated names), OpenInference and OpenLLMetry. Returns `undefined` for a
- * span with none of their attributes, which is nearly every span, as cheaply as possible.
+ * span with none of their attributes, which is nearly every span. It runs for every span that
+ * ends, so it allocates nothing: the object it returns is reused by the next call.
  */
 export function readLlmUsage(attributes: Attributes): LlmUsage | undefined {
   const input =
-    countAttribute(attributes[A.genAiInputTokens]) ??
-    countAttribute(attributes[A.genAiPromptTokens]) ??
-    countAttribute(attributes[A.oiPromptTokens]);
+    countAttribute(attributes["gen_ai.usage.input_tokens"]) ??
+    countAttribute(attributes["gen_ai.usage.prompt_tokens"]) ??
+    countAttribute(attributes["llm.token_count.prompt"]);
   const output =
-    countAttribute(attributes[A.genAiOutputTokens]) ??
-    countAttribute(attributes[A.genAiCompletionTokens]) ??
-    countAttribute(attributes[A.oiCompletionTokens]);
+    countAttribute(attributes["gen_ai.usage.output_tokens"]) ??
+    countAttribute(attributes["gen_ai.usage.completion_tokens"]) ??
+    countAttribute(attributes["llm.token_count.completion"]);
   const total =
-    countAttribute(attributes[A.llmTotalTokens]) ??
-    countAttribute(attributes[A.oiTotalTokens]) ??
-    countAttribute(attributes[A.genAiTotalTokens]);
+    countAttribute(attributes["llm.usage.total_tokens"]) ??
+    countAttribute(attributes["llm.token_count.total"]) ??
+    countAttribute(attributes["gen_ai.usage.total_tokens"]);
   const role = roleOf(
     attributes,
     input !== undefined || output !== undefined || total !== undefined,
   );
   if (role === "none") return undefined;
-  const inputTokens = input ?? 0;
-  const outputTokens = output ?? 0;
-  return { role, inputTokens, outputTokens, tokens: total ?? inputTokens + outputTokens };
+  usage.role = role;
+  usage.inputTokens = input ?? 0;
+  usage.outputTokens = output ?? 0;
+  usage.tokens = total ?? usage.inputTokens + usage.outputTokens;
+  return usage;
 }
 
 function roleOf(attributes: Attributes, hasTokens: boolean): LlmRole {
-  const operation = attributes[A.genAiOperation];
-  const oiKind = attributes[A.openInferenceKind];
-  const requestType = attributes[A.llmRequestType];
-  if (typeof operation === "string" && CALL_OPERATIONS.has(operation)) return "call";
-  if (typeof oiKind === "string" && CALL_OPENINFERENCE_KINDS.has(oiKind.toUpperCase())) {
-    return "call";
-  }
-  if (typeof requestType === "string" && requestType.length > 0) return "call";
-  if (
-    typeof operation === "string" ||
-    typeof oiKind === "string" ||
-    typeof attributes[A.traceloopKind] === "string"
-  ) {
-    // invoke_agent, execute_tool, AGENT, CHAIN, workflow, task ...: never a call of its own.
+  const operation = attributes["gen_ai.operation.name"];
+  if (typeof operation === "string") {
+    if (CALL_OPERATIONS.has(operation)) return "call";
+    // invoke_agent, execute_tool, ...: never a call of its own.
     return hasTokens ? "aggregate" : "none";
   }
-  if (hasTokens) return "unclassified";
-  return "none";
+  const oiKind = attributes["openinference.span.kind"];
+  if (typeof oiKind === "string") {
+    if (CALL_OPENINFERENCE_KINDS.has(oiKind.toUpperCase())) return "call";
+    // AGENT, CHAIN, TOOL ...
+    return hasTokens ? "aggregate" : "none";
+  }
+  const requestType = attributes["llm.request.type"];
+  if (typeof requestType === "string" && requestType.length > 0) return "call";
+  // OpenLLMetry's workflow, task, agent and tool spans.
+  if (typeof attributes["traceloop.span.kind"] === "string")
+    return hasTokens ? "aggregate" : "none";
+  return hasTokens ? "unclassified" : "none";
 }
 
 /**

@@ -1,5 +1,5 @@
 import { RunTrailAttributes as R } from "./attributes.js";
-import { isLlmSpanAtStart, readLlmUsage } from "./llm-usage.js";
+import { isLlmSpanAtStart, type LlmUsage, readLlmUsage } from "./llm-usage.js";
 import type { RunOwner } from "./owner.js";
 import type { StageRow } from "./rows.js";
 import { runIdOf } from "./run-id.js";
@@ -28,27 +28,33 @@ export interface RecorderOptions {
   maxOpenRuns: number;
   maxOpenSpans: number;
   onDrop: (reason: DropReason) => void;
+  /** The parent span of a starting span, from the handle given to `start`. */
+  parentSpanOf?: (handle: unknown) => SpanView | undefined;
 }
 
-/** A span of a run being followed until it ends. Whoever calls `start` keeps it for `end`. */
-export interface TrackedSpan {
+/** A followed span of a run: the run itself, a stage, or a span with children. */
+interface FollowedSpan {
   readonly run: RunState;
   /** The stage the span is in (the stage itself for a stage span), none for the run span. */
   readonly stage: StageState | undefined;
-  readonly parent: TrackedSpan | undefined;
+  readonly parent: FollowedSpan | undefined;
+  /** This span is the stage `stage`. */
+  readonly isStage: boolean;
   /** An LLM call below this span was counted, so totals on this span are not counted again. */
   llmBelow: boolean;
 }
 
 /**
- * Turns span starts and ends into runs and stages. It follows only spans that belong to a run,
- * keeps counters rather than spans, and does no I/O: rows go to the sink. It keeps no index of
- * spans either: `start` returns the span's state, and the caller hands it back to `end` (the
- * in-process processor keeps it on the span object itself).
+ * Turns span starts and ends into runs and stages. It keeps counters rather than spans, and
+ * does no I/O: rows go to the sink.
+ *
+ * Most spans are leaves (LLM calls, HTTP calls) and cost two lookups: the recorder indexes
+ * only runs, stages, and spans that turn out to have children, the moment their first child
+ * starts. A leaf finds its run through its parent when it ends.
  */
 export class RunRecorder {
+  private readonly followed = new Map<string, FollowedSpan>();
   private openRuns = 0;
-  private openSpans = 0;
 
   constructor(
     private readonly sink: RecordSink,
@@ -59,72 +65,124 @@ export class RunRecorder {
     return this.openRuns;
   }
 
-  /** Spans of open runs being followed. */
+  /** Spans of open runs indexed: runs, stages and parents. */
   get trackedSpanCount(): number {
-    return this.openSpans;
+    return this.followed.size;
   }
 
   /**
-   * A span started. `parent` is the state `start` returned for its parent span, if it has a
-   * parent in this process that is followed. Returns the span's state when it belongs to a run.
+   * A span started. `parentHandle` lets `options.parentSpanOf` find its parent span (in
+   * process, the context it started in): if that parent is not indexed yet, it is now, from its
+   * own parent. It is only looked at then.
    */
-  start(span: SpanView, parent: TrackedSpan | undefined): TrackedSpan | undefined {
+  start(span: SpanView, parentHandle?: unknown): void {
     const parentId = span.parentSpanContext?.spanId;
-    const kind = span.attributes[R.kind];
-    if (this.isRun(span, parentId, kind)) return this.startRun(span, parentId === undefined);
-    if (parent === undefined) return undefined;
-    if (this.openSpans >= this.options.maxOpenSpans) {
-      this.options.onDrop("open_spans_limit");
-      return undefined;
+    const kind = span.attributes["runtrail.kind"];
+    if (this.isRun(span, parentId, kind)) {
+      this.startRun(span, parentId === undefined);
+      return;
     }
-    this.openSpans += 1;
-    const run = parent.run;
+    if (parentId === undefined) return;
+    const parent =
+      this.followed.get(parentId) ??
+      this.adopt(parentId, this.options.parentSpanOf?.(parentHandle));
+    if (parent === undefined) return;
     if (this.isStage(span, parent, kind)) {
-      const stage = run.startStage(span, parentId ?? null);
+      if (!this.roomFor()) return;
+      const run = parent.run;
+      const stage = run.startStage(span, parentId);
+      this.followed.set(stage.spanId, { run, stage, parent, isStage: true, llmBelow: false });
       this.sink.runChanged(run);
-      return { run, stage, parent, llmBelow: false };
     }
-    return { run, stage: parent.stage, parent, llmBelow: false };
   }
 
-  /** A followed span ended; `tracked` is what `start` returned for it. */
-  end(span: SpanView, tracked: TrackedSpan): void {
-    this.openSpans -= 1;
-    const run = tracked.run;
+  /** A span ended. */
+  end(span: SpanView): void {
+    const spanId = span.spanContext().spanId;
+    const own = this.followed.get(spanId);
+    if (own === undefined) {
+      this.endLeaf(span);
+      return;
+    }
+    this.followed.delete(spanId);
+    const run = own.run;
     const usage = readLlmUsage(span.attributes);
     if (usage !== undefined) {
-      const counts = usage.role === "call" || (usage.role === "unclassified" && !tracked.llmBelow);
-      if (counts) {
-        run.totals.add(usage);
-        tracked.stage?.totals.add(usage);
-        for (let p = tracked.parent; p !== undefined && !p.llmBelow; p = p.parent) {
-          p.llmBelow = true;
-        }
-      }
+      const counts = usage.role === "call" || (usage.role === "unclassified" && !own.llmBelow);
+      if (counts) this.count(usage, own.stage, run, own.parent);
     }
-    if (tracked.parent === undefined) {
+    if (own.parent === undefined) {
       run.end(span);
       this.openRuns -= 1;
       this.sink.runChanged(run);
-      return;
-    }
-    const stage = tracked.stage;
-    if (stage !== undefined && stage.spanId === span.spanContext().spanId) {
-      this.sink.stageEnded(run.endStage(stage, span), run.ended);
+    } else if (own.isStage && own.stage !== undefined) {
+      this.sink.stageEnded(run.endStage(own.stage, span), run.ended);
       this.sink.runChanged(run);
     } else if (usage !== undefined && run.ended) {
       this.sink.runChanged(run);
     }
   }
 
+  /** A span that never had children ended: it counts through its parent. */
+  private endLeaf(span: SpanView): void {
+    const parentId = span.parentSpanContext?.spanId;
+    if (parentId === undefined) return;
+    const parent = this.followed.get(parentId);
+    if (parent === undefined) return;
+    const usage = readLlmUsage(span.attributes);
+    // A leaf has nothing below it, so an unclassified one is a call too.
+    if (usage === undefined || usage.role === "aggregate") return;
+    this.count(usage, parent.stage, parent.run, parent);
+    if (parent.run.ended) this.sink.runChanged(parent.run);
+  }
+
+  /** Adds an LLM call to its stage and run, and marks the spans above it. */
+  private count(
+    usage: LlmUsage,
+    stage: StageState | undefined,
+    run: RunState,
+    above: FollowedSpan | undefined,
+  ): void {
+    run.add(usage);
+    stage?.add(usage);
+    for (let p = above; p !== undefined && !p.llmBelow; p = p.parent) p.llmBelow = true;
+  }
+
+  /**
+   * Indexes a parent the first time a child of it starts, through its own parent, which is
+   * indexed by then: every span's parent is indexed when the span itself starts.
+   */
+  private adopt(parentId: string, parentSpan: SpanView | undefined): FollowedSpan | undefined {
+    const grandparentId = parentSpan?.parentSpanContext?.spanId;
+    if (parentSpan === undefined || grandparentId === undefined) return undefined;
+    if (parentSpan.spanContext().spanId !== parentId) return undefined;
+    const grandparent = this.followed.get(grandparentId);
+    if (grandparent === undefined || !this.roomFor()) return undefined;
+    const adopted: FollowedSpan = {
+      run: grandparent.run,
+      stage: grandparent.stage,
+      parent: grandparent,
+      isStage: false,
+      llmBelow: false,
+    };
+    this.followed.set(parentId, adopted);
+    return adopted;
+  }
+
+  private roomFor(): boolean {
+    if (this.followed.size < this.options.maxOpenSpans) return true;
+    this.options.onDrop("open_spans_limit");
+    return false;
+  }
+
   private isRun(span: SpanView, parentId: string | undefined, kind: unknown): boolean {
     if (kind === "run") return true;
-    if (kind === "stage") return false;
+    if (kind !== undefined) return false;
     if (parentId === undefined && this.options.rootSpansAreRuns) return true;
     return this.options.isRun?.(span) ?? false;
   }
 
-  private isStage(span: SpanView, parent: TrackedSpan, kind: unknown): boolean {
+  private isStage(span: SpanView, parent: FollowedSpan, kind: unknown): boolean {
     if (kind === "stage") return true;
     if (kind !== undefined) return false;
     if (this.options.isStage !== undefined) return this.options.isStage(span);
@@ -132,11 +190,12 @@ export class RunRecorder {
     return parent.parent === undefined && !isLlmSpanAtStart(span.attributes);
   }
 
-  private startRun(span: SpanView, isTraceRoot: boolean): TrackedSpan | undefined {
+  private startRun(span: SpanView, isTraceRoot: boolean): void {
     if (this.openRuns >= this.options.maxOpenRuns) {
       this.options.onDrop("open_runs_limit");
-      return undefined;
+      return;
     }
+    if (!this.roomFor()) return;
     const context = span.spanContext();
     const run = new RunState(
       runIdOf(context.traceId, context.spanId, isTraceRoot),
@@ -148,8 +207,13 @@ export class RunRecorder {
       this.options.owner,
     );
     this.openRuns += 1;
-    this.openSpans += 1;
+    this.followed.set(context.spanId, {
+      run,
+      stage: undefined,
+      parent: undefined,
+      isStage: false,
+      llmBelow: false,
+    });
     this.sink.runChanged(run);
-    return { run, stage: undefined, parent: undefined, llmBelow: false };
   }
 }

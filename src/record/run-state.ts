@@ -27,10 +27,8 @@ export class LlmTotals {
   }
 }
 
-/** A stage while it runs. */
-export class StageState {
-  readonly totals = new LlmTotals();
-
+/** A stage while it runs, with the LLM totals of the spans below it. */
+export class StageState extends LlmTotals {
   constructor(
     readonly run: RunState,
     readonly spanId: string,
@@ -39,7 +37,9 @@ export class StageState {
     readonly seq: number,
     readonly attempt: number,
     readonly startedAt: number,
-  ) {}
+  ) {
+    super();
+  }
 }
 
 interface FinishedRun {
@@ -52,9 +52,10 @@ interface FinishedRun {
 
 /**
  * A run from its start to its end, and a little after: late spans still add to it. It keeps
- * only counters and the few stage facts the run row needs, never the spans themselves.
+ * only counters (its LLM totals are its own fields) and the few stage facts the run row needs,
+ * never the spans themselves.
  */
-export class RunState {
+export class RunState extends LlmTotals {
   pipeline: string;
   tenantId: string | null;
   readonly serviceName: string | null;
@@ -67,19 +68,28 @@ export class RunState {
   explicitRowsIn: number | null = null;
   explicitRowsOut: number | null = null;
   explicitRetryCount: number | null = null;
+  /** Set by the writer while the run waits for its row to be written. */
+  queued = false;
+  /** Set by the writer while it counts the run among the open ones. */
+  listed = false;
 
-  readonly totals = new LlmTotals();
   private nextSeq = 0;
   private readonly openStages: StageState[] = [];
   /** Stage names in the order they first ran (a Set keeps insertion order). */
   private readonly executed = new Set<string>();
-  /** The last execution of each stage name: a start after a failed one is a retry. */
-  private readonly lastAttempt = new Map<string, { attempt: number; failed: boolean }>();
+  /**
+   * The last execution of each stage name, as attempt × 2 + 1 when it failed: a start after a
+   * failed execution is a retry.
+   */
+  private readonly lastAttempt = new Map<string, number>();
   private readonly failed = new Set<string>();
   private readonly completed = new Set<string>();
   private retries = 0;
-  private firstRowsIn: { seq: number; value: number } | null = null;
-  private lastRowsOut: { seq: number; value: number } | null = null;
+  /** Rows in of the first stage (by sequence) that reported them, and rows out of the last. */
+  private firstRowsInSeq = Number.POSITIVE_INFINITY;
+  private firstRowsIn: number | null = null;
+  private lastRowsOutSeq = Number.NEGATIVE_INFINITY;
+  private lastRowsOut: number | null = null;
   private lastFailedStage: { name: string; error: SpanError | null } | null = null;
   private finished: FinishedRun | null = null;
 
@@ -92,6 +102,7 @@ export class RunState {
     defaultTenant: string | null,
     readonly owner: RunOwner | null,
   ) {
+    super();
     const attributes = span.attributes;
     this.pipeline = pipelineName(span);
     this.tenantId = stringAttribute(attributes[R.tenant]) ?? defaultTenant;
@@ -113,7 +124,8 @@ export class RunState {
     const previous = this.lastAttempt.get(name);
     this.executed.add(name);
     const declared = countAttribute(span.attributes[R.stageAttempt]);
-    const attempt = declared ?? (previous?.failed ? previous.attempt + 1 : 1);
+    const attempt =
+      declared ?? (previous !== undefined && previous % 2 === 1 ? (previous - 1) / 2 + 1 : 1);
     if (attempt > 1) this.retries += 1;
     const stage = new StageState(
       this,
@@ -130,26 +142,31 @@ export class RunState {
 
   /** Closes a stage and returns its row. */
   endStage(stage: StageState, span: SpanView): StageRow {
-    const index = this.openStages.indexOf(stage);
-    if (index >= 0) this.openStages.splice(index, 1);
+    if (this.openStages[this.openStages.length - 1] === stage) this.openStages.pop();
+    else {
+      const index = this.openStages.indexOf(stage);
+      if (index >= 0) this.openStages.splice(index, 1);
+    }
     const failed = spanFailed(span);
     const status: StageStatus = failed ? "failed" : "completed";
     const error = failed ? spanError(span) : null;
     const attributes = span.attributes;
     const rowsIn = countAttribute(attributes[R.rowsIn]) ?? null;
     const rowsOut = countAttribute(attributes[R.rowsOut]) ?? null;
-    this.lastAttempt.set(stage.name, { attempt: stage.attempt, failed });
+    this.lastAttempt.set(stage.name, stage.attempt * 2 + (failed ? 1 : 0));
     if (failed) {
       this.failed.add(stage.name);
       this.lastFailedStage = { name: stage.name, error };
     } else {
       this.completed.add(stage.name);
     }
-    if (rowsIn !== null && (this.firstRowsIn === null || stage.seq < this.firstRowsIn.seq)) {
-      this.firstRowsIn = { seq: stage.seq, value: rowsIn };
+    if (rowsIn !== null && stage.seq < this.firstRowsInSeq) {
+      this.firstRowsInSeq = stage.seq;
+      this.firstRowsIn = rowsIn;
     }
-    if (rowsOut !== null && (this.lastRowsOut === null || stage.seq > this.lastRowsOut.seq)) {
-      this.lastRowsOut = { seq: stage.seq, value: rowsOut };
+    if (rowsOut !== null && stage.seq > this.lastRowsOutSeq) {
+      this.lastRowsOutSeq = stage.seq;
+      this.lastRowsOut = rowsOut;
     }
     const finishedAt = hrTimeToMicros(span.endTime);
     return {
@@ -168,10 +185,10 @@ export class RunState {
       duration_seconds: (finishedAt - stage.startedAt) / 1e6,
       rows_in: rowsIn,
       rows_out: rowsOut,
-      llm_calls: stage.totals.llmCalls,
-      tokens: stage.totals.tokens,
-      input_tokens: stage.totals.inputTokens,
-      output_tokens: stage.totals.outputTokens,
+      llm_calls: stage.llmCalls,
+      tokens: stage.tokens,
+      input_tokens: stage.inputTokens,
+      output_tokens: stage.outputTokens,
       metadata: metadataOf(attributes),
     };
   }
@@ -253,12 +270,12 @@ export class RunState {
       finished_at: finished?.finishedAt ?? null,
       duration_seconds: finished ? (finished.finishedAt - this.startedAt) / 1e6 : null,
       deadline_at: this.deadlineAt,
-      rows_in: this.explicitRowsIn ?? this.firstRowsIn?.value ?? null,
-      rows_out: this.explicitRowsOut ?? this.lastRowsOut?.value ?? null,
-      llm_calls: this.totals.llmCalls,
-      tokens: this.totals.tokens,
-      input_tokens: this.totals.inputTokens,
-      output_tokens: this.totals.outputTokens,
+      rows_in: this.explicitRowsIn ?? this.firstRowsIn,
+      rows_out: this.explicitRowsOut ?? this.lastRowsOut,
+      llm_calls: this.llmCalls,
+      tokens: this.tokens,
+      input_tokens: this.inputTokens,
+      output_tokens: this.outputTokens,
       stages_expected: this.stagesExpected,
       stages_completed: this.completed.size,
       stages_executed: [...this.executed],

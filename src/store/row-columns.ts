@@ -4,6 +4,8 @@ import type { RunRow, StageRow } from "../record/rows.js";
 export type ColumnKind =
   | "uuid"
   | "text"
+  /** A span id: 16 hex digits, text in the table, two numbers on the way there. */
+  | "span_id"
   | "integer"
   | "bigint"
   | "double"
@@ -25,7 +27,7 @@ function columns<Row>(spec: Record<keyof Row & string, ColumnKind>): readonly Co
 export const RUN_COLUMNS = columns<RunRow>({
   run_id: "uuid",
   trace_id: "text",
-  span_id: "text",
+  span_id: "span_id",
   tenant_id: "text",
   pipeline: "text",
   service_name: "text",
@@ -65,8 +67,8 @@ export const RUN_COLUMNS = columns<RunRow>({
 /** Every column of `stages`, in table order. */
 export const STAGE_COLUMNS = columns<StageRow>({
   run_id: "uuid",
-  span_id: "text",
-  parent_span_id: "text",
+  span_id: "span_id",
+  parent_span_id: "span_id",
   name: "text",
   seq: "integer",
   attempt: "integer",

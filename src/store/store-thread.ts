@@ -1,5 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { transferables } from "./column-batch.js";
 import { storeLockMemory } from "./store-lock.js";
 import type { WriteRequest } from "./store-worker.js";
 import type { Batch, BatchOutcome } from "./write-batch.js";
@@ -25,7 +26,7 @@ class StoreThread {
     return new Promise<BatchOutcome>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       if (this.pending.size === 1) worker.ref();
-      worker.postMessage(request);
+      worker.postMessage(request, transferables(batch.runs, batch.stages, batch.stagesToMerge));
     });
   }
 

@@ -1,9 +1,19 @@
 import { diag } from "@opentelemetry/api";
 import type { RecordSink } from "../record/recorder.js";
-import { latestRunRows, type RunRow, type StageRow } from "../record/rows.js";
+import type { StageRow } from "../record/rows.js";
 import type { RunState } from "../record/run-state.js";
+import { ColumnBuffer } from "./column-batch.js";
+import { RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
 import { storeThread } from "./store-thread.js";
-import type { BatchOutcome } from "./write-batch.js";
+import type { Batch, BatchOutcome } from "./write-batch.js";
+
+const NOT_WRITTEN: BatchOutcome = {
+  written: false,
+  sessionMs: 0,
+  spoolRowsIngested: 0,
+  spoolRejectedFiles: 0,
+  spooled: false,
+};
 
 export interface StoreWriterOptions {
   /** Absolute path of the DuckDB file. */
@@ -35,12 +45,15 @@ export interface StoreWriterStats {
  * spool (or, if that cannot be written either, in bounded memory) and it says so once.
  */
 export class StoreWriter implements RecordSink {
-  private readonly dirty = new Set<RunState>();
+  /** Runs whose row is due; `run.queued` says a run is here, without a lookup. */
+  private dirty: RunState[] = [];
+  /** Runs open in this process; `run.listed` says a run is here. */
   private readonly open = new Set<RunState>();
-  private stages: StageRow[] = [];
-  private stagesToMerge: StageRow[] = [];
-  /** Rows that neither the store nor the spool took: tried again first. */
-  private held: { runs: RunRow[]; stages: StageRow[] } = { runs: [], stages: [] };
+  /** Stage rows go into columns as they end: no row objects wait for the next flush. */
+  private readonly stages = new ColumnBuffer(STAGE_COLUMNS);
+  private readonly stagesToMerge = new ColumnBuffer(STAGE_COLUMNS);
+  /** Batches that neither the store nor the spool took: tried again first. */
+  private held: Batch[] = [];
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -66,16 +79,21 @@ export class StoreWriter implements RecordSink {
   }
 
   runChanged(run: RunState): void {
-    this.dirty.add(run);
-    if (run.ended) this.open.delete(run);
-    else this.open.add(run);
+    if (!run.queued) {
+      run.queued = true;
+      this.dirty.push(run);
+    }
+    if (run.ended === run.listed) {
+      run.listed = !run.ended;
+      if (run.listed) this.open.add(run);
+      else this.open.delete(run);
+    }
     this.schedule();
   }
 
   stageEnded(row: StageRow, late: boolean): void {
-    if (late) this.stagesToMerge.push(row);
-    else this.stages.push(row);
-    if (this.stages.length >= this.options.maxQueuedRows) this.flushSoon();
+    (late ? this.stagesToMerge : this.stages).append(row);
+    if (this.stages.count >= this.options.maxQueuedRows) this.flushSoon();
     else this.schedule();
   }
 
@@ -115,11 +133,10 @@ export class StoreWriter implements RecordSink {
 
   private hasPending(): boolean {
     return (
-      this.dirty.size > 0 ||
-      this.stages.length > 0 ||
-      this.stagesToMerge.length > 0 ||
-      this.held.runs.length > 0 ||
-      this.held.stages.length > 0
+      this.dirty.length > 0 ||
+      this.stages.count > 0 ||
+      this.stagesToMerge.count > 0 ||
+      this.held.length > 0
     );
   }
 
@@ -152,37 +169,43 @@ export class StoreWriter implements RecordSink {
 
   private beat(): void {
     if (this.open.size === 0) return;
-    for (const run of this.open) this.dirty.add(run);
+    for (const run of this.open) {
+      if (!run.queued) {
+        run.queued = true;
+        this.dirty.push(run);
+      }
+    }
     this.schedule();
   }
 
   private async flushOnce(): Promise<void> {
     if (!this.hasPending()) return;
     const now = Date.now() * 1000;
-    const runs = latestRunRows([...this.held.runs, ...[...this.dirty].map((run) => run.row(now))]);
-    const stages = this.stages;
-    const stagesToMerge = [...this.held.stages, ...this.stagesToMerge];
-    this.dirty.clear();
-    this.stages = [];
-    this.stagesToMerge = [];
-    this.held = { runs: [], stages: [] };
+    const runs = new ColumnBuffer(RUN_COLUMNS, Math.max(1, this.dirty.length));
+    for (const run of this.dirty) {
+      run.queued = false;
+      runs.append(run.row(now));
+    }
+    this.dirty = [];
+    const batches = [
+      ...this.held,
+      { runs: runs.take(), stages: this.stages.take(), stagesToMerge: this.stagesToMerge.take() },
+    ];
+    this.held = [];
+    for (const batch of batches) await this.write(batch);
+  }
+
+  private async write(batch: Batch): Promise<void> {
+    const rows = batch.runs.count;
+    const stageRows = batch.stages.count + batch.stagesToMerge.count;
     this.stats.flushes += 1;
     let outcome: BatchOutcome;
     try {
-      outcome = await storeThread.write(
-        this.options.path,
-        { runs, stages, stagesToMerge },
-        this.options.lockWaitMs,
-      );
+      outcome = await storeThread.write(this.options.path, batch, this.options.lockWaitMs);
     } catch (error) {
-      outcome = {
-        written: false,
-        sessionMs: 0,
-        spoolRowsIngested: 0,
-        spoolRejectedFiles: 0,
-        spooled: false,
-        spoolError: String(error),
-      };
+      // The store thread died with the batch, whose arrays went with it.
+      outcome = { ...NOT_WRITTEN, spoolError: String(error) };
+      this.stats.droppedRows += stageRows;
     }
     this.lastSessionMs = outcome.sessionMs;
     this.stats.spoolRowsIngested += outcome.spoolRowsIngested;
@@ -197,8 +220,8 @@ export class StoreWriter implements RecordSink {
       );
     }
     if (outcome.written) {
-      this.stats.runRowsWritten += runs.length;
-      this.stats.stageRowsWritten += stages.length + stagesToMerge.length;
+      this.stats.runRowsWritten += rows;
+      this.stats.stageRowsWritten += stageRows;
       if (this.failing) diag.info(`runtrail: the store ${this.options.path} can be written again`);
       this.failing = false;
       return;
@@ -211,28 +234,24 @@ export class StoreWriter implements RecordSink {
       );
     }
     this.failing = true;
-    if (outcome.spooled) {
-      this.stats.spooledSegments += 1;
-    } else {
-      this.hold(runs, [...stages, ...stagesToMerge], outcome.spoolError);
-    }
+    if (outcome.spooled) this.stats.spooledSegments += 1;
+    else if (outcome.returned) this.hold(outcome.returned, outcome.spoolError);
     if (!this.closed) this.schedule();
   }
 
-  /** Keeps rows in memory, up to a bound, when neither the store nor the spool takes them. */
-  private hold(runs: RunRow[], stages: StageRow[], reason: string | undefined): void {
+  /** Keeps a batch in memory, up to a bound, when neither the store nor the spool takes it. */
+  private hold(batch: Batch, reason: string | undefined): void {
     this.warnOnce(
       "spool-write",
       `runtrail: cannot spool rows either: ${reason ?? "unknown error"}`,
     );
-    const room = Math.max(0, this.options.maxQueuedRows * 4 - this.held.stages.length);
-    this.held.runs.push(...runs);
-    this.held.stages.push(...stages.slice(0, room));
-    const dropped = Math.max(0, stages.length - room);
-    if (dropped > 0) {
-      this.stats.droppedRows += dropped;
+    const heldRows = this.held.reduce((n, b) => n + b.stages.count + b.stagesToMerge.count, 0);
+    if (heldRows >= this.options.maxQueuedRows * 4) {
+      this.stats.droppedRows += batch.stages.count + batch.stagesToMerge.count;
       this.warnOnce("dropped", "runtrail: dropping stage rows: the store and the spool are full");
+      return;
     }
+    this.held.push(batch);
   }
 
   private warnOnce(key: string, message: string): void {

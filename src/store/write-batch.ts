@@ -1,17 +1,22 @@
 import { statSync } from "node:fs";
 import type { RunRow, StageRow } from "../record/rows.js";
+import { type Columns, columnsOf, emptyColumns, rowsOf } from "./column-batch.js";
 import { ingestSpool } from "./ingest-spool.js";
 import { openStore } from "./open-store.js";
+import { RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
 import { spoolRows } from "./spool.js";
 import { classifyDuckDbError, type StoreErrorKind } from "./store-errors.js";
-import { writeRows } from "./write-rows.js";
+import { type ColumnBatch, writeColumns } from "./write-rows.js";
 
-/** A batch of a writer's rows for one store. */
-export interface Batch {
-  runs: RunRow[];
-  stages: StageRow[];
-  stagesToMerge: StageRow[];
+/** Fresh and merged stage rows together, for when all of them must be merged. */
+function allStages(batch: ColumnBatch): Columns {
+  return columnsOf(STAGE_COLUMNS, [
+    ...rowsOf<StageRow>(STAGE_COLUMNS, batch.stages),
+    ...rowsOf<StageRow>(STAGE_COLUMNS, batch.stagesToMerge),
+  ]);
 }
+
+export type { ColumnBatch as Batch } from "./write-rows.js";
 
 export interface BatchOutcome {
   /** The rows are in the store. */
@@ -25,9 +30,11 @@ export interface BatchOutcome {
   movedAside?: { to: string; reason: string };
   /** Why the rows are not in the store. */
   error?: { kind: StoreErrorKind; message: string };
-  /** Not written but kept in the spool; when false too, the caller must keep the rows. */
+  /** Not written but kept in the spool. */
   spooled: boolean;
   spoolError?: string;
+  /** Neither written nor spooled: the rows, handed back for the caller to keep. */
+  returned?: ColumnBatch;
 }
 
 function inodeOf(path: string): number | undefined {
@@ -46,7 +53,7 @@ function inodeOf(path: string): number | undefined {
  */
 export async function writeBatch(
   path: string,
-  batch: Batch,
+  batch: ColumnBatch,
   lockWaitMs: number,
 ): Promise<BatchOutcome> {
   const outcome: BatchOutcome = {
@@ -61,6 +68,8 @@ export async function writeBatch(
     for (let attempt = 0; attempt < 2; attempt++) {
       const session = await openStore(path, {
         lockTimeoutMs: lockWaitMs,
+        // One DuckDB thread: the pipeline keeps the other cores.
+        threads: 1,
         onMovedAside: (_from, to, reason) => {
           outcome.movedAside = { to, reason };
         },
@@ -71,7 +80,7 @@ export async function writeBatch(
         const spool = await ingestSpool(session);
         outcome.spoolRowsIngested += spool.rows;
         outcome.spoolRejectedFiles += spool.rejectedFiles;
-        await writeRows(session, rows);
+        await writeColumns(session, rows);
         // Closing checkpoints; done here, on DuckDB's threads, it leaves little for close().
         await session.run("CHECKPOINT");
       } finally {
@@ -85,8 +94,8 @@ export async function writeBatch(
       // The file was swapped or deleted while we wrote: the stage rows may exist in the new one.
       rows = {
         runs: batch.runs,
-        stages: [],
-        stagesToMerge: [...batch.stages, ...batch.stagesToMerge],
+        stages: emptyColumns(STAGE_COLUMNS),
+        stagesToMerge: allStages(batch),
       };
     }
     outcome.written = true;
@@ -95,10 +104,15 @@ export async function writeBatch(
     const failure = classifyDuckDbError(path, error);
     outcome.error = { kind: failure.kind, message: failure.message };
     try {
-      await spoolRows(path, batch.runs, [...batch.stages, ...batch.stagesToMerge]);
+      await spoolRows(
+        path,
+        rowsOf<RunRow>(RUN_COLUMNS, batch.runs),
+        rowsOf<StageRow>(STAGE_COLUMNS, allStages(batch)),
+      );
       outcome.spooled = true;
     } catch (spoolError) {
       outcome.spoolError = String(spoolError);
+      outcome.returned = batch;
     }
     return outcome;
   }

@@ -1,10 +1,8 @@
-import { DOUBLE, DuckDBDataChunk, type DuckDBType, VARCHAR } from "@duckdb/node-api";
 import type { RunRow, StageRow } from "../record/rows.js";
+import { type Columns, columnsOf } from "./column-batch.js";
 import { type Column, RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
+import { Dictionary, stageColumns, stageDictionary } from "./stage-columns.js";
 import type { StoreSession } from "./store-session.js";
-
-/** Rows appended in one DuckDB data chunk (DuckDB's vector size). */
-const CHUNK_ROWS = 2048;
 
 export interface RowBatch {
   /** Run rows, at most one per run id; each is merged with the stored row. */
@@ -15,91 +13,59 @@ export interface RowBatch {
   stagesToMerge?: readonly StageRow[];
 }
 
-function stagingType(column: Column): DuckDBType {
-  switch (column.kind) {
-    case "bigint":
-    case "integer":
-    case "double":
-    case "time":
-      return DOUBLE;
-    default:
-      return VARCHAR;
-  }
+/** A {@link RowBatch} as columns: what writers hand to the store thread. */
+export interface ColumnBatch {
+  runs: Columns;
+  stages: Columns;
+  stagesToMerge: Columns;
 }
 
-/** From the staging column (text or double) to the table's type. */
-function castFromStaging(column: Column): string {
+export function columnBatchOf(batch: RowBatch): ColumnBatch {
+  return {
+    runs: columnsOf(RUN_COLUMNS, batch.runs),
+    stages: columnsOf(STAGE_COLUMNS, batch.stages),
+    stagesToMerge: columnsOf(STAGE_COLUMNS, batch.stagesToMerge ?? []),
+  };
+}
+
+const DICTIONARY = "runtrail_staged_text";
+
+/** From the staged column (a number, or a code into the dictionary `d.v`) to the table's type. */
+function fromStaged(column: Column): string {
   const name = column.name;
+  const text = `d.v[s.${name}::INTEGER + 1]`;
   switch (column.kind) {
     case "uuid":
-      return `${name}::UUID AS ${name}`;
+      return `${text}::UUID AS ${name}`;
+    case "text":
+      return `${text} AS ${name}`;
+    case "span_id":
+      return `coalesce(printf('%08x%08x', s.${name}_hi::UBIGINT, s.${name}_lo::UBIGINT), d.v[s.${name}_text::INTEGER + 1]) AS ${name}`;
+    case "list":
+      return `from_json(${text}, '["VARCHAR"]') AS ${name}`;
+    case "json":
+      return `${text}::JSON AS ${name}`;
     case "time":
-      return `make_timestamptz(${name}::BIGINT) AS ${name}`;
+      return `make_timestamptz(s.${name}::BIGINT) AS ${name}`;
     case "bigint":
-      return `${name}::BIGINT AS ${name}`;
+      return `s.${name}::BIGINT AS ${name}`;
     case "integer":
-      return `${name}::INTEGER AS ${name}`;
-    case "list":
-      return `from_json(${name}, '["VARCHAR"]') AS ${name}`;
-    case "json":
-      return `${name}::JSON AS ${name}`;
-    default:
-      return name;
-  }
-}
-
-function toStaging(column: Column, value: unknown): string | number | null {
-  if (value === null || value === undefined) return null;
-  switch (column.kind) {
-    case "list":
-    case "json":
-      return JSON.stringify(value);
-    default:
-      return value as string | number;
-  }
-}
-
-async function stage(
-  session: StoreSession,
-  table: string,
-  cols: readonly Column[],
-  rows: readonly object[],
-): Promise<void> {
-  const types = cols.map(stagingType);
-  const ddl = cols
-    .map((c, i) => `${c.name} ${types[i] === DOUBLE ? "DOUBLE" : "VARCHAR"}`)
-    .join(", ");
-  await session.run(`CREATE TEMP TABLE IF NOT EXISTS ${table} (${ddl})`);
-  await session.run(`DELETE FROM temp.main.${table}`);
-  const appender = await session.connection.createAppender(table, "main", "temp");
-  try {
-    for (let offset = 0; offset < rows.length; offset += CHUNK_ROWS) {
-      const count = Math.min(CHUNK_ROWS, rows.length - offset);
-      const values = cols.map(() => new Array<string | number | null>(count));
-      for (let i = 0; i < count; i++) {
-        const row = rows[offset + i] as Record<string, unknown>;
-        for (let c = 0; c < cols.length; c++) {
-          const column = cols[c] as Column;
-          (values[c] as (string | number | null)[])[i] = toStaging(column, row[column.name]);
-        }
-      }
-      const chunk = DuckDBDataChunk.create(types, count);
-      chunk.setColumns(values);
-      appender.appendDataChunk(chunk);
-    }
-    appender.flushSync();
-  } finally {
-    appender.closeSync();
+      return `s.${name}::INTEGER AS ${name}`;
+    case "double":
+      return `s.${name} AS ${name}`;
   }
 }
 
 function stagedSelect(cols: readonly Column[], table: string): string {
-  return `SELECT ${cols.map(castFromStaging).join(", ")} FROM temp.main.${table}`;
+  return `SELECT ${cols.map(fromStaged).join(", ")} FROM temp.main.${table} s,
+    (SELECT coalesce(list(value ORDER BY code), []) AS v FROM temp.main.${DICTIONARY}) d`;
 }
 
-function earliest(rows: readonly { started_at: number }[]): number {
+/** The earliest `started_at` of a batch, to bound the scan of the table it merges into. */
+function earliest(cols: readonly Column[], batch: Columns): number {
+  const numbers = batch.numbers[cols.findIndex((c) => c.name === "started_at")];
   let min = Number.POSITIVE_INFINITY;
-  for (const row of rows) if (row.started_at < min) min = row.started_at;
+  if (numbers) for (let i = 0; i < batch.count; i++) min = Math.min(min, numbers[i] as number);
   return min;
 }
 
@@ -127,36 +93,49 @@ const STAGE_VALUES = STAGE_COLUMNS.map((c) => `s.${c.name}`).join(", ");
 const STAGE_SET = STAGE_COLUMNS.filter((c) => c.name !== "run_id" && c.name !== "span_id")
   .map((c) => `${c.name} = s.${c.name}`)
   .join(", ");
-const STAGED_STAGES = stagedSelect(STAGE_COLUMNS, "runtrail_staged_stages");
 
-const APPEND_STAGES = `INSERT INTO stages (${STAGE_NAMES}) ${STAGED_STAGES}`;
+const APPEND_STAGES = `INSERT INTO stages (${STAGE_NAMES}) ${stagedSelect(STAGE_COLUMNS, "runtrail_staged_stages")}`;
 
 const MERGE_STAGES = `
-MERGE INTO stages USING (${STAGED_STAGES}) AS s
+MERGE INTO stages USING (${stagedSelect(STAGE_COLUMNS, "runtrail_staged_merge")}) AS s
 ON stages.run_id = s.run_id AND stages.span_id = s.span_id
   AND stages.started_at >= make_timestamptz($1::BIGINT)
 WHEN MATCHED THEN UPDATE SET ${STAGE_SET}
 WHEN NOT MATCHED THEN INSERT (${STAGE_NAMES}) VALUES (${STAGE_VALUES})`;
 
-/**
- * Writes a batch in one transaction: all of it or none. Rows are staged in temp tables with
- * DuckDB data chunks (numbers as typed arrays), then merged by SQL.
- */
+/** Writes row objects; see {@link writeColumns}. */
 export async function writeRows(session: StoreSession, batch: RowBatch): Promise<void> {
-  const { runs, stages } = batch;
-  const stagesToMerge = batch.stagesToMerge ?? [];
+  await writeColumns(session, columnBatchOf(batch));
+}
+
+/**
+ * Writes a batch in one transaction: all of it or none. Columns are staged in temp tables, a
+ * whole column at a time, then merged or appended by SQL.
+ */
+export async function writeColumns(session: StoreSession, batch: ColumnBatch): Promise<void> {
+  const { runs, stages, stagesToMerge } = batch;
+  const dictionary = new Dictionary();
   await session.transaction(async () => {
-    if (runs.length > 0) {
-      await stage(session, "runtrail_staged_runs", RUN_COLUMNS, runs);
-      await session.run(MERGE_RUNS, [earliest(runs)]);
+    if (runs.count > 0) {
+      await stageColumns(session, "runtrail_staged_runs", RUN_COLUMNS, runs, dictionary);
     }
-    if (stagesToMerge.length > 0) {
-      await stage(session, "runtrail_staged_stages", STAGE_COLUMNS, stagesToMerge);
-      await session.run(MERGE_STAGES, [earliest(stagesToMerge)]);
+    if (stagesToMerge.count > 0) {
+      await stageColumns(
+        session,
+        "runtrail_staged_merge",
+        STAGE_COLUMNS,
+        stagesToMerge,
+        dictionary,
+      );
     }
-    if (stages.length > 0) {
-      await stage(session, "runtrail_staged_stages", STAGE_COLUMNS, stages);
-      await session.run(APPEND_STAGES);
+    if (stages.count > 0) {
+      await stageColumns(session, "runtrail_staged_stages", STAGE_COLUMNS, stages, dictionary);
     }
+    await stageDictionary(session, DICTIONARY, dictionary);
+    if (runs.count > 0) await session.run(MERGE_RUNS, [earliest(RUN_COLUMNS, runs)]);
+    if (stagesToMerge.count > 0) {
+      await session.run(MERGE_STAGES, [earliest(STAGE_COLUMNS, stagesToMerge)]);
+    }
+    if (stages.count > 0) await session.run(APPEND_STAGES);
   });
 }
