@@ -66,8 +66,27 @@ export async function useStore<T>(
   } catch (error) {
     if (error instanceof StoreError) {
       if (error.kind === "missing") return { path, result: undefined, reaped };
+      if (error.kind === "unwritable" && !options.create) return readOnly(path, io, work);
       throw new CliError(error.message);
     }
+    throw error;
+  }
+}
+
+/** For a reader who may not write the store: read it as it is, without marking crashed runs. */
+async function readOnly<T>(
+  path: string,
+  io: CliIo,
+  work: (session: StoreSession) => Promise<T>,
+): Promise<OpenedStore<T>> {
+  try {
+    const result = await withStore(path, work, { readOnly: true, lockTimeoutMs: 10_000 });
+    io.stderr(
+      `runtrail: ${path} is read-only here: crashed runs are not marked and spooled rows not written in\n`,
+    );
+    return { path, result, reaped: [] };
+  } catch (error) {
+    if (error instanceof StoreError) throw new CliError(error.message);
     throw error;
   }
 }

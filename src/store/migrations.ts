@@ -155,3 +155,15 @@ export async function migrate(
     });
   }
 }
+
+/** Refuses a store whose schema is not this runtrail's, for readers that may not migrate it. */
+export async function requireCurrentSchema(session: StoreSession): Promise<void> {
+  const version = await schemaVersion(session);
+  if (version === SCHEMA_VERSION) return;
+  throw new StoreError(
+    version > SCHEMA_VERSION ? "too_new" : "unwritable",
+    version > SCHEMA_VERSION
+      ? `the store ${session.path} has schema version ${version}, newer than this runtrail (${SCHEMA_VERSION}): upgrade runtrail`
+      : `the store ${session.path} has schema version ${version} and must be upgraded by a process that can write it`,
+  );
+}

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DuckDBInstance } from "@duckdb/node-api";
-import { migrate } from "./migrations.js";
+import { migrate, requireCurrentSchema } from "./migrations.js";
 import { classifyDuckDbError, StoreError } from "./store-errors.js";
 import { lockStore } from "./store-lock.js";
 import { StoreSession } from "./store-session.js";
@@ -18,6 +18,11 @@ export interface OpenStoreOptions {
   onMovedAside?: (from: string, to: string, reason: string) => void;
   /** DuckDB threads for this session. Default 2. */
   threads?: number;
+  /**
+   * Open for reading only, for a reader without write access to the file. Nothing is written,
+   * not even a migration: an older store must be opened for writing once first.
+   */
+  readOnly?: boolean;
 }
 
 /**
@@ -36,7 +41,7 @@ export async function openStore(
     let backoff = 5;
     for (;;) {
       try {
-        return await openOnce(path, create, options.threads ?? 2, release);
+        return await openOnce(path, create, options, release);
       } catch (error) {
         const failure = classifyDuckDbError(path, error);
         if (failure.kind === "locked" && Date.now() < deadline) {
@@ -44,7 +49,7 @@ export async function openStore(
           backoff = Math.min(backoff * 1.6, 100);
           continue;
         }
-        if (failure.kind === "corrupt" && (options.moveCorruptAside ?? true)) {
+        if (failure.kind === "corrupt" && (options.moveCorruptAside ?? true) && !options.readOnly) {
           const movedTo = moveAside(path);
           options.onMovedAside?.(path, movedTo, failure.message);
           continue;
@@ -61,23 +66,26 @@ export async function openStore(
 async function openOnce(
   path: string,
   create: boolean,
-  threads: number,
+  options: OpenStoreOptions,
   release: () => void,
 ): Promise<StoreSession> {
   if (!existsSync(path)) {
-    if (!create) throw new StoreError("missing", `there is no store at ${path}`);
+    if (!create || options.readOnly)
+      throw new StoreError("missing", `there is no store at ${path}`);
     mkdirSync(dirname(path), { recursive: true });
   }
   const instance = await DuckDBInstance.create(path, {
-    threads: String(threads),
+    threads: String(options.threads ?? 2),
     memory_limit: "512MB",
+    ...(options.readOnly ? { access_mode: "READ_ONLY" } : {}),
   });
   let connection: Awaited<ReturnType<DuckDBInstance["connect"]>> | undefined;
   try {
     connection = await instance.connect();
     await connection.run("SET TimeZone = 'UTC'");
     const session = new StoreSession(path, instance, connection, release);
-    await migrate(session);
+    if (options.readOnly) await requireCurrentSchema(session);
+    else await migrate(session);
     return session;
   } catch (error) {
     connection?.closeSync();

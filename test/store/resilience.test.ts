@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { spoolDirsOf } from "../../src/store/store-path.js";
 import { eventually } from "../helpers/eventually.js";
-import { runtrail, startFixture } from "../helpers/processes.js";
+import { CLI } from "../helpers/paths.js";
+import { runtrail, start, startFixture } from "../helpers/processes.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
@@ -136,5 +137,21 @@ describe("a store that cannot be used", () => {
       "completed",
     ]);
     expect(readdirSync(fallback).filter((f) => f.endsWith(".jsonl"))).toEqual([]);
+  });
+
+  it("lets a reader without write access read the store, saying what it cannot do", async () => {
+    const dir = tempDir();
+    chmodSync(dir, 0o755);
+    const db = join(dir, "runs.duckdb");
+    const pipeline = startFixture("pipeline.ts", ["--runs", "2"], { env: { RUNTRAIL_DB: db } });
+    expect((await pipeline.exited).code).toBe(0);
+    chmodSync(db, 0o644);
+    const tail = await start(process.execPath, [CLI, "tail", "--json", "--db", db], {
+      uid: 65534,
+      gid: 65534,
+    }).exited;
+    expect(tail.code).toBe(0);
+    expect(JSON.parse(tail.stdout)).toHaveLength(2);
+    expect(tail.stderr).toContain("is read-only here");
   });
 });
