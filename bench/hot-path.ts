@@ -334,8 +334,8 @@ export async function runHotPath(options: BenchOptions): Promise<HotPathResult> 
           `${num(runs * STAGES_PER_RUN)} stages and ${num(runs * STAGES_PER_RUN * LLM_SPANS_PER_STAGE)} LLM calls counted.`,
         `The no-op exporter received at least ${num(exportedMin)} of ${num(spans)} spans per round ` +
           "(the batch processor drops spans only when its queue is full).",
-        "The loop time includes runtrail's periodic writes that ran while the loop yielded: on 2 cores " +
-          "DuckDB's threads and the row staging compete with the pipeline.",
+        "The loop time includes runtrail's periodic writes that ran while the loop yielded: whichever " +
+          "thread stages the rows and runs DuckDB, on this 2-core machine that work competes with the pipeline for CPU.",
       ],
     },
   };

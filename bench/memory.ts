@@ -297,8 +297,9 @@ export async function runMemory(options: BenchOptions): Promise<MemoryResult> {
       notes: [
         "No goal was set for memory; the figures are reported as measured.",
         "Row counts include the 200 warm-up runs (pipeline warm-up) in the stats; the store checks count only the measured runs.",
-        "rss includes native memory: DuckDB is opened and closed for every flush, and memory its allocator keeps " +
-          "after closing shows in rss, not in heapUsed. heapUsed is the better measure of what an open run costs.",
+        "heapUsed is the main thread's V8 heap, where open runs are kept: the better measure of what an open " +
+          "run costs. rss also holds native memory (DuckDB, opened and closed for each flush, whose allocator " +
+          "keeps memory after closing) and the heap of any worker thread the writer uses.",
       ],
     },
   };

@@ -65,6 +65,28 @@ function codeVersion(): string {
   }
 }
 
+/** Busy CPU time of the whole machine and of this process with its children, in clock ticks. */
+function cpuTicks(): { machine: number; mine: number } | undefined {
+  try {
+    const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]?.trim().split(/\s+/).slice(1);
+    const [user, nice, system, , , irq, softirq, steal] = (cpu ?? []).map(Number);
+    const machine = [user, nice, system, irq, softirq, steal].reduce<number>(
+      (sum, v) => sum + (v ?? 0),
+      0,
+    );
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    const fields = stat
+      .slice(stat.lastIndexOf(")") + 2)
+      .split(" ")
+      .map(Number);
+    // utime, stime, cutime, cstime are fields 14-17 of /proc/self/stat: 11-14 after the name.
+    const mine = [11, 12, 13, 14].reduce((sum, i) => sum + (fields[i] ?? 0), 0);
+    return Number.isFinite(machine) && Number.isFinite(mine) ? { machine, mine } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 interface Outcome {
   name: string;
   result?: BenchResult;
@@ -106,6 +128,7 @@ async function main(): Promise<number> {
 
   const startedAt = new Date();
   const loadBefore = loadavg();
+  const ticksBefore = cpuTicks();
   const version = codeVersion();
   const options: BenchOptions = { quick, log: (line) => process.stderr.write(`${line}\n`) };
   const outcomes: Outcome[] = [];
@@ -128,7 +151,19 @@ async function main(): Promise<number> {
   const cores = cpus().length;
   const loadAfter = loadavg();
   const load = (l: number[]) => l.map((v) => v.toFixed(2)).join(" / ");
-  const busy = Math.max(loadBefore[0] ?? 0, loadAfter[0] ?? 0) > cores * 0.75;
+  const ticksAfter = cpuTicks();
+  const wallSeconds = (Date.now() - startedAt.getTime()) / 1000;
+  // Clock ticks are 100 per second on Linux (USER_HZ).
+  const othersCores =
+    ticksBefore && ticksAfter
+      ? Math.max(
+          0,
+          ticksAfter.machine - ticksBefore.machine - (ticksAfter.mine - ticksBefore.mine),
+        ) /
+        100 /
+        wallSeconds
+      : undefined;
+  const busy = othersCores !== undefined && othersCores > 0.2;
   const lines = [
     "# runtrail benchmarks",
     "",
@@ -147,14 +182,19 @@ async function main(): Promise<number> {
       ["CPU", `${cpuModel()} (${cores} logical cores)`],
       ["Memory", bytes(totalmem())],
       ["OS", `${platform()} ${release()} ${arch()}`],
-      ["Load average (1/5/15 min) at start", load(loadBefore)],
-      ["Load average (1/5/15 min) at end", load(loadAfter)],
+      [
+        "CPU used by other processes during the run",
+        othersCores === undefined
+          ? "unknown"
+          : `${othersCores.toFixed(2)} of ${cores} cores on average`,
+      ],
+      ["Load average (1/5/15 min) at start / end", `${load(loadBefore)} — ${load(loadAfter)}`],
     ]),
     ...(busy
       ? [
           "",
-          "> **Warning:** other processes kept the machine busy during this run (load average above " +
-            `${(cores * 0.75).toFixed(1)} on ${cores} cores); absolute figures are pessimistic and noisier.`,
+          `> **Warning:** other processes used ${othersCores?.toFixed(2)} of the ${cores} cores on average ` +
+            "during this run; absolute figures are pessimistic and noisier than on an idle machine.",
         ]
       : []),
     "",
