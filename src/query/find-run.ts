@@ -11,11 +11,15 @@ export async function findRuns(
 ): Promise<RunRow[]> {
   const hex = normalizeIdPrefix(prefix);
   const [low, high] = uuidRange(hex);
+  // Every run of a trace has a run id that starts with the trace id's first 16 digits, so the
+  // trace-id match only needs to look at the runs in that run-id range.
+  const [traceLow, traceHigh] = uuidRange(hex.slice(0, 16));
   const raw = await session.all<Record<string, unknown>>(
     `SELECT ${selectList(RUN_COLUMNS)} FROM runs
-     WHERE run_id BETWEEN $1::UUID AND $2::UUID OR starts_with(trace_id, $3)
-     ORDER BY started_at DESC, run_id DESC LIMIT $4`,
-    [low, high, hex, limit],
+     WHERE run_id BETWEEN $1::UUID AND $2::UUID
+        OR (run_id BETWEEN $3::UUID AND $4::UUID AND starts_with(trace_id, $5))
+     ORDER BY runs.started_at DESC, runs.run_id DESC LIMIT $6`,
+    [low, high, traceLow, traceHigh, hex, limit],
   );
   return raw.map((r) => fromStoredRow<RunRow>(RUN_COLUMNS, r));
 }

@@ -38,7 +38,9 @@ export async function listRuns(session: StoreSession, options: ListRunsOptions):
   }
   const limit = params.add(options.limit + 1);
   const raw = await session.all<Record<string, unknown>>(
-    `SELECT ${RUN_SELECT} FROM runs WHERE ${page} ORDER BY started_at DESC, run_id DESC LIMIT ${limit}`,
+    // Ordered by the columns, not the converted select-list values of the same names: DuckDB
+    // then picks the top rows first and converts only those.
+    `SELECT ${RUN_SELECT} FROM runs WHERE ${page} ORDER BY runs.started_at DESC, runs.run_id DESC LIMIT ${limit}`,
     params.values,
   );
   const counted = await session.one<{ total: number }>(

@@ -13,7 +13,7 @@ export async function runStages(session: StoreSession, run: RunRow): Promise<Sta
   const raw = await session.all<Record<string, unknown>>(
     `SELECT ${selectList(STAGE_COLUMNS)} FROM stages
      WHERE run_id = $1::UUID AND started_at >= make_timestamptz($2::BIGINT)
-     ORDER BY seq, started_at`,
+     ORDER BY stages.seq, stages.started_at`,
     [run.run_id, run.started_at - CLOCK_SKEW_US],
   );
   return raw.map((r) => fromStoredRow<StageRow>(STAGE_COLUMNS, r));

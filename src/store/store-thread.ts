@@ -2,11 +2,11 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { transferables } from "./column-batch.js";
 import { storeLockMemory } from "./store-lock.js";
-import type { WriteRequest } from "./store-worker.js";
+import type { StoreRequest } from "./store-worker.js";
 import type { Batch, BatchOutcome } from "./write-batch.js";
 
 interface Pending {
-  resolve: (outcome: BatchOutcome) => void;
+  resolve: (outcome: BatchOutcome | undefined) => void;
   reject: (error: Error) => void;
 }
 
@@ -19,14 +19,27 @@ class StoreThread {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
 
-  write(path: string, batch: Batch, lockWaitMs: number): Promise<BatchOutcome> {
+  /** Makes a batch durable in the store at `path` (see `BatchWriter`). */
+  async write(path: string, batch: Batch, lockWaitMs: number): Promise<BatchOutcome> {
+    const moved = transferables(batch.runs, batch.stages, batch.stagesToMerge);
+    const outcome = await this.request({ id: this.nextId++, path, batch, lockWaitMs }, moved);
+    if (outcome === undefined)
+      throw new Error("the store thread answered a write without an outcome");
+    return outcome;
+  }
+
+  /** Checkpoints and closes the store at `path` if the thread holds it open. */
+  async close(path: string): Promise<void> {
+    if (this.worker === undefined) return;
+    await this.request({ id: this.nextId++, path, lockWaitMs: 0 }, []);
+  }
+
+  private request(request: StoreRequest, moved: ArrayBuffer[]): Promise<BatchOutcome | undefined> {
     const worker = this.start();
-    const id = this.nextId++;
-    const request: WriteRequest = { id, path, batch, lockWaitMs };
-    return new Promise<BatchOutcome>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+    return new Promise((resolve, reject) => {
+      this.pending.set(request.id, { resolve, reject });
       if (this.pending.size === 1) worker.ref();
-      worker.postMessage(request, transferables(batch.runs, batch.stages, batch.stagesToMerge));
+      worker.postMessage(request, moved);
     });
   }
 
@@ -47,7 +60,7 @@ class StoreThread {
           name: "runtrail-store",
         });
     worker.unref();
-    worker.on("message", (message: { id: number; outcome: BatchOutcome }) => {
+    worker.on("message", (message: { id: number; outcome?: BatchOutcome }) => {
       const waiting = this.pending.get(message.id);
       this.pending.delete(message.id);
       if (this.pending.size === 0) worker.unref();

@@ -129,6 +129,8 @@ export class StoreWriter implements RecordSink {
     this.timer = undefined;
     this.heartbeat = undefined;
     await this.flush();
+    // Let go of the file now, checkpointed, rather than after the store thread's grace period.
+    await storeThread.close(this.options.path).catch(() => undefined);
   }
 
   private hasPending(): boolean {

@@ -6,6 +6,7 @@ import { openStore } from "./open-store.js";
 import { RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
 import { spoolRows } from "./spool.js";
 import { classifyDuckDbError, type StoreErrorKind } from "./store-errors.js";
+import type { StoreSession } from "./store-session.js";
 import { type ColumnBatch, writeColumns } from "./write-rows.js";
 
 /** Fresh and merged stage rows together, for when all of them must be merged. */
@@ -45,67 +46,140 @@ function inodeOf(path: string): number | undefined {
   }
 }
 
+export interface BatchWriterOptions {
+  /** How long a write waits for another process to let go of the file. */
+  lockWaitMs: number;
+  /** How long the store stays open after a write, for the next one. Default 100 ms. */
+  graceMs?: number;
+  /** How long the store may stay open across writes before it is closed. Default 1 s. */
+  maxHoldMs?: number;
+}
+
+interface Held {
+  session: StoreSession;
+  inode: number | undefined;
+  openedAt: number;
+}
+
 /**
- * Makes a batch durable: opens the store (waiting up to `lockWaitMs` for other processes),
- * writes in what others spooled, then the batch, in transactions, and closes it. If the file
- * was replaced or deleted meanwhile, writes the rows again to the file now at the path. When
- * the store cannot be used, the rows go to the spool instead.
+ * Makes batches durable in one store. Each batch is one transaction: committed, it is durable.
+ * Between batches that follow each other closely the store stays open (up to `maxHoldMs`), so
+ * opening and checkpointing are paid once for several; then it is checkpointed and closed, for
+ * other processes to take their turn. If the file was replaced or deleted meanwhile, the batch
+ * is written again to the file now at the path. When the store cannot be used, the rows go to
+ * the spool instead.
  */
-export async function writeBatch(
-  path: string,
-  batch: ColumnBatch,
-  lockWaitMs: number,
-): Promise<BatchOutcome> {
-  const outcome: BatchOutcome = {
-    written: false,
-    sessionMs: 0,
-    spoolRowsIngested: 0,
-    spoolRejectedFiles: 0,
-    spooled: false,
-  };
-  try {
-    let rows = batch;
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const session = await openStore(path, {
-        lockTimeoutMs: lockWaitMs,
-        // One DuckDB thread: the pipeline keeps the other cores.
-        threads: 1,
-        onMovedAside: (_from, to, reason) => {
-          outcome.movedAside = { to, reason };
-        },
-      });
-      const started = performance.now();
-      const inode = inodeOf(path);
-      try {
-        const spool = await ingestSpool(session);
-        outcome.spoolRowsIngested += spool.rows;
-        outcome.spoolRejectedFiles += spool.rejectedFiles;
-        await writeColumns(session, rows);
-        // Closing checkpoints; done here, on DuckDB's threads, it leaves little for close().
-        await session.run("CHECKPOINT");
-      } finally {
-        session.close();
-        outcome.sessionMs += performance.now() - started;
+export class BatchWriter {
+  private held: Held | undefined;
+  private idle: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly path: string,
+    private readonly options: BatchWriterOptions,
+  ) {}
+
+  async write(batch: ColumnBatch): Promise<BatchOutcome> {
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = undefined;
+    const outcome: BatchOutcome = {
+      written: false,
+      sessionMs: 0,
+      spoolRowsIngested: 0,
+      spoolRejectedFiles: 0,
+      spooled: false,
+    };
+    const started = performance.now();
+    try {
+      await this.writeOnce(batch, outcome);
+      // The file was swapped or deleted while we held it: the stage rows may exist in the new one.
+      if (!this.stillThere()) {
+        this.close();
+        await this.writeOnce(
+          {
+            runs: batch.runs,
+            stages: emptyColumns(STAGE_COLUMNS),
+            stagesToMerge: allStages(batch),
+          },
+          outcome,
+        );
       }
-      if (inode === inodeOf(path)) {
-        outcome.written = true;
-        return outcome;
-      }
-      // The file was swapped or deleted while we wrote: the stage rows may exist in the new one.
-      rows = {
-        runs: batch.runs,
-        stages: emptyColumns(STAGE_COLUMNS),
-        stagesToMerge: allStages(batch),
-      };
+      outcome.written = true;
+    } catch (error) {
+      this.close();
+      const failure = classifyDuckDbError(this.path, error);
+      outcome.error = { kind: failure.kind, message: failure.message };
+      await this.spool(batch, outcome);
     }
-    outcome.written = true;
+    this.release();
+    outcome.sessionMs = performance.now() - started;
     return outcome;
-  } catch (error) {
-    const failure = classifyDuckDbError(path, error);
-    outcome.error = { kind: failure.kind, message: failure.message };
+  }
+
+  /** Checkpoints and closes the store if it is open. */
+  close(): void {
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = undefined;
+    const held = this.held;
+    this.held = undefined;
+    held?.session.close();
+  }
+
+  private async writeOnce(batch: ColumnBatch, outcome: BatchOutcome): Promise<void> {
+    const held = await this.open(outcome);
+    const spool = await ingestSpool(held.session);
+    outcome.spoolRowsIngested += spool.rows;
+    outcome.spoolRejectedFiles += spool.rejectedFiles;
+    await writeColumns(held.session, batch);
+  }
+
+  private async open(outcome: BatchOutcome): Promise<Held> {
+    if (this.held) return this.held;
+    const session = await openStore(this.path, {
+      lockTimeoutMs: this.options.lockWaitMs,
+      // One DuckDB thread: the pipeline keeps the other cores.
+      threads: 1,
+      onMovedAside: (_from, to, reason) => {
+        outcome.movedAside = { to, reason };
+      },
+    });
+    this.held = { session, inode: inodeOf(this.path), openedAt: performance.now() };
+    return this.held;
+  }
+
+  private stillThere(): boolean {
+    return this.held !== undefined && this.held.inode === inodeOf(this.path);
+  }
+
+  /** Keeps the store open a little for the next batch, unless it has been held long enough. */
+  private release(): void {
+    const held = this.held;
+    if (held === undefined) return;
+    const graceMs = this.options.graceMs ?? 100;
+    if (performance.now() - held.openedAt + graceMs > (this.options.maxHoldMs ?? 1000)) {
+      void this.checkpointAndClose();
+      return;
+    }
+    this.idle = setTimeout(() => void this.checkpointAndClose(), graceMs);
+    this.idle.unref();
+  }
+
+  /** Checkpoints and closes the store if it is open, letting other processes in. */
+  async checkpointAndClose(): Promise<void> {
+    const held = this.held;
+    if (held === undefined) return;
+    try {
+      // Closing checkpoints; done here, on DuckDB's threads, it leaves little for close().
+      await held.session.run("CHECKPOINT");
+    } catch {
+      // close() checkpoints again, or the write-ahead log keeps the data for the next opener.
+    }
+    if (this.held === held) this.close();
+  }
+
+  private async spool(batch: ColumnBatch, outcome: BatchOutcome): Promise<void> {
     try {
       await spoolRows(
-        path,
+        this.path,
         rowsOf<RunRow>(RUN_COLUMNS, batch.runs),
         rowsOf<StageRow>(STAGE_COLUMNS, allStages(batch)),
       );
@@ -114,6 +188,5 @@ export async function writeBatch(
       outcome.spoolError = String(spoolError);
       outcome.returned = batch;
     }
-    return outcome;
   }
 }

@@ -81,7 +81,7 @@ const RUN_VALUES = RUN_COLUMNS.map((c) => `s.${c.name}`).join(", ");
  * `started_at` bounds the scan: runs are appended in start order, so DuckDB's min/max zone maps
  * skip the older row groups.
  */
-const MERGE_RUNS = `
+export const MERGE_RUNS = `
 MERGE INTO runs USING (${stagedSelect(RUN_COLUMNS, "runtrail_staged_runs")}) AS s
 ON runs.run_id = s.run_id AND runs.started_at >= make_timestamptz($1::BIGINT)
 WHEN MATCHED AND NOT (s.status = 'running' AND runs.status NOT IN ('running', 'crashed'))
@@ -94,7 +94,7 @@ const STAGE_SET = STAGE_COLUMNS.filter((c) => c.name !== "run_id" && c.name !== 
   .map((c) => `${c.name} = s.${c.name}`)
   .join(", ");
 
-const APPEND_STAGES = `INSERT INTO stages (${STAGE_NAMES}) ${stagedSelect(STAGE_COLUMNS, "runtrail_staged_stages")}`;
+export const APPEND_STAGES = `INSERT INTO stages (${STAGE_NAMES}) ${stagedSelect(STAGE_COLUMNS, "runtrail_staged_stages")}`;
 
 const MERGE_STAGES = `
 MERGE INTO stages USING (${stagedSelect(STAGE_COLUMNS, "runtrail_staged_merge")}) AS s
