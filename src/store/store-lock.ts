@@ -42,6 +42,12 @@ export async function lockStore(path: string): Promise<() => void> {
       };
     }
     const wait = Atomics.waitAsync(memory, cell, 1, 50);
-    if (wait.async) await wait.value;
+    if (wait.async) {
+      // Waiting on shared memory does not keep Node running; a timer does, so a process that
+      // waits for its own store thread to let go of the store does not exit meanwhile.
+      const keepAlive = setTimeout(() => undefined, 1000);
+      await wait.value;
+      clearTimeout(keepAlive);
+    }
   }
 }

@@ -165,15 +165,19 @@ export class BatchWriter {
 
   /** Checkpoints and closes the store if it is open, letting other processes in. */
   async checkpointAndClose(): Promise<void> {
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = undefined;
     const held = this.held;
     if (held === undefined) return;
+    // Detached first: a write that comes meanwhile opens the store anew, once this one is closed.
+    this.held = undefined;
     try {
       // Closing checkpoints; done here, on DuckDB's threads, it leaves little for close().
       await held.session.run("CHECKPOINT");
     } catch {
       // close() checkpoints again, or the write-ahead log keeps the data for the next opener.
     }
-    if (this.held === held) this.close();
+    held.session.close();
   }
 
   private async spool(batch: ColumnBatch, outcome: BatchOutcome): Promise<void> {

@@ -133,4 +133,12 @@ describe("RunTrailSpanProcessor", () => {
       [traceId, "forgetful", "completed"],
     ]);
   });
+
+  it("keeps the process alive while it waits for its own store thread to let go of the store", async () => {
+    const db = join(tempDir(), "runs.duckdb");
+    const reader = startFixture("flush-then-read.ts", [], { env: { RUNTRAIL_DB: db } });
+    const finished = await reader.exited;
+    expect(finished.code).toBe(0);
+    expect(finished.stdout).toBe("runs 1\n");
+  });
 });
