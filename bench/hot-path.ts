@@ -9,8 +9,8 @@ import {
   type SpanExporter,
 } from "@opentelemetry/sdk-trace-base";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
-import { RunTrailSpanProcessor } from "../src/ingest/span-processor.js";
-import { withStore } from "../src/store/open-store.js";
+import { RunTrailSpanProcessor } from "../dist/ingest/span-processor.js";
+import { withStore } from "../dist/store/open-store.js";
 import {
   type BenchOptions,
   type BenchResult,

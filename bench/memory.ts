@@ -5,8 +5,8 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { ROOT_CONTEXT, type Span, trace } from "@opentelemetry/api";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
-import { RunTrailSpanProcessor, type RunTrailStats } from "../src/ingest/span-processor.js";
-import { withStore } from "../src/store/open-store.js";
+import { RunTrailSpanProcessor, type RunTrailStats } from "../dist/ingest/span-processor.js";
+import { withStore } from "../dist/store/open-store.js";
 import {
   type BenchOptions,
   type BenchResult,

@@ -2,13 +2,13 @@ import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync, writeSync
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import type { RunRow, StageRow } from "../src/record/rows.js";
-import { formatUuid } from "../src/record/run-id.js";
-import type { RunStatus, StageStatus } from "../src/record/run-status.js";
-import { openStore, withStore } from "../src/store/open-store.js";
-import type { StoreSession } from "../src/store/store-session.js";
-import { BatchWriter } from "../src/store/write-batch.js";
-import { columnBatchOf } from "../src/store/write-rows.js";
+import type { RunRow, StageRow } from "../dist/record/rows.js";
+import { formatUuid } from "../dist/record/run-id.js";
+import type { RunStatus, StageStatus } from "../dist/record/run-status.js";
+import { openStore, withStore } from "../dist/store/open-store.js";
+import type { StoreSession } from "../dist/store/store-session.js";
+import { BatchWriter } from "../dist/store/write-batch.js";
+import { columnBatchOf } from "../dist/store/write-rows.js";
 import {
   type BenchOptions,
   type BenchResult,

@@ -3,12 +3,12 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { lookupRun } from "../src/query/find-run.js";
-import { listRuns } from "../src/query/list-runs.js";
-import { runStages } from "../src/query/run-stages.js";
-import { withStore } from "../src/store/open-store.js";
-import { currentOwner } from "../src/store/process-owner.js";
-import type { StoreSession } from "../src/store/store-session.js";
+import { lookupRun } from "../dist/query/find-run.js";
+import { listRuns } from "../dist/query/list-runs.js";
+import { runStages } from "../dist/query/run-stages.js";
+import { withStore } from "../dist/store/open-store.js";
+import { currentOwner } from "../dist/store/process-owner.js";
+import type { StoreSession } from "../dist/store/store-session.js";
 import {
   type BenchOptions,
   type BenchResult,

@@ -15,6 +15,7 @@ import {
   seconds,
 } from "./_report.js";
 import { runHotPath } from "./hot-path.js";
+import { runIndexes } from "./indexes.js";
 import { runMemory } from "./memory.js";
 import { runPersistence } from "./persistence.js";
 import { runQueries } from "./queries.js";
@@ -25,6 +26,7 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchResult>
   persistence: runPersistence,
   queries: runQueries,
   memory: runMemory,
+  indexes: runIndexes,
 };
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
