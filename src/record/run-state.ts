@@ -72,6 +72,8 @@ export class RunState extends LlmTotals {
   queued = false;
   /** Set by the writer while it counts the run among the open ones. */
   listed = false;
+  /** Set by the writer once it tried to write the run's row: the row may exist from then on. */
+  tried = false;
 
   private nextSeq = 0;
   private readonly openStages: StageState[] = [];

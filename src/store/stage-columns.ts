@@ -7,7 +7,24 @@ import type { StoreSession } from "./store-session.js";
 /** Rows per DuckDB data chunk (DuckDB's vector size). */
 const CHUNK_ROWS = 2048;
 const utf8 = new TextEncoder();
-const SPAN_ID = /^[0-9a-f]{16}$/;
+
+/** Value of a lower-case hex digit, -1 for anything else. */
+function hexDigit(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48;
+  if (code >= 97 && code <= 102) return code - 87;
+  return -1;
+}
+
+/** Eight hex digits of `id` from `at` as a number, or -1 if one is not a hex digit. */
+function hex32(id: string, at: number): number {
+  let value = 0;
+  for (let i = at; i < at + 8; i++) {
+    const digit = hexDigit(id.charCodeAt(i));
+    if (digit < 0) return -1;
+    value = value * 16 + digit;
+  }
+  return value;
+}
 
 /**
  * The text values of a write: text columns travel to DuckDB as numeric codes into this list.
@@ -71,11 +88,13 @@ function stagedValues(
   for (let i = 0; i < batch.count; i++) {
     const id = texts[i];
     if (id === null || id === undefined) continue;
-    if (SPAN_ID.test(id)) {
-      high[i] = Number.parseInt(id.slice(0, 8), 16);
-      low[i] = Number.parseInt(id.slice(8), 16);
-    } else {
+    const hi = id.length === 16 ? hex32(id, 0) : -1;
+    const lo = hi < 0 ? -1 : hex32(id, 8);
+    if (lo < 0) {
       other[i] = dictionary.add(id);
+    } else {
+      high[i] = hi;
+      low[i] = lo;
     }
   }
   return [high, low, other];
@@ -91,12 +110,17 @@ function copyNumbers(chunk: DuckDBDataChunk, column: number, values: Float64Arra
     values.byteOffset,
     values.byteLength,
   );
+  // DuckDB's validity is a bit per row in 64-bit little-endian words: bytes in order.
+  const bytes = Math.ceil(values.length / 64) * 8;
   let mask: Uint8Array | undefined;
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isNaN(values[i] as number)) continue;
-    // DuckDB's validity is a bit per row in 64-bit little-endian words: bytes in order.
-    mask ??= new Uint8Array(Math.ceil(values.length / 64) * 8).fill(0xff);
-    mask[i >> 3] = (mask[i >> 3] as number) & ~(1 << (i & 7));
+  if (values.every(Number.isNaN)) {
+    mask = new Uint8Array(bytes);
+  } else {
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isNaN(values[i] as number)) continue;
+      mask ??= new Uint8Array(bytes).fill(0xff);
+      mask[i >> 3] = (mask[i >> 3] as number) & ~(1 << (i & 7));
+    }
   }
   if (mask !== undefined) {
     duckdb.vector_ensure_validity_writable(vector);

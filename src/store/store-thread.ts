@@ -3,7 +3,8 @@ import { Worker } from "node:worker_threads";
 import { transferables } from "./column-batch.js";
 import { storeLockMemory } from "./store-lock.js";
 import type { StoreRequest } from "./store-worker.js";
-import type { Batch, BatchOutcome } from "./write-batch.js";
+import type { BatchOutcome } from "./write-batch.js";
+import { type ColumnBatch, partsOf } from "./write-rows.js";
 
 interface Pending {
   resolve: (outcome: BatchOutcome | undefined) => void;
@@ -20,8 +21,8 @@ class StoreThread {
   private nextId = 1;
 
   /** Makes a batch durable in the store at `path` (see `BatchWriter`). */
-  async write(path: string, batch: Batch, lockWaitMs: number): Promise<BatchOutcome> {
-    const moved = transferables(batch.runs, batch.stages, batch.stagesToMerge);
+  async write(path: string, batch: ColumnBatch, lockWaitMs: number): Promise<BatchOutcome> {
+    const moved = transferables(...partsOf(batch));
     const outcome = await this.request({ id: this.nextId++, path, batch, lockWaitMs }, moved);
     if (outcome === undefined)
       throw new Error("the store thread answered a write without an outcome");

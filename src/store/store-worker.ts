@@ -5,13 +5,14 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { transferables } from "./column-batch.js";
 import { adoptStoreLockMemory } from "./store-lock.js";
-import { type Batch, BatchWriter } from "./write-batch.js";
+import { BatchWriter } from "./write-batch.js";
+import { type ColumnBatch, partsOf } from "./write-rows.js";
 
 /** Write a batch, or (without one) close the store so that the file stands alone. */
 export interface StoreRequest {
   id: number;
   path: string;
-  batch?: Batch;
+  batch?: ColumnBatch;
   lockWaitMs: number;
 }
 

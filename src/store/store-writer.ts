@@ -5,7 +5,8 @@ import type { RunState } from "../record/run-state.js";
 import { ColumnBuffer } from "./column-batch.js";
 import { RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
 import { storeThread } from "./store-thread.js";
-import type { Batch, BatchOutcome } from "./write-batch.js";
+import type { BatchOutcome } from "./write-batch.js";
+import { type ColumnBatch, mergeAll } from "./write-rows.js";
 
 const NOT_WRITTEN: BatchOutcome = {
   written: false,
@@ -53,7 +54,7 @@ export class StoreWriter implements RecordSink {
   private readonly stages = new ColumnBuffer(STAGE_COLUMNS);
   private readonly stagesToMerge = new ColumnBuffer(STAGE_COLUMNS);
   /** Batches that neither the store nor the spool took: tried again first. */
-  private held: Batch[] = [];
+  private held: ColumnBatch[] = [];
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -183,22 +184,30 @@ export class StoreWriter implements RecordSink {
   private async flushOnce(): Promise<void> {
     if (!this.hasPending()) return;
     const now = Date.now() * 1000;
-    const runs = new ColumnBuffer(RUN_COLUMNS, Math.max(1, this.dirty.length));
+    const runs = new ColumnBuffer(RUN_COLUMNS);
+    const newRuns = new ColumnBuffer(RUN_COLUMNS);
     for (const run of this.dirty) {
       run.queued = false;
-      runs.append(run.row(now));
+      // A run's first row is appended; once a write was tried, its row may exist: merged.
+      (run.tried ? runs : newRuns).append(run.row(now));
+      run.tried = true;
     }
     this.dirty = [];
     const batches = [
       ...this.held,
-      { runs: runs.take(), stages: this.stages.take(), stagesToMerge: this.stagesToMerge.take() },
+      {
+        runs: runs.take(),
+        newRuns: newRuns.take(),
+        stages: this.stages.take(),
+        stagesToMerge: this.stagesToMerge.take(),
+      },
     ];
     this.held = [];
     for (const batch of batches) await this.write(batch);
   }
 
-  private async write(batch: Batch): Promise<void> {
-    const rows = batch.runs.count;
+  private async write(batch: ColumnBatch): Promise<void> {
+    const rows = batch.runs.count + batch.newRuns.count;
     const stageRows = batch.stages.count + batch.stagesToMerge.count;
     this.stats.flushes += 1;
     let outcome: BatchOutcome;
@@ -242,7 +251,7 @@ export class StoreWriter implements RecordSink {
   }
 
   /** Keeps a batch in memory, up to a bound, when neither the store nor the spool takes it. */
-  private hold(batch: Batch, reason: string | undefined): void {
+  private hold(batch: ColumnBatch, reason: string | undefined): void {
     this.warnOnce(
       "spool-write",
       `runtrail: cannot spool rows either: ${reason ?? "unknown error"}`,
@@ -253,7 +262,8 @@ export class StoreWriter implements RecordSink {
       this.warnOnce("dropped", "runtrail: dropping stage rows: the store and the spool are full");
       return;
     }
-    this.held.push(batch);
+    // Written again later, it is merged: the store may hold part of it by then.
+    this.held.push(mergeAll(batch));
   }
 
   private warnOnce(key: string, message: string): void {

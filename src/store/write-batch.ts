@@ -1,23 +1,13 @@
 import { statSync } from "node:fs";
 import type { RunRow, StageRow } from "../record/rows.js";
-import { type Columns, columnsOf, emptyColumns, rowsOf } from "./column-batch.js";
+import { rowsOf } from "./column-batch.js";
 import { ingestSpool } from "./ingest-spool.js";
 import { openStore } from "./open-store.js";
 import { RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
 import { spoolRows } from "./spool.js";
 import { classifyDuckDbError, type StoreErrorKind } from "./store-errors.js";
 import type { StoreSession } from "./store-session.js";
-import { type ColumnBatch, writeColumns } from "./write-rows.js";
-
-/** Fresh and merged stage rows together, for when all of them must be merged. */
-function allStages(batch: ColumnBatch): Columns {
-  return columnsOf(STAGE_COLUMNS, [
-    ...rowsOf<StageRow>(STAGE_COLUMNS, batch.stages),
-    ...rowsOf<StageRow>(STAGE_COLUMNS, batch.stagesToMerge),
-  ]);
-}
-
-export type { ColumnBatch as Batch } from "./write-rows.js";
+import { type ColumnBatch, mergeAll, writeColumns } from "./write-rows.js";
 
 export interface BatchOutcome {
   /** The rows are in the store. */
@@ -94,14 +84,7 @@ export class BatchWriter {
       // The file was swapped or deleted while we held it: the stage rows may exist in the new one.
       if (!this.stillThere()) {
         this.close();
-        await this.writeOnce(
-          {
-            runs: batch.runs,
-            stages: emptyColumns(STAGE_COLUMNS),
-            stagesToMerge: allStages(batch),
-          },
-          outcome,
-        );
+        await this.writeOnce(mergeAll(batch), outcome);
       }
       outcome.written = true;
     } catch (error) {
@@ -182,10 +165,11 @@ export class BatchWriter {
 
   private async spool(batch: ColumnBatch, outcome: BatchOutcome): Promise<void> {
     try {
+      const all = mergeAll(batch);
       await spoolRows(
         this.path,
-        rowsOf<RunRow>(RUN_COLUMNS, batch.runs),
-        rowsOf<StageRow>(STAGE_COLUMNS, allStages(batch)),
+        rowsOf<RunRow>(RUN_COLUMNS, all.runs),
+        rowsOf<StageRow>(STAGE_COLUMNS, all.stagesToMerge),
       );
       outcome.spooled = true;
     } catch (spoolError) {

@@ -1,21 +1,28 @@
 import type { RunRow, StageRow } from "../record/rows.js";
-import { type Columns, columnsOf } from "./column-batch.js";
+import { type Columns, columnsOf, emptyColumns, rowsOf } from "./column-batch.js";
 import { type Column, RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
 import { Dictionary, stageColumns, stageDictionary } from "./stage-columns.js";
 import type { StoreSession } from "./store-session.js";
 
+/**
+ * Rows to write. Rows a writer knows to be new are appended; the others (rewritten, spooled,
+ * late, or received twice) are merged by key, so writing them again changes nothing.
+ */
 export interface RowBatch {
-  /** Run rows, at most one per run id; each is merged with the stored row. */
+  /** Run rows that may be stored already, at most one per run id. */
   runs: readonly RunRow[];
-  /** Stage rows written for the first time: appended. */
+  /** Run rows of runs never written before. */
+  newRuns?: readonly RunRow[];
+  /** Stage rows written for the first time. */
   stages: readonly StageRow[];
-  /** Stage rows that may be stored already (spooled, late, received twice): merged by key. */
+  /** Stage rows that may be stored already. */
   stagesToMerge?: readonly StageRow[];
 }
 
 /** A {@link RowBatch} as columns: what writers hand to the store thread. */
 export interface ColumnBatch {
   runs: Columns;
+  newRuns: Columns;
   stages: Columns;
   stagesToMerge: Columns;
 }
@@ -23,9 +30,29 @@ export interface ColumnBatch {
 export function columnBatchOf(batch: RowBatch): ColumnBatch {
   return {
     runs: columnsOf(RUN_COLUMNS, batch.runs),
+    newRuns: columnsOf(RUN_COLUMNS, batch.newRuns ?? []),
     stages: columnsOf(STAGE_COLUMNS, batch.stages),
     stagesToMerge: columnsOf(STAGE_COLUMNS, batch.stagesToMerge ?? []),
   };
+}
+
+/** The same rows, all merged: for writing a batch again, to a store that may hold part of it. */
+export function mergeAll(batch: ColumnBatch): ColumnBatch {
+  const runs = [RUN_COLUMNS, batch.runs, batch.newRuns] as const;
+  const stages = [STAGE_COLUMNS, batch.stages, batch.stagesToMerge] as const;
+  const joined = ([spec, a, b]: readonly [typeof RUN_COLUMNS, Columns, Columns]) =>
+    columnsOf(spec, [...rowsOf(spec, a), ...rowsOf(spec, b)] as object[]);
+  return {
+    runs: joined(runs),
+    newRuns: emptyColumns(RUN_COLUMNS),
+    stages: emptyColumns(STAGE_COLUMNS),
+    stagesToMerge: joined(stages),
+  };
+}
+
+/** The columns of a batch, for counting and for moving them to another thread. */
+export function partsOf(batch: ColumnBatch): Columns[] {
+  return [batch.runs, batch.newRuns, batch.stages, batch.stagesToMerge];
 }
 
 const DICTIONARY = "runtrail_staged_text";
@@ -81,6 +108,8 @@ const RUN_VALUES = RUN_COLUMNS.map((c) => `s.${c.name}`).join(", ");
  * `started_at` bounds the scan: runs are appended in start order, so DuckDB's min/max zone maps
  * skip the older row groups.
  */
+const APPEND_RUNS = `INSERT INTO runs (${RUN_COLUMNS.map((c) => c.name).join(", ")}) ${stagedSelect(RUN_COLUMNS, "runtrail_staged_new_runs")}`;
+
 export const MERGE_RUNS = `
 MERGE INTO runs USING (${stagedSelect(RUN_COLUMNS, "runtrail_staged_runs")}) AS s
 ON runs.run_id = s.run_id AND runs.started_at >= make_timestamptz($1::BIGINT)
@@ -113,11 +142,14 @@ export async function writeRows(session: StoreSession, batch: RowBatch): Promise
  * whole column at a time, then merged or appended by SQL.
  */
 export async function writeColumns(session: StoreSession, batch: ColumnBatch): Promise<void> {
-  const { runs, stages, stagesToMerge } = batch;
+  const { runs, newRuns, stages, stagesToMerge } = batch;
   const dictionary = new Dictionary();
   await session.transaction(async () => {
     if (runs.count > 0) {
       await stageColumns(session, "runtrail_staged_runs", RUN_COLUMNS, runs, dictionary);
+    }
+    if (newRuns.count > 0) {
+      await stageColumns(session, "runtrail_staged_new_runs", RUN_COLUMNS, newRuns, dictionary);
     }
     if (stagesToMerge.count > 0) {
       await stageColumns(
@@ -133,6 +165,7 @@ export async function writeColumns(session: StoreSession, batch: ColumnBatch): P
     }
     await stageDictionary(session, DICTIONARY, dictionary);
     if (runs.count > 0) await session.run(MERGE_RUNS, [earliest(RUN_COLUMNS, runs)]);
+    if (newRuns.count > 0) await session.run(APPEND_RUNS);
     if (stagesToMerge.count > 0) {
       await session.run(MERGE_STAGES, [earliest(STAGE_COLUMNS, stagesToMerge)]);
     }
