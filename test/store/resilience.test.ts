@@ -154,4 +154,34 @@ describe("a store that cannot be used", () => {
     expect(JSON.parse(tail.stdout)).toHaveLength(2);
     expect(tail.stderr).toContain("is read-only here");
   });
+
+  it("writes one row for a run that started in the store and ended in the spool", async () => {
+    const db = join(tempDir(), "runs.duckdb");
+    const pipeline = startFixture(
+      "pipeline.ts",
+      ["--stages", "6", "--stage-ms", "200", "--flush-ms", "100", "--lock-wait-ms", "200"],
+      { env: { RUNTRAIL_DB: db } },
+    );
+    const runId = (await pipeline.line((l) => l.startsWith("started "))).slice(8);
+    await eventually(async () =>
+      expect((await storedRuns(db)).map((r) => r.status)).toEqual(["running"]),
+    );
+    const holder = startFixture("hold-store.ts", ["--db", db, "--ms", "60000"]);
+    await holder.line((l) => l === "holding");
+    const finished = await pipeline.exited;
+    expect(finished.code).toBe(0);
+    expect(doneStats(finished.stdout).spooledSegments).toBeGreaterThan(0);
+    holder.child.kill("SIGTERM");
+    await holder.exited;
+    const tail = await runtrail(["tail", "--json", "--db", db]);
+    const runs = JSON.parse(tail.stdout) as {
+      run_id: string;
+      status: string;
+      stages_completed: number;
+    }[];
+    expect(runs.map((r) => [r.run_id, r.status, r.stages_completed])).toEqual([
+      [runId, "completed", 6],
+    ]);
+    expect(await storedStages(db)).toHaveLength(6);
+  });
 });
