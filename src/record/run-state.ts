@@ -12,6 +12,18 @@ import {
 import { errorLine, type SpanError, spanError, spanFailed } from "./span-errors.js";
 import { countAttribute, hrTimeToMicros, type SpanView, stringAttribute } from "./span-view.js";
 
+/** What the executions of a stage name did, as bits of a number. */
+const StageBits = {
+  /** The last execution failed. */
+  lastFailed: 1,
+  /** Some execution failed. */
+  everFailed: 2,
+  /** Some execution completed. */
+  everCompleted: 4,
+  /** The last execution's attempt number is stored above these bits. */
+  attemptShift: 3,
+} as const;
+
 /** LLM calls and tokens summed over the spans below a run or a stage. */
 export class LlmTotals {
   llmCalls = 0;
@@ -77,15 +89,13 @@ export class RunState extends LlmTotals {
 
   private nextSeq = 0;
   private readonly openStages: StageState[] = [];
-  /** Stage names in the order they first ran (a Set keeps insertion order). */
-  private readonly executed = new Set<string>();
   /**
-   * The last execution of each stage name, as attempt × 2 + 1 when it failed: a start after a
-   * failed execution is a retry.
+   * Every stage name, in the order it first ran (a Map keeps insertion order), with what its
+   * executions did, in bits: see {@link StageBits}. One map per run rather than a set each.
    */
-  private readonly lastAttempt = new Map<string, number>();
-  private readonly failed = new Set<string>();
-  private readonly completed = new Set<string>();
+  private readonly stageNames = new Map<string, number>();
+  private failedNames = 0;
+  private completedNames = 0;
   private retries = 0;
   /** Rows in of the first stage (by sequence) that reported them, and rows out of the last. */
   private firstRowsInSeq = Number.POSITIVE_INFINITY;
@@ -123,11 +133,15 @@ export class RunState extends LlmTotals {
   startStage(span: SpanView, parentSpanId: string | null): StageState {
     const name = span.name;
     const seq = this.nextSeq++;
-    const previous = this.lastAttempt.get(name);
-    this.executed.add(name);
+    const previous = this.stageNames.get(name);
+    if (previous === undefined) this.stageNames.set(name, 0);
     const declared = countAttribute(span.attributes[R.stageAttempt]);
+    // A start after a failed execution of the same name is a retry.
     const attempt =
-      declared ?? (previous !== undefined && previous % 2 === 1 ? (previous - 1) / 2 + 1 : 1);
+      declared ??
+      (previous !== undefined && previous & StageBits.lastFailed
+        ? (previous >> StageBits.attemptShift) + 1
+        : 1);
     if (attempt > 1) this.retries += 1;
     const stage = new StageState(
       this,
@@ -155,13 +169,16 @@ export class RunState extends LlmTotals {
     const attributes = span.attributes;
     const rowsIn = countAttribute(attributes[R.rowsIn]) ?? null;
     const rowsOut = countAttribute(attributes[R.rowsOut]) ?? null;
-    this.lastAttempt.set(stage.name, stage.attempt * 2 + (failed ? 1 : 0));
-    if (failed) {
-      this.failed.add(stage.name);
-      this.lastFailedStage = { name: stage.name, error };
-    } else {
-      this.completed.add(stage.name);
-    }
+    const bits = this.stageNames.get(stage.name) ?? 0;
+    if (failed && !(bits & StageBits.everFailed)) this.failedNames += 1;
+    if (!failed && !(bits & StageBits.everCompleted)) this.completedNames += 1;
+    this.stageNames.set(
+      stage.name,
+      (stage.attempt << StageBits.attemptShift) |
+        (bits & (StageBits.everFailed | StageBits.everCompleted)) |
+        (failed ? StageBits.everFailed | StageBits.lastFailed : StageBits.everCompleted),
+    );
+    if (failed) this.lastFailedStage = { name: stage.name, error };
     if (rowsIn !== null && stage.seq < this.firstRowsInSeq) {
       this.firstRowsInSeq = stage.seq;
       this.firstRowsIn = rowsIn;
@@ -221,7 +238,7 @@ export class RunState extends LlmTotals {
       rootFailed,
       declared,
       deadlineExceeded,
-      stageFailed: this.failed.size > 0,
+      stageFailed: this.failedNames > 0,
       retried: this.retryCount() > 0,
     });
     const rootError = rootFailed ? spanError(span) : null;
@@ -240,6 +257,12 @@ export class RunState extends LlmTotals {
       error,
       failedStage: status === "completed" ? null : (stageError?.name ?? null),
     };
+  }
+
+  private namesWith(bit: number): string[] {
+    const names: string[] = [];
+    for (const [name, bits] of this.stageNames) if (bits & bit) names.push(name);
+    return names;
   }
 
   private retryCount(): number {
@@ -279,9 +302,9 @@ export class RunState extends LlmTotals {
       input_tokens: this.inputTokens,
       output_tokens: this.outputTokens,
       stages_expected: this.stagesExpected,
-      stages_completed: this.completed.size,
-      stages_executed: [...this.executed],
-      stages_failed: [...this.failed],
+      stages_completed: this.completedNames,
+      stages_executed: [...this.stageNames.keys()],
+      stages_failed: this.failedNames === 0 ? [] : this.namesWith(StageBits.everFailed),
       retry_count: this.retryCount(),
       current_stage: finished ? null : (current?.name ?? null),
       metadata: this.metadata,

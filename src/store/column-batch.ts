@@ -99,27 +99,33 @@ export class ColumnBuffer {
     this.rows += 1;
   }
 
-  /** The rows so far, as columns; the buffer starts empty again. */
+  /**
+   * The rows so far, as columns; the buffer starts empty again, with room for as many rows,
+   * since the next interval is likely to bring as many. The arrays are handed over, not copied.
+   */
   take(): Columns {
     const count = this.rows;
     const columns: Columns = {
       count,
       numbers: this.spec.map((c, i) =>
-        isNumeric(c) ? (this.numbers[i] as Float64Array).slice(0, count) : null,
+        isNumeric(c) ? (this.numbers[i] as Float64Array).subarray(0, count) : null,
       ),
-      texts: this.spec.map((c, i) =>
-        isNumeric(c) ? null : (this.texts[i] as (string | null)[]).slice(0, count),
-      ),
+      texts: this.spec.map((c, i) => {
+        if (isNumeric(c)) return null;
+        const texts = this.texts[i] as (string | null)[];
+        texts.length = count;
+        return texts;
+      }),
     };
-    this.reset();
+    this.reset(Math.max(this.initialCapacity, count));
     return columns;
   }
 
-  private reset(): void {
-    this.capacity = this.initialCapacity;
+  private reset(capacity = this.initialCapacity): void {
+    this.capacity = capacity;
     this.rows = 0;
     this.numbers = this.spec.map((c) =>
-      isNumeric(c) ? new Float64Array(this.capacity) : new Float64Array(0),
+      isNumeric(c) ? new Float64Array(capacity) : new Float64Array(0),
     );
     this.texts = this.spec.map(() => []);
   }
