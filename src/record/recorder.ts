@@ -77,7 +77,7 @@ export class RunRecorder {
    */
   start(span: SpanView, parentHandle?: unknown): void {
     const parentId = span.parentSpanContext?.spanId;
-    const kind = span.attributes["runtrail.kind"];
+    const kind = span.attributes[R.kind];
     if (this.isRun(span, parentId, kind)) {
       this.startRun(span, parentId === undefined);
       return;

@@ -55,9 +55,7 @@ function compile(spec: readonly Column[]): { encode: Encode; decode: Decode } {
     }
   });
   return {
-    // biome-ignore lint/security/noGlobalEval: compiled from the fixed column specs, see above
     encode: new Function("n", "t", "row", "at", encode.join("\n")) as Encode,
-    // biome-ignore lint/security/noGlobalEval: compiled from the fixed column specs, see above
     decode: new Function("n", "t", "at", `return {\n${decode.join("\n")}\n};`) as Decode,
   };
 }

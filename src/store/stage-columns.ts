@@ -177,7 +177,9 @@ export async function stageColumns(
     table,
     batch.count,
     (chunk, offset, rows) => {
-      columns.forEach((values, c) => copyNumbers(chunk, c, values.subarray(offset, offset + rows)));
+      for (const [c, values] of columns.entries()) {
+        copyNumbers(chunk, c, values.subarray(offset, offset + rows));
+      }
     },
     names.map(() => DOUBLE),
   );

@@ -6,7 +6,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { transferables } from "./column-batch.js";
 import { adoptStoreLockMemory } from "./store-lock.js";
 import { BatchWriter } from "./write-batch.js";
-import { type ColumnBatch, partsOf } from "./write-rows.js";
+import type { ColumnBatch } from "./write-rows.js";
 
 /** Write a batch, or (without one) close the store so that the file stands alone. */
 export interface StoreRequest {
