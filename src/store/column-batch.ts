@@ -23,6 +23,13 @@ export function isNumeric(column: Column): boolean {
   );
 }
 
+/** The largest magnitude each numeric kind stores (BIGINT and timestamps: a little under 2^63). */
+const LIMITS: Partial<Record<Column["kind"], number>> = {
+  integer: 2_147_483_647,
+  bigint: 9.2e18,
+  time: 9.2e18,
+};
+
 type Encode = (
   numbers: Float64Array[],
   texts: (string | null)[][],
@@ -44,7 +51,12 @@ function compile(spec: readonly Column[]): { encode: Encode; decode: Decode } {
     if (!/^[a-z_][a-z0-9_]*$/.test(name))
       throw new Error(`column name ${name} is not an identifier`);
     if (isNumeric(column)) {
-      encode.push(`n[${index}][at] = row.${name} ?? NaN;`);
+      // Clamped to what the column's SQL type holds: one value out of range would otherwise
+      // make the store refuse the whole batch.
+      const limit = LIMITS[column.kind] ?? Number.MAX_VALUE;
+      encode.push(
+        `n[${index}][at] = typeof row.${name} === "number" ? Math.min(Math.max(row.${name}, ${-limit}), ${limit}) : NaN;`,
+      );
       decode.push(`${name}: Number.isNaN(n[${index}][at]) ? null : n[${index}][at],`);
     } else if (column.kind === "list" || column.kind === "json") {
       encode.push(`t[${index}][at] = row.${name} == null ? null : JSON.stringify(row.${name});`);

@@ -1,27 +1,54 @@
-import { mkdir, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { RunRow, StageRow } from "../record/rows.js";
-import { spoolDirsOf } from "./store-path.js";
+import { type SpoolDir, spoolDirsOf } from "./store-path.js";
 
 /**
  * The spool keeps rows the store could not take: one JSON-lines segment per failed write,
  * named so segments sort by time, and written to a temporary name then renamed, so a reader
  * only ever sees whole segments. Whoever next opens the store writes them in and deletes them.
+ *
+ * The fallback folder lives in the shared temp folder, so it is private: this user's, mode
+ * 0700, checked before each use; and no file in a spool is followed through a symbolic link.
  */
 
 type SpoolLine = { run: RunRow } | { stage: StageRow };
 
-export interface SpooledRows {
+export interface SpooledSegment {
+  file: string;
   runs: RunRow[];
   stages: StageRow[];
-  /** The segments read, to delete once their rows are committed. */
-  files: string[];
-  /** Lines that could not be read, kept aside in `.bad` files. */
+  /** Lines that could not be read, kept aside in a `.bad` file. */
   badLines: number;
 }
 
 let sequence = 0;
+
+const uid = process.getuid?.();
+
+/** Whether a path is a real folder (not a link) that only this user can enter. */
+async function isPrivateDir(path: string): Promise<boolean> {
+  const info = await lstat(path);
+  return (
+    info.isDirectory() && (uid === undefined || (info.uid === uid && (info.mode & 0o077) === 0))
+  );
+}
+
+/** Creates the folder if needed; refuses a private folder that another user could reach. */
+async function prepare(dir: SpoolDir): Promise<void> {
+  if (!dir.private) {
+    await mkdir(dir.path, { recursive: true });
+    return;
+  }
+  const base = dirname(dir.path);
+  await mkdir(base, { recursive: true, mode: 0o700 });
+  if (!(await isPrivateDir(base))) throw new Error(`${base} is not a private folder of this user`);
+  await mkdir(dir.path, { recursive: true, mode: 0o700 });
+  if (!(await isPrivateDir(dir.path))) {
+    throw new Error(`${dir.path} is not a private folder of this user`);
+  }
+}
 
 /** Writes rows to a new segment; returns its path, or throws when no spool folder is writable. */
 export async function spoolRows(
@@ -37,10 +64,11 @@ export async function spoolRows(
   let lastError: unknown;
   for (const dir of spoolDirsOf(storePath)) {
     try {
-      await mkdir(dir, { recursive: true });
-      const temporary = join(dir, `${name}.tmp`);
-      await writeFile(temporary, body);
-      const final = join(dir, `${name}.jsonl`);
+      await prepare(dir);
+      const temporary = join(dir.path, `${name}.tmp`);
+      // "wx" fails on anything already at the path, a planted link included.
+      await writeFile(temporary, body, { flag: "wx", mode: 0o600 });
+      const final = join(dir.path, `${name}.jsonl`);
       await rename(temporary, final);
       return final;
     } catch (error) {
@@ -50,53 +78,68 @@ export async function spoolRows(
   throw lastError;
 }
 
-/** Whether any writer left rows in the spool of a store. */
-export async function hasSpooled(storePath: string): Promise<boolean> {
-  for (const dir of spoolDirsOf(storePath)) {
-    try {
-      if ((await readdir(dir)).some((n) => n.endsWith(".jsonl"))) return true;
-    } catch {
-      // no such folder
-    }
-  }
-  return false;
-}
-
-/** Reads up to `maxRows` spooled rows, oldest segments first. */
-export async function readSpool(storePath: string, maxRows = 200_000): Promise<SpooledRows> {
-  const result: SpooledRows = { runs: [], stages: [], files: [], badLines: 0 };
+/** The segment files of the spool folders that may be read: whole, regular, not links. */
+async function segmentFiles(storePath: string): Promise<string[]> {
+  const files: string[] = [];
   for (const dir of spoolDirsOf(storePath)) {
     let names: string[];
     try {
-      names = (await readdir(dir)).filter((n) => n.endsWith(".jsonl")).sort();
+      if (dir.private && !(await isPrivateDir(dir.path))) continue;
+      names = (await readdir(dir.path)).filter((n) => n.endsWith(".jsonl")).sort();
     } catch {
       continue;
     }
     for (const name of names) {
-      if (result.runs.length + result.stages.length >= maxRows) return result;
-      const file = join(dir, name);
-      let text: string;
+      const file = join(dir.path, name);
       try {
-        text = await readFile(file, "utf8");
+        const info = await lstat(file);
+        if (info.isFile() && (!dir.private || uid === undefined || info.uid === uid)) {
+          files.push(file);
+        }
       } catch {
-        continue; // taken by another reader in the meantime
+        // taken by another reader in the meantime
       }
-      const bad: string[] = [];
-      for (const line of text.split("\n")) {
-        if (line.length === 0) continue;
-        const parsed = parseLine(line);
-        if (parsed === undefined) bad.push(line);
-        else if ("run" in parsed) result.runs.push(parsed.run);
-        else result.stages.push(parsed.stage);
-      }
-      if (bad.length > 0) {
-        result.badLines += bad.length;
-        await writeFile(`${file}.bad`, `${bad.join("\n")}\n`).catch(() => undefined);
-      }
-      result.files.push(file);
     }
   }
-  return result;
+  return files;
+}
+
+/** Whether any writer left rows in the spool of a store. */
+export async function hasSpooled(storePath: string): Promise<boolean> {
+  return (await segmentFiles(storePath)).length > 0;
+}
+
+/** The spooled segments, oldest first, up to about `maxRows` rows in all. */
+export async function readSpool(storePath: string, maxRows = 200_000): Promise<SpooledSegment[]> {
+  const segments: SpooledSegment[] = [];
+  let rows = 0;
+  for (const file of await segmentFiles(storePath)) {
+    if (rows >= maxRows) break;
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch {
+      continue; // taken by another reader in the meantime
+    }
+    const segment: SpooledSegment = { file, runs: [], stages: [], badLines: 0 };
+    const bad: string[] = [];
+    for (const line of text.split("\n")) {
+      if (line.length === 0) continue;
+      const parsed = parseLine(line);
+      if (parsed === undefined) bad.push(line);
+      else if ("run" in parsed) segment.runs.push(parsed.run);
+      else segment.stages.push(parsed.stage);
+    }
+    if (bad.length > 0) {
+      segment.badLines = bad.length;
+      await writeFile(`${file}.${Date.now()}.bad`, `${bad.join("\n")}\n`, { flag: "wx" }).catch(
+        () => undefined,
+      );
+    }
+    rows += segment.runs.length + segment.stages.length;
+    segments.push(segment);
+  }
+  return segments;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -134,14 +177,12 @@ function parseLine(line: string): SpoolLine | undefined {
   return undefined;
 }
 
-/** Deletes segments whose rows are committed. */
-export async function removeSpooled(files: readonly string[]): Promise<void> {
-  await Promise.all(files.map((file) => unlink(file).catch(() => undefined)));
+/** Deletes a segment whose rows are committed. */
+export async function removeSpooled(file: string): Promise<void> {
+  await unlink(file).catch(() => undefined);
 }
 
-/** Renames segments the store refused, so they are kept but not tried again. */
-export async function quarantineSpooled(files: readonly string[]): Promise<void> {
-  await Promise.all(
-    files.map((file) => rename(file, file.replace(/\.jsonl$/, ".rejected")).catch(() => undefined)),
-  );
+/** Renames a segment the store refused, so it is kept but not tried again. */
+export async function quarantineSpooled(file: string): Promise<void> {
+  await rename(file, file.replace(/\.jsonl$/, ".rejected")).catch(() => undefined);
 }

@@ -9,7 +9,9 @@ export type StoreErrorKind =
   /** A read was asked of a store that does not exist. */
   | "missing"
   /** The store was written by a newer runtrail. */
-  | "too_new";
+  | "too_new"
+  /** The store refused the rows themselves: a value out of range, a missing field. */
+  | "invalid";
 
 export class StoreError extends Error {
   override readonly name = "StoreError";
@@ -34,6 +36,11 @@ export function classifyDuckDbError(path: string, error: unknown): StoreError {
       `the store ${path} is in use by another process${holder ? ` (pid ${holder})` : ""}`,
       { cause: error },
     );
+  }
+  if (/^(Conversion|Constraint|Invalid Input|Out of Range|Mismatch Type) Error/.test(message)) {
+    return new StoreError("invalid", `the store refused rows: ${firstLine(message)}`, {
+      cause: error,
+    });
   }
   if (/version number|storage version/i.test(message)) {
     return new StoreError(

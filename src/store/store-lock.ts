@@ -1,3 +1,5 @@
+import { threadId } from "node:worker_threads";
+
 /**
  * One store may be open once per process: DuckDB takes an OS file lock per process, so two
  * threads of one process would both get in and overwrite each other. Every thread that opens a
@@ -27,12 +29,26 @@ function cellOf(path: string): number {
   return Math.abs(hash) % CELLS;
 }
 
+/** A cell holds 0 when free, else the id of the thread holding it plus one. */
+const holder = threadId + 1;
+
+/** Frees the cells a thread held when it ended, so that no other thread waits for it forever. */
+export function releaseStoresOf(endedThreadId: number): void {
+  const memory = table();
+  for (let cell = 0; cell < CELLS; cell++) {
+    if (Atomics.compareExchange(memory, cell, endedThreadId + 1, 0) === endedThreadId + 1) {
+      Atomics.notify(memory, cell);
+    }
+  }
+}
+
 /** Waits, without blocking the thread, until this thread holds the store's lock. */
 export async function lockStore(path: string): Promise<() => void> {
   const memory = table();
   const cell = cellOf(path);
   for (;;) {
-    if (Atomics.compareExchange(memory, cell, 0, 1) === 0) {
+    const seen = Atomics.compareExchange(memory, cell, 0, holder);
+    if (seen === 0) {
       let released = false;
       return () => {
         if (released) return;
@@ -41,7 +57,7 @@ export async function lockStore(path: string): Promise<() => void> {
         Atomics.notify(memory, cell);
       };
     }
-    const wait = Atomics.waitAsync(memory, cell, 1, 50);
+    const wait = Atomics.waitAsync(memory, cell, seen, 50);
     if (wait.async) {
       // Waiting on shared memory does not keep Node running; a timer does, so a process that
       // waits for its own store thread to let go of the store does not exit meanwhile.

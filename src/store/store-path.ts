@@ -13,11 +13,22 @@ export function resolveStorePath(
   return resolve(path || env.RUNTRAIL_DB || DEFAULT_STORE_PATH);
 }
 
+/** A folder of spooled rows; a private one must belong to this user alone. */
+export interface SpoolDir {
+  path: string;
+  private: boolean;
+}
+
 /**
- * Folders where writers keep records the store could not take yet: next to the store, and in
- * the temp folder for when the store's folder cannot be written either.
+ * Folders where writers keep records the store could not take yet: next to the store, and,
+ * for when the store's folder cannot be written either, a private folder of this user in the
+ * temp folder.
  */
-export function spoolDirsOf(storePath: string): [primary: string, fallback: string] {
+export function spoolDirsOf(storePath: string): [primary: SpoolDir, fallback: SpoolDir] {
   const key = createHash("sha256").update(storePath).digest("hex").slice(0, 16);
-  return [`${storePath}.spool`, join(tmpdir(), "runtrail-spool", key)];
+  const user = process.getuid?.() ?? "user";
+  return [
+    { path: `${storePath}.spool`, private: false },
+    { path: join(tmpdir(), `runtrail-spool-${user}`, key), private: true },
+  ];
 }

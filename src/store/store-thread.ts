@@ -1,10 +1,9 @@
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { transferables } from "./column-batch.js";
-import { storeLockMemory } from "./store-lock.js";
+import { releaseStoresOf, storeLockMemory } from "./store-lock.js";
 import type { StoreRequest } from "./store-worker.js";
 import type { BatchOutcome } from "./write-batch.js";
-import { type ColumnBatch, partsOf } from "./write-rows.js";
+import type { ColumnBatch } from "./write-rows.js";
 
 interface Pending {
   resolve: (outcome: BatchOutcome | undefined) => void;
@@ -20,10 +19,12 @@ class StoreThread {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
 
-  /** Makes a batch durable in the store at `path` (see `BatchWriter`). */
+  /**
+   * Makes a batch durable in the store at `path` (see `BatchWriter`). The batch is copied to the
+   * thread, not moved: should the thread die with it, the caller still has the rows.
+   */
   async write(path: string, batch: ColumnBatch, lockWaitMs: number): Promise<BatchOutcome> {
-    const moved = transferables(...partsOf(batch));
-    const outcome = await this.request({ id: this.nextId++, path, batch, lockWaitMs }, moved);
+    const outcome = await this.request({ id: this.nextId++, path, batch, lockWaitMs }, []);
     if (outcome === undefined)
       throw new Error("the store thread answered a write without an outcome");
     return outcome;
@@ -61,14 +62,18 @@ class StoreThread {
           name: "runtrail-store",
         });
     worker.unref();
-    worker.on("message", (message: { id: number; outcome?: BatchOutcome }) => {
+    worker.on("message", (message: { id: number; outcome?: BatchOutcome; failure?: string }) => {
       const waiting = this.pending.get(message.id);
       this.pending.delete(message.id);
       if (this.pending.size === 0) worker.unref();
-      waiting?.resolve(message.outcome);
+      if (message.failure !== undefined) waiting?.reject(new Error(message.failure));
+      else waiting?.resolve(message.outcome);
     });
     const fail = (error: Error) => {
-      if (this.worker === worker) this.worker = undefined;
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      // A store it held open would otherwise stay locked for every other thread.
+      releaseStoresOf(worker.threadId);
       for (const waiting of this.pending.values()) waiting.reject(error);
       this.pending.clear();
     };

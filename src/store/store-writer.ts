@@ -1,12 +1,13 @@
 import { diag } from "@opentelemetry/api";
 import type { RecordSink } from "../record/recorder.js";
-import type { StageRow } from "../record/rows.js";
+import { latestRunRows, type RunRow, type StageRow } from "../record/rows.js";
 import type { RunState } from "../record/run-state.js";
-import { ColumnBuffer } from "./column-batch.js";
+import { ColumnBuffer, rowsOf } from "./column-batch.js";
 import { RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
+import { spoolRows } from "./spool.js";
 import { storeThread } from "./store-thread.js";
 import type { BatchOutcome } from "./write-batch.js";
-import { type ColumnBatch, mergeAll } from "./write-rows.js";
+import { type ColumnBatch, columnBatchOf, mergeAll } from "./write-rows.js";
 
 const NOT_WRITTEN: BatchOutcome = {
   written: false,
@@ -53,8 +54,8 @@ export class StoreWriter implements RecordSink {
   /** Stage rows go into columns as they end: no row objects wait for the next flush. */
   private readonly stages = new ColumnBuffer(STAGE_COLUMNS);
   private readonly stagesToMerge = new ColumnBuffer(STAGE_COLUMNS);
-  /** Batches that neither the store nor the spool took: tried again first. */
-  private held: ColumnBatch[] = [];
+  /** Rows that neither the store nor the spool took, as one batch: tried again first. */
+  private held: ColumnBatch | undefined;
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -139,7 +140,7 @@ export class StoreWriter implements RecordSink {
       this.dirty.length > 0 ||
       this.stages.count > 0 ||
       this.stagesToMerge.count > 0 ||
-      this.held.length > 0
+      this.held !== undefined
     );
   }
 
@@ -194,7 +195,7 @@ export class StoreWriter implements RecordSink {
     }
     this.dirty = [];
     const batches = [
-      ...this.held,
+      ...(this.held ? [this.held] : []),
       {
         runs: runs.take(),
         newRuns: newRuns.take(),
@@ -202,7 +203,7 @@ export class StoreWriter implements RecordSink {
         stagesToMerge: this.stagesToMerge.take(),
       },
     ];
-    this.held = [];
+    this.held = undefined;
     for (const batch of batches) await this.write(batch);
   }
 
@@ -214,9 +215,7 @@ export class StoreWriter implements RecordSink {
     try {
       outcome = await storeThread.write(this.options.path, batch, this.options.lockWaitMs);
     } catch (error) {
-      // The store thread died with the batch, whose arrays went with it.
-      outcome = { ...NOT_WRITTEN, spoolError: String(error) };
-      this.stats.droppedRows += stageRows;
+      outcome = await this.spoolHere(batch, error);
     }
     this.lastSessionMs = outcome.sessionMs;
     this.stats.spoolRowsIngested += outcome.spoolRowsIngested;
@@ -250,20 +249,55 @@ export class StoreWriter implements RecordSink {
     if (!this.closed) this.schedule();
   }
 
-  /** Keeps a batch in memory, up to a bound, when neither the store nor the spool takes it. */
+  /**
+   * Keeps the rows of a batch in memory when neither the store nor the spool takes them: merged
+   * with those already kept (the latest row of each run, each stage once), up to a bound.
+   */
   private hold(batch: ColumnBatch, reason: string | undefined): void {
     this.warnOnce(
       "spool-write",
       `runtrail: cannot spool rows either: ${reason ?? "unknown error"}`,
     );
-    const heldRows = this.held.reduce((n, b) => n + b.stages.count + b.stagesToMerge.count, 0);
-    if (heldRows >= this.options.maxQueuedRows * 4) {
-      this.stats.droppedRows += batch.stages.count + batch.stagesToMerge.count;
-      this.warnOnce("dropped", "runtrail: dropping stage rows: the store and the spool are full");
-      return;
+    const previous = this.held ? mergeAll(this.held) : undefined;
+    const next = mergeAll(batch);
+    const runs = latestRunRows([
+      ...(previous ? rowsOf<RunRow>(RUN_COLUMNS, previous.runs) : []),
+      ...rowsOf<RunRow>(RUN_COLUMNS, next.runs),
+    ]);
+    const stages = new Map<string, StageRow>();
+    for (const part of [previous?.stagesToMerge, next.stagesToMerge]) {
+      if (part === undefined) continue;
+      for (const stage of rowsOf<StageRow>(STAGE_COLUMNS, part)) {
+        stages.set(`${stage.run_id}/${stage.span_id}`, stage);
+      }
     }
-    // Written again later, it is merged: the store may hold part of it by then.
-    this.held.push(mergeAll(batch));
+    const limit = this.options.maxQueuedRows * 4;
+    const keptStages = [...stages.values()].slice(0, Math.max(0, limit - runs.length));
+    const dropped = stages.size - keptStages.length;
+    if (dropped > 0) {
+      this.stats.droppedRows += dropped;
+      this.warnOnce("dropped", "runtrail: dropping stage rows: the store and the spool are full");
+    }
+    this.held = columnBatchOf({ runs, stages: [], stagesToMerge: keptStages });
+  }
+
+  /** The store thread failed: the rows go to the spool from here, or stay in memory. */
+  private async spoolHere(batch: ColumnBatch, error: unknown): Promise<BatchOutcome> {
+    this.warnOnce(
+      "thread",
+      `runtrail: the store thread failed (${String(error)}); rows go to the spool`,
+    );
+    const all = mergeAll(batch);
+    try {
+      await spoolRows(
+        this.options.path,
+        rowsOf<RunRow>(RUN_COLUMNS, all.runs),
+        rowsOf<StageRow>(STAGE_COLUMNS, all.stagesToMerge),
+      );
+      return { ...NOT_WRITTEN, spooled: true };
+    } catch (spoolError) {
+      return { ...NOT_WRITTEN, spoolError: String(spoolError), returned: batch };
+    }
   }
 
   private warnOnce(key: string, message: string): void {

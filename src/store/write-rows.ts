@@ -108,7 +108,15 @@ const RUN_VALUES = RUN_COLUMNS.map((c) => `s.${c.name}`).join(", ");
  * `started_at` bounds the scan: runs are appended in start order, so DuckDB's min/max zone maps
  * skip the older row groups.
  */
-const APPEND_RUNS = `INSERT INTO runs (${RUN_COLUMNS.map((c) => c.name).join(", ")}) ${stagedSelect(RUN_COLUMNS, "runtrail_staged_new_runs")}`;
+/**
+ * New runs are appended, without the cost of a merge, unless the store has their row already
+ * (another processor saw the same span, or a trace id was reused): then nothing changes.
+ */
+const APPEND_RUNS = `
+INSERT INTO runs (${RUN_COLUMNS.map((c) => c.name).join(", ")})
+SELECT n.* FROM (${stagedSelect(RUN_COLUMNS, "runtrail_staged_new_runs")}) AS n
+ANTI JOIN (SELECT run_id FROM runs WHERE started_at >= make_timestamptz($1::BIGINT)) AS r
+  ON n.run_id = r.run_id`;
 
 export const MERGE_RUNS = `
 MERGE INTO runs USING (${stagedSelect(RUN_COLUMNS, "runtrail_staged_runs")}) AS s
@@ -165,7 +173,7 @@ export async function writeColumns(session: StoreSession, batch: ColumnBatch): P
     }
     await stageDictionary(session, DICTIONARY, dictionary);
     if (runs.count > 0) await session.run(MERGE_RUNS, [earliest(RUN_COLUMNS, runs)]);
-    if (newRuns.count > 0) await session.run(APPEND_RUNS);
+    if (newRuns.count > 0) await session.run(APPEND_RUNS, [earliest(RUN_COLUMNS, newRuns)]);
     if (stagesToMerge.count > 0) {
       await session.run(MERGE_STAGES, [earliest(STAGE_COLUMNS, stagesToMerge)]);
     }

@@ -3,11 +3,15 @@ import {
   existsSync,
   mkdirSync,
   readdirSync,
+  readFileSync,
   renameSync,
   rmSync,
+  statSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { spoolDirsOf } from "../../src/store/store-path.js";
 import { eventually } from "../helpers/eventually.js";
@@ -54,7 +58,7 @@ describe("a store that cannot be used", () => {
       ["completed", 2],
     ]);
     expect(await storedStages(db)).toHaveLength(6);
-    expect(readdirSync(spoolDirsOf(db)[0]).filter((f) => f.endsWith(".jsonl"))).toEqual([]);
+    expect(readdirSync(spoolDirsOf(db)[0].path).filter((f) => f.endsWith(".jsonl"))).toEqual([]);
   });
 
   it("starts a new store when the file is deleted during a run", async () => {
@@ -111,7 +115,9 @@ describe("a store that cannot be used", () => {
   });
 
   it("spools when the store's folder cannot be written, and writes once it can", async () => {
-    const dir = join(tempDir(), "locked-down");
+    const parent = tempDir();
+    chmodSync(parent, 0o755);
+    const dir = join(parent, "locked-down");
     mkdirSync(dir, { mode: 0o755 });
     const db = join(dir, "runs.duckdb");
     // The pipeline runs as an unprivileged user; the folder belongs to root.
@@ -126,17 +132,50 @@ describe("a store that cannot be used", () => {
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toContain("cannot be used");
     expect(existsSync(db)).toBe(false);
-    const fallback = spoolDirsOf(db)[1];
+    // The spool fell back to a folder of that user's own in the temp folder.
+    const fallback = join(tmpdir(), "runtrail-spool-65534", basename(spoolDirsOf(db)[1].path));
+    expect(statSync(dirname(fallback))).toMatchObject({ uid: 65534, mode: expect.any(Number) });
+    expect(statSync(dirname(fallback)).mode & 0o777).toBe(0o700);
     expect(readdirSync(fallback).filter((f) => f.endsWith(".jsonl")).length).toBeGreaterThan(0);
 
+    // Once the folder can be written, the same user's next command writes the rows in.
     chmodSync(dir, 0o777);
-    const tail = await runtrail(["tail", "--json", "--db", db]);
+    const tail = await start(process.execPath, [CLI, "tail", "--json", "--db", db], {
+      uid: 65534,
+      gid: 65534,
+    }).exited;
+    expect(tail.stderr).toBe("");
     expect(tail.code).toBe(0);
     expect((JSON.parse(tail.stdout) as { status: string }[]).map((r) => r.status)).toEqual([
       "completed",
       "completed",
     ]);
     expect(readdirSync(fallback).filter((f) => f.endsWith(".jsonl"))).toEqual([]);
+  });
+
+  it("takes no spooled rows from a temp folder another user could have written", async () => {
+    const db = join(tempDir(), "runs.duckdb");
+    const fallback = spoolDirsOf(db)[1].path;
+    const victim = join(tempDir(), "victim.txt");
+    writeFileSync(victim, "precious\n");
+    // Another user prepares the fallback folder, with a forged run and a link to a file.
+    mkdirSync(fallback, { recursive: true, mode: 0o777 });
+    chmodSync(fallback, 0o777);
+    const forged = {
+      run: {
+        run_id: "deadbeef-0000-0000-0000-000000000000",
+        pipeline: "forged",
+        status: "completed",
+        started_at: Date.now() * 1000,
+      },
+    };
+    writeFileSync(join(fallback, "0-x.jsonl"), `not json\n${JSON.stringify(forged)}\n`);
+    symlinkSync(victim, join(fallback, "0-x.jsonl.bad"));
+    const tail = await runtrail(["tail", "--json", "--db", db]);
+    expect(tail.code).toBe(0);
+    expect(readFileSync(victim, "utf8")).toBe("precious\n");
+    const stored = existsSync(db) ? await storedRuns(db) : [];
+    expect(stored.map((r) => r.pipeline)).not.toContain("forged");
   });
 
   it("lets a reader without write access read the store, saying what it cannot do", async () => {
@@ -159,7 +198,7 @@ describe("a store that cannot be used", () => {
     const db = join(tempDir(), "runs.duckdb");
     const pipeline = startFixture(
       "pipeline.ts",
-      ["--stages", "6", "--stage-ms", "200", "--flush-ms", "100", "--lock-wait-ms", "200"],
+      ["--stages", "10", "--stage-ms", "400", "--flush-ms", "100", "--lock-wait-ms", "200"],
       { env: { RUNTRAIL_DB: db } },
     );
     const runId = (await pipeline.line((l) => l.startsWith("started "))).slice(8);
@@ -180,8 +219,8 @@ describe("a store that cannot be used", () => {
       stages_completed: number;
     }[];
     expect(runs.map((r) => [r.run_id, r.status, r.stages_completed])).toEqual([
-      [runId, "completed", 6],
+      [runId, "completed", 10],
     ]);
-    expect(await storedStages(db)).toHaveLength(6);
+    expect(await storedStages(db)).toHaveLength(10);
   });
 });
