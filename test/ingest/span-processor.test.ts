@@ -1,6 +1,8 @@
 import { join } from "node:path";
 import { context, type DiagLogger, DiagLogLevel, diag, trace } from "@opentelemetry/api";
+import { BasicTracerProvider } from "@opentelemetry/sdk-trace-base";
 import { afterEach, describe, expect, it } from "vitest";
+import { RunTrailSpanProcessor } from "../../src/ingest/span-processor.js";
 import { startFixture } from "../helpers/processes.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempDir, tempStore } from "../helpers/temp-dir.js";
@@ -140,5 +142,41 @@ describe("RunTrailSpanProcessor", () => {
     const finished = await reader.exited;
     expect(finished.code).toBe(0);
     expect(finished.stdout).toBe("runs 1\n");
+  });
+
+  it("clamps values out of a column's range instead of losing the batch", async () => {
+    const db = tempStore();
+    const t = traced({ db });
+    t.tracer.startSpan("fine").end();
+    const odd = t.tracer.startSpan("odd", {
+      attributes: { "runtrail.run.stages_expected": 3e9, "runtrail.run.deadline_ms": 1e300 },
+    });
+    const call = t.tracer.startSpan(
+      "chat",
+      { attributes: { "gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 1e19 } },
+      trace.setSpan(context.active(), odd),
+    );
+    call.end();
+    odd.end();
+    await t.processor.forceFlush();
+    expect(t.processor.stats.failedFlushes).toBe(0);
+    const runs = await storedRuns(db);
+    expect(runs.map((r) => r.pipeline).sort()).toEqual(["fine", "odd"]);
+    expect(runs.find((r) => r.pipeline === "odd")).toMatchObject({
+      stages_expected: 2_147_483_647,
+    });
+    await t.provider.shutdown();
+  });
+
+  it("keeps one row for a run seen by two processors on one store", async () => {
+    const db = tempStore();
+    const first = new RunTrailSpanProcessor({ db });
+    const second = new RunTrailSpanProcessor({ db });
+    const provider = new BasicTracerProvider({ spanProcessors: [first, second] });
+    provider.getTracer("twice").startSpan("seen-twice").end();
+    await first.forceFlush();
+    await second.forceFlush();
+    expect((await storedRuns(db)).map((r) => r.pipeline)).toEqual(["seen-twice"]);
+    await provider.shutdown();
   });
 });
