@@ -3,7 +3,10 @@ import { normalizeIdPrefix, uuidRange } from "../record/run-id.js";
 import { fromStoredRow, RUN_COLUMNS, selectList } from "../store/row-columns.js";
 import type { StoreSession } from "../store/store-session.js";
 
-/** The runs a prefix of a run id or a trace id matches, newest first (at most `limit`). */
+/**
+ * The runs a prefix of a run id or a trace id matches (at most `limit`): those whose run id
+ * matches first, then those of the trace; newest first within each.
+ */
 export async function findRuns(
   session: StoreSession,
   prefix: string,
@@ -18,7 +21,8 @@ export async function findRuns(
     `SELECT ${selectList(RUN_COLUMNS)} FROM runs
      WHERE run_id BETWEEN $1::UUID AND $2::UUID
         OR (run_id BETWEEN $3::UUID AND $4::UUID AND starts_with(trace_id, $5))
-     ORDER BY runs.started_at DESC, runs.run_id DESC LIMIT $6`,
+     ORDER BY (runs.run_id BETWEEN $1::UUID AND $2::UUID) DESC, runs.started_at DESC, runs.run_id DESC
+     LIMIT $6`,
     [low, high, traceLow, traceHigh, hex, limit],
   );
   return raw.map((r) => fromStoredRow<RunRow>(RUN_COLUMNS, r));

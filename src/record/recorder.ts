@@ -16,6 +16,11 @@ export interface RecordSink {
 
 export type DropReason = "open_runs_limit" | "open_spans_limit";
 
+/** States of ended runs kept for spans below them that end late: this many runs at most ... */
+const KEPT_ENDED_RUNS = 1000;
+/** ... and for this long at most. */
+const KEPT_ENDED_MS = 60_000;
+
 export interface RecorderOptions {
   /** Root spans (no parent) are runs. Default true. */
   rootSpansAreRuns: boolean;
@@ -40,6 +45,8 @@ interface FollowedSpan {
   readonly parent: FollowedSpan | undefined;
   /** This span is the stage `stage`. */
   readonly isStage: boolean;
+  /** The span has ended; its state stays a while for spans below it that end later. */
+  ended: boolean;
   /** An LLM call below this span was counted, so totals on this span are not counted again. */
   llmBelow: boolean;
 }
@@ -51,9 +58,15 @@ interface FollowedSpan {
  * Most spans are leaves (LLM calls, HTTP calls) and cost two lookups: the recorder indexes
  * only runs, stages, and spans that turn out to have children, the moment their first child
  * starts. A leaf finds its run through its parent when it ends.
+ *
+ * A span's state outlives the span until its run has ended and a little more (the 1,000 runs
+ * that ended last, for up to a minute), so that a span ending after its parent still counts;
+ * then the run's states go, with those of spans that never ended.
  */
 export class RunRecorder {
   private readonly followed = new Map<string, FollowedSpan>();
+  /** Runs that ended, oldest first, whose states are still indexed. */
+  private readonly ended: { run: RunState; at: number }[] = [];
   private openRuns = 0;
 
   constructor(
@@ -91,7 +104,7 @@ export class RunRecorder {
       if (!this.roomFor()) return;
       const run = parent.run;
       const stage = run.startStage(span, parentId);
-      this.followed.set(stage.spanId, { run, stage, parent, isStage: true, llmBelow: false });
+      this.follow(stage.spanId, { run, stage, parent, isStage: true, ended: false, llmBelow: false });
       this.sink.runChanged(run);
     }
   }
@@ -104,7 +117,8 @@ export class RunRecorder {
       this.endLeaf(span);
       return;
     }
-    this.followed.delete(spanId);
+    if (own.ended) return;
+    own.ended = true;
     const run = own.run;
     const usage = readLlmUsage(span.attributes);
     if (usage !== undefined) {
@@ -115,10 +129,9 @@ export class RunRecorder {
       run.end(span);
       this.openRuns -= 1;
       this.sink.runChanged(run);
+      this.sweep(run);
     } else if (own.isStage && own.stage !== undefined) {
       this.sink.stageEnded(run.endStage(own.stage, span), run.ended);
-      this.sink.runChanged(run);
-    } else if (usage !== undefined && run.ended) {
       this.sink.runChanged(run);
     }
   }
@@ -133,10 +146,12 @@ export class RunRecorder {
     // A leaf has nothing below it, so an unclassified one is a call too.
     if (usage === undefined || usage.role === "aggregate") return;
     this.count(usage, parent.stage, parent.run, parent);
-    if (parent.run.ended) this.sink.runChanged(parent.run);
   }
 
-  /** Adds an LLM call to its stage and run, and marks the spans above it. */
+  /**
+   * Adds an LLM call to its stage and run, and marks the spans above it. A call that ends after
+   * its stage or run rewrites their rows.
+   */
   private count(
     usage: LlmUsage,
     stage: StageState | undefined,
@@ -146,6 +161,33 @@ export class RunRecorder {
     run.add(usage);
     stage?.add(usage);
     for (let p = above; p !== undefined && !p.llmBelow; p = p.parent) p.llmBelow = true;
+    const lateRow = stage?.lateRow();
+    if (lateRow !== undefined) this.sink.stageEnded(lateRow, true);
+    if (run.ended) this.sink.runChanged(run);
+  }
+
+  /** Drops the states of runs that ended long enough ago, keeping `run`'s for now. */
+  private sweep(run: RunState): void {
+    const now = Date.now();
+    this.ended.push({ run, at: now });
+    while (this.ended.length > 0) {
+      const oldest = this.ended[0] as { run: RunState; at: number };
+      if (this.ended.length <= KEPT_ENDED_RUNS && now - oldest.at < KEPT_ENDED_MS) break;
+      this.forgetOldestEnded();
+    }
+  }
+
+  private forgetOldestEnded(): void {
+    const oldest = this.ended.shift();
+    if (oldest === undefined) return;
+    for (const id of oldest.run.followedIds) {
+      if (this.followed.get(id)?.run === oldest.run) this.followed.delete(id);
+    }
+  }
+
+  private follow(spanId: string, state: FollowedSpan): void {
+    this.followed.set(spanId, state);
+    state.run.followedIds.push(spanId);
   }
 
   /**
@@ -163,13 +205,18 @@ export class RunRecorder {
       stage: grandparent.stage,
       parent: grandparent,
       isStage: false,
+      ended: false,
       llmBelow: false,
     };
-    this.followed.set(parentId, adopted);
+    this.follow(parentId, adopted);
     return adopted;
   }
 
   private roomFor(): boolean {
+    // Ended runs make room first: their states only wait for late spans.
+    while (this.followed.size >= this.options.maxOpenSpans && this.ended.length > 0) {
+      this.forgetOldestEnded();
+    }
     if (this.followed.size < this.options.maxOpenSpans) return true;
     this.options.onDrop("open_spans_limit");
     return false;
@@ -207,11 +254,12 @@ export class RunRecorder {
       this.options.owner,
     );
     this.openRuns += 1;
-    this.followed.set(context.spanId, {
+    this.follow(context.spanId, {
       run,
       stage: undefined,
       parent: undefined,
       isStage: false,
+      ended: false,
       llmBelow: false,
     });
     this.sink.runChanged(run);

@@ -41,6 +41,9 @@ export class LlmTotals {
 
 /** A stage while it runs, with the LLM totals of the spans below it. */
 export class StageState extends LlmTotals {
+  /** The row written when the stage ended. */
+  row: StageRow | undefined;
+
   constructor(
     readonly run: RunState,
     readonly spanId: string,
@@ -51,6 +54,19 @@ export class StageState extends LlmTotals {
     readonly startedAt: number,
   ) {
     super();
+  }
+
+  /** After the stage ended, its row with the totals as they are now (a late span added to them). */
+  lateRow(): StageRow | undefined {
+    if (this.row === undefined) return undefined;
+    this.row = {
+      ...this.row,
+      llm_calls: this.llmCalls,
+      tokens: this.tokens,
+      input_tokens: this.inputTokens,
+      output_tokens: this.outputTokens,
+    };
+    return this.row;
   }
 }
 
@@ -86,6 +102,10 @@ export class RunState extends LlmTotals {
   listed = false;
   /** Set by the writer once it tried to write the run's row: the row may exist from then on. */
   tried = false;
+  /** Ids of the spans the recorder follows for this run, to let go of them after it ended. */
+  readonly followedIds: string[] = [];
+  /** The run span, once ended: a stage that ends later decides the run's status anew. */
+  private endedSpan: SpanView | undefined;
 
   private nextSeq = 0;
   private readonly openStages: StageState[] = [];
@@ -137,11 +157,13 @@ export class RunState extends LlmTotals {
     if (previous === undefined) this.stageNames.set(name, 0);
     const declared = countAttribute(span.attributes[R.stageAttempt]);
     // A start after a failed execution of the same name is a retry.
-    const attempt =
-      declared ??
-      (previous !== undefined && previous & StageBits.lastFailed
-        ? (previous >> StageBits.attemptShift) + 1
-        : 1);
+    // A start after a failed execution of the same name is a retry, unless another execution of
+    // that name is still going: stages running side by side are not retries of each other.
+    const retry =
+      previous !== undefined &&
+      (previous & StageBits.lastFailed) !== 0 &&
+      !this.openStages.some((open) => open.name === name);
+    const attempt = declared ?? (retry ? (previous >> StageBits.attemptShift) + 1 : 1);
     if (attempt > 1) this.retries += 1;
     const stage = new StageState(
       this,
@@ -188,7 +210,7 @@ export class RunState extends LlmTotals {
       this.lastRowsOut = rowsOut;
     }
     const finishedAt = hrTimeToMicros(span.endTime);
-    return {
+    stage.row = {
       run_id: this.runId,
       span_id: stage.spanId,
       parent_span_id: stage.parentSpanId,
@@ -210,10 +232,13 @@ export class RunState extends LlmTotals {
       output_tokens: stage.outputTokens,
       metadata: metadataOf(attributes),
     };
+    if (this.endedSpan !== undefined) this.end(this.endedSpan);
+    return stage.row;
   }
 
   /** Closes the run from its ended span: status, error, declared fields. */
   end(span: SpanView): void {
+    this.endedSpan = span;
     const attributes = span.attributes;
     const finishedAt = hrTimeToMicros(span.endTime);
     this.pipeline = pipelineName(span);

@@ -95,3 +95,34 @@ describe("run lookup by prefix", () => {
     await expect(find("ab'; DROP TABLE runs; --")).rejects.toBeInstanceOf(InvalidIdPrefixError);
   });
 });
+
+describe("run lookup in a trace with many runs", () => {
+  it("finds a run by its whole id however many runs share its trace", async () => {
+    const store = tempStore();
+    const trace_id = "cafe0000000000000000000000000001";
+    let span = 0;
+    const processor = new RunTrailSpanProcessor({ db: store });
+    const provider = new BasicTracerProvider({
+      spanProcessors: [processor],
+      idGenerator: {
+        generateTraceId: () => trace_id,
+        generateSpanId: () => (++span).toString(16).padStart(16, "0"),
+      },
+    });
+    const tracer = provider.getTracer("many");
+    const root = tracer.startSpan("orchestrator");
+    for (let i = 0; i < 12; i++) {
+      tracer
+        .startSpan(
+          `nested-${i}`,
+          { attributes: { "runtrail.kind": "run" } },
+          trace.setSpan(context.active(), root),
+        )
+        .end();
+    }
+    root.end();
+    await provider.shutdown();
+    const found = await withStore(store, (s) => lookupRun(s, trace_id));
+    expect(found).toMatchObject({ found: "one", run: { pipeline: "orchestrator" } });
+  });
+});
