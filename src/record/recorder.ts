@@ -104,7 +104,14 @@ export class RunRecorder {
       if (!this.roomFor()) return;
       const run = parent.run;
       const stage = run.startStage(span, parentId);
-      this.follow(stage.spanId, { run, stage, parent, isStage: true, ended: false, llmBelow: false });
+      this.follow(stage.spanId, {
+        run,
+        stage,
+        parent,
+        isStage: true,
+        ended: false,
+        llmBelow: false,
+      });
       this.sink.runChanged(run);
     }
   }

@@ -39,6 +39,7 @@ export async function openStore(
   try {
     const deadline = Date.now() + lockTimeoutMs;
     let backoff = 5;
+    let doubted = false;
     for (;;) {
       try {
         return await openOnce(path, create, options, release);
@@ -47,6 +48,12 @@ export async function openStore(
         if (failure.kind === "locked" && Date.now() < deadline) {
           await sleep(Math.min(backoff, deadline - Date.now()) * (0.5 + Math.random()));
           backoff = Math.min(backoff * 1.6, 100);
+          continue;
+        }
+        if (failure.kind === "corrupt" && !doubted) {
+          // Read once more before believing it: a failure to replay the log may be passing.
+          doubted = true;
+          await sleep(200);
           continue;
         }
         if (failure.kind === "corrupt" && (options.moveCorruptAside ?? true) && !options.readOnly) {

@@ -31,12 +31,14 @@ export function parseDuration(text: string): number {
 
 /**
  * Epoch microseconds of a point in time given as a duration ago (`24h`) or as an ISO 8601
- * date or date-time (`2026-11-01`, `2026-11-01T12:00:00Z`).
+ * date or date-time (`2026-11-01`, `2026-11-01T12:00:00Z`), in UTC unless it gives an offset.
  */
 export function parseTimePoint(text: string, nowMs: number = Date.now()): number {
   const trimmed = text.trim();
   if (/^\d{4}-\d{2}-\d{2}/.test(trimmed)) {
-    const ms = Date.parse(trimmed);
+    // Times are shown in UTC, so a time given without an offset is UTC too.
+    const hasOffset = /(Z|[+-]\d{2}:?\d{2})$/i.test(trimmed);
+    const ms = Date.parse(trimmed.includes("T") && !hasOffset ? `${trimmed}Z` : trimmed);
     if (Number.isNaN(ms)) throw new InvalidTimeError(`"${text}" is not a valid date`);
     return ms * 1000;
   }

@@ -125,4 +125,30 @@ describe.concurrent("runtrail help", () => {
     expect(result.stdout).toContain("--db PATH");
     expect(result.stdout).toContain("-h, --help");
   });
+
+  it("says in one line that an export file cannot be written, as a user's mistake", async () => {
+    const db = tempStore();
+    const t = recorder(db);
+    recordRun(t, { pipeline: "exported", start: Date.now() - 60_000, ms: 10 });
+    await finish(t);
+    const result = await runtrail([
+      "export",
+      "--format",
+      "csv",
+      "--out",
+      join(tempDir(), "missing", "x.csv"),
+      "--db",
+      db,
+    ]);
+    expect(result.code).toBe(1);
+    expect(linesOf(result.stderr)).toHaveLength(1);
+    expect(result.stderr).toMatch(/^runtrail: cannot write .*x\.csv: /);
+    expect(result.stderr).not.toContain("bug");
+  });
+
+  it("refuses a short prefix before looking for a store", async () => {
+    const result = await runtrail(["show", "zz", "--db", nowhere()]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^runtrail: "zz" is not a run id or trace id/);
+  });
 });

@@ -1,25 +1,22 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, expect } from "vitest";
+import { afterAll, expect, onTestFinished } from "vitest";
 
-const perTest: string[] = [];
 const perFile: string[] = [];
 
-function remove(dirs: string[]): void {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-}
-
-afterEach(() => remove(perTest));
-afterAll(() => remove(perFile));
+afterAll(() => {
+  for (const dir of perFile.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 /**
- * A fresh folder, removed after the test that made it, or after the file's tests when made
- * outside a test (in `beforeAll`).
+ * A fresh folder, removed when the test that made it finishes (concurrent tests included), or
+ * after the file's tests when made outside a test (in `beforeAll`).
  */
 export function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "runtrail-test-"));
-  (expect.getState().currentTestName === undefined ? perFile : perTest).push(dir);
+  if (expect.getState().currentTestName === undefined) perFile.push(dir);
+  else onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 

@@ -43,14 +43,19 @@ export const exportCommand: Command = {
       out === undefined ? await mkdtemp(join(tmpdir(), "runtrail-export-")) : undefined;
     const file = out === undefined ? join(scratch ?? "", `export.${format}`) : resolve(out);
     try {
-      const { path, result } = await useStore(values, io, (session) =>
-        exportRuns(session, {
-          ...filter,
-          format: format as ExportFormat,
-          out: file,
-          table: values.stages ? "stages" : "runs",
-        }),
-      );
+      const { path, result } = await useStore(values, io, async (session) => {
+        try {
+          return await exportRuns(session, {
+            ...filter,
+            format: format as ExportFormat,
+            out: file,
+            table: values.stages ? "stages" : "runs",
+          });
+        } catch (error) {
+          const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
+          throw new CliError(`cannot write ${file}: ${reason}`);
+        }
+      });
       if (result === undefined)
         throw new CliError(`nothing to export: there is no store at ${path}`);
       if (out === undefined) {

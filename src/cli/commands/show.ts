@@ -1,7 +1,7 @@
 import { lookupRun } from "../../query/find-run.js";
 import { runStages } from "../../query/run-stages.js";
 import type { RunRow, StageRow } from "../../record/rows.js";
-import { InvalidIdPrefixError } from "../../record/run-id.js";
+import { InvalidIdPrefixError, normalizeIdPrefix } from "../../record/run-id.js";
 import { formatSeconds } from "../../util/duration.js";
 import { COMMON_OPTIONS, COMMON_USAGE, type Command } from "../_command.js";
 import {
@@ -118,6 +118,12 @@ export const showCommand: Command = {
     const [prefix, extra] = positionals;
     if (prefix === undefined || extra !== undefined) {
       throw new CliError("show takes one run id or trace id prefix", ExitCode.usage);
+    }
+    try {
+      normalizeIdPrefix(prefix);
+    } catch (error) {
+      if (error instanceof InvalidIdPrefixError) throw new CliError(error.message, ExitCode.usage);
+      throw error;
     }
     const { path, result } = await useStore(values, io, async (session) => {
       let lookup: Awaited<ReturnType<typeof lookupRun>>;
