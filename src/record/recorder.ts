@@ -3,7 +3,8 @@ import { isLlmSpanAtStart, type LlmUsage, readLlmUsage } from "./llm-usage.js";
 import type { RunOwner } from "./owner.js";
 import type { StageRow } from "./rows.js";
 import { runIdOf } from "./run-id.js";
-import { RunState, type StageState } from "./run-state.js";
+import { type FollowedSpan, RunState, type StageState } from "./run-state.js";
+import { SpanIndex } from "./span-index.js";
 import { hrTimeToMicros, type SpanView } from "./span-view.js";
 
 /** Where the recorder puts what it learns. The store writer is one; tests use others. */
@@ -37,37 +38,30 @@ export interface RecorderOptions {
   parentSpanOf?: (handle: unknown) => SpanView | undefined;
 }
 
-/** A followed span of a run: the run itself, a stage, or a span with children. */
-interface FollowedSpan {
-  readonly run: RunState;
-  /** The stage the span is in (the stage itself for a stage span), none for the run span. */
-  readonly stage: StageState | undefined;
-  readonly parent: FollowedSpan | undefined;
-  /** This span is the stage `stage`. */
-  readonly isStage: boolean;
-  /** The span has ended; its state stays a while for spans below it that end later. */
-  ended: boolean;
-  /** An LLM call below this span was counted, so totals on this span are not counted again. */
-  llmBelow: boolean;
-}
-
 /**
  * Turns span starts and ends into runs and stages. It keeps counters rather than spans, and
  * does no I/O: rows go to the sink.
  *
- * Most spans are leaves (LLM calls, HTTP calls) and cost two lookups: the recorder indexes
- * only runs, stages, and spans that turn out to have children, the moment their first child
- * starts. A leaf finds its run through its parent when it ends.
+ * Most spans are leaves (LLM calls, HTTP calls) and cost one lookup of their parent when they
+ * start and one when they end: the recorder indexes only runs, stages, and spans that turn out
+ * to have children, the moment their first child starts, and a span whose parent has no
+ * indexed children cannot be indexed itself.
  *
  * A span's state outlives the span until its run has ended and a little more (the 1,000 runs
  * that ended last, for up to a minute), so that a span ending after its parent still counts;
- * then the run's states go, with those of spans that never ended.
+ * then the run's states go, with those of spans that never ended. The states of ended runs
+ * move to an index of their own, so that the one the open runs use stays small and quick.
  */
 export class RunRecorder {
-  private readonly followed = new Map<string, FollowedSpan>();
+  /** States of the spans of open runs. */
+  private readonly live = new SpanIndex<FollowedSpan>();
+  /** States of the spans of runs that ended, kept a while for spans that end late. */
+  private readonly retired = new SpanIndex<FollowedSpan>();
   /** Runs that ended, oldest first, whose states are still indexed. */
   private readonly ended: { run: RunState; at: number }[] = [];
   private openRuns = 0;
+  /** Open runs that have a parent span. */
+  private openNestedRuns = 0;
 
   constructor(
     private readonly sink: RecordSink,
@@ -80,7 +74,7 @@ export class RunRecorder {
 
   /** Spans of open runs indexed: runs, stages and parents. */
   get trackedSpanCount(): number {
-    return this.followed.size;
+    return this.live.size + this.retired.size;
   }
 
   /**
@@ -92,25 +86,27 @@ export class RunRecorder {
     const parentId = span.parentSpanContext?.spanId;
     const kind = span.attributes[R.kind];
     if (this.isRun(span, parentId, kind)) {
-      this.startRun(span, parentId === undefined);
+      this.startRun(span, parentId);
       return;
     }
     if (parentId === undefined) return;
     const parent =
-      this.followed.get(parentId) ??
-      this.adopt(parentId, this.options.parentSpanOf?.(parentHandle));
+      this.find(parentId) ?? this.adopt(parentId, this.options.parentSpanOf?.(parentHandle));
     if (parent === undefined) return;
+    parent.run.openSpans += 1;
     if (this.isStage(span, parent, kind)) {
       if (!this.roomFor()) return;
       const run = parent.run;
       const stage = run.startStage(span, parentId);
-      this.follow(stage.spanId, {
+      this.follow({
+        spanId: stage.spanId,
         run,
         stage,
         parent,
         isStage: true,
         ended: false,
         llmBelow: false,
+        followedChildren: 0,
       });
       this.sink.runChanged(run);
     }
@@ -118,10 +114,19 @@ export class RunRecorder {
 
   /** A span ended. */
   end(span: SpanView): void {
-    const spanId = span.spanContext().spanId;
-    const own = this.followed.get(spanId);
+    const parentId = span.parentSpanContext?.spanId;
+    const parent = parentId === undefined ? undefined : this.find(parentId);
+    // Only a span whose parent has followed children can be followed itself; a nested run
+    // is a followed child its parent may not know of.
+    const own =
+      parent !== undefined && parent.followedChildren === 0 && this.openNestedRuns === 0
+        ? undefined
+        : this.find(span.spanContext().spanId);
     if (own === undefined) {
-      this.endLeaf(span);
+      if (parent !== undefined) {
+        this.endLeaf(span, parent);
+        this.spanEnded(parent.run);
+      }
       return;
     }
     if (own.ended) return;
@@ -135,20 +140,20 @@ export class RunRecorder {
     if (own.parent === undefined) {
       run.end(span);
       this.openRuns -= 1;
+      if (run.nested) this.openNestedRuns -= 1;
       this.sink.runChanged(run);
-      this.sweep(run);
-    } else if (own.isStage && own.stage !== undefined) {
+      this.retire(run);
+      return;
+    }
+    if (own.isStage && own.stage !== undefined) {
       this.sink.stageEnded(run.endStage(own.stage, span), run.ended);
       this.sink.runChanged(run);
     }
+    this.spanEnded(run);
   }
 
   /** A span that never had children ended: it counts through its parent. */
-  private endLeaf(span: SpanView): void {
-    const parentId = span.parentSpanContext?.spanId;
-    if (parentId === undefined) return;
-    const parent = this.followed.get(parentId);
-    if (parent === undefined) return;
+  private endLeaf(span: SpanView, parent: FollowedSpan): void {
     const usage = readLlmUsage(span.attributes);
     // A leaf has nothing below it, so an unclassified one is a call too.
     if (usage === undefined || usage.role === "aggregate") return;
@@ -173,8 +178,34 @@ export class RunRecorder {
     if (run.ended) this.sink.runChanged(run);
   }
 
-  /** Drops the states of runs that ended long enough ago, keeping `run`'s for now. */
-  private sweep(run: RunState): void {
+  /**
+   * A span of `run` ended (not the run span), its part recorded. The last one of a run that
+   * ended settles the run: its row is final, and its states go.
+   */
+  private spanEnded(run: RunState): void {
+    if (run.openSpans > 0) run.openSpans -= 1;
+    if (run.openSpans === 0 && run.ended) {
+      this.sink.runChanged(run);
+      this.forget(run, this.retired);
+    }
+  }
+
+  /**
+   * Lets go of the states of a run that ended with every span below it ended; keeps those of a
+   * run with spans still open in the retired index, and drops those of runs that ended long
+   * enough ago.
+   */
+  private retire(run: RunState): void {
+    if (run.openSpans === 0) {
+      this.forget(run, this.live);
+      return;
+    }
+    for (const state of run.followed) {
+      if (this.live.get(state.spanId) === state) {
+        this.live.delete(state.spanId);
+        this.retired.set(state.spanId, state);
+      }
+    }
     const now = Date.now();
     this.ended.push({ run, at: now });
     while (this.ended.length > 0) {
@@ -186,15 +217,25 @@ export class RunRecorder {
 
   private forgetOldestEnded(): void {
     const oldest = this.ended.shift();
-    if (oldest === undefined) return;
-    for (const id of oldest.run.followedIds) {
-      if (this.followed.get(id)?.run === oldest.run) this.followed.delete(id);
-    }
+    if (oldest !== undefined) this.forget(oldest.run, this.retired);
   }
 
-  private follow(spanId: string, state: FollowedSpan): void {
-    this.followed.set(spanId, state);
-    state.run.followedIds.push(spanId);
+  private forget(run: RunState, index: SpanIndex<FollowedSpan>): void {
+    for (const state of run.followed) index.delete(state.spanId, state);
+    run.settle();
+  }
+
+  /** The state of a followed span, from the open runs first. */
+  private find(spanId: string): FollowedSpan | undefined {
+    const state = this.live.get(spanId);
+    if (state !== undefined || this.retired.size === 0) return state;
+    return this.retired.get(spanId);
+  }
+
+  private follow(state: FollowedSpan): void {
+    (state.run.ended ? this.retired : this.live).set(state.spanId, state);
+    state.run.followed.push(state);
+    if (state.parent !== undefined) state.parent.followedChildren += 1;
   }
 
   /**
@@ -205,26 +246,28 @@ export class RunRecorder {
     const grandparentId = parentSpan?.parentSpanContext?.spanId;
     if (parentSpan === undefined || grandparentId === undefined) return undefined;
     if (parentSpan.spanContext().spanId !== parentId) return undefined;
-    const grandparent = this.followed.get(grandparentId);
+    const grandparent = this.find(grandparentId);
     if (grandparent === undefined || !this.roomFor()) return undefined;
     const adopted: FollowedSpan = {
+      spanId: parentId,
       run: grandparent.run,
       stage: grandparent.stage,
       parent: grandparent,
       isStage: false,
       ended: false,
       llmBelow: false,
+      followedChildren: 0,
     };
-    this.follow(parentId, adopted);
+    this.follow(adopted);
     return adopted;
   }
 
   private roomFor(): boolean {
     // Ended runs make room first: their states only wait for late spans.
-    while (this.followed.size >= this.options.maxOpenSpans && this.ended.length > 0) {
+    while (this.trackedSpanCount >= this.options.maxOpenSpans && this.ended.length > 0) {
       this.forgetOldestEnded();
     }
-    if (this.followed.size < this.options.maxOpenSpans) return true;
+    if (this.trackedSpanCount < this.options.maxOpenSpans) return true;
     this.options.onDrop("open_spans_limit");
     return false;
   }
@@ -244,7 +287,7 @@ export class RunRecorder {
     return parent.parent === undefined && !isLlmSpanAtStart(span.attributes);
   }
 
-  private startRun(span: SpanView, isTraceRoot: boolean): void {
+  private startRun(span: SpanView, parentId: string | undefined): void {
     if (this.openRuns >= this.options.maxOpenRuns) {
       this.options.onDrop("open_runs_limit");
       return;
@@ -252,7 +295,7 @@ export class RunRecorder {
     if (!this.roomFor()) return;
     const context = span.spanContext();
     const run = new RunState(
-      runIdOf(context.traceId, context.spanId, isTraceRoot),
+      runIdOf(context.traceId, context.spanId, parentId === undefined),
       context.traceId,
       context.spanId,
       hrTimeToMicros(span.startTime),
@@ -261,13 +304,19 @@ export class RunRecorder {
       this.options.owner,
     );
     this.openRuns += 1;
-    this.follow(context.spanId, {
+    if (parentId !== undefined) {
+      run.nested = true;
+      this.openNestedRuns += 1;
+    }
+    this.follow({
+      spanId: context.spanId,
       run,
       stage: undefined,
       parent: undefined,
       isStage: false,
       ended: false,
       llmBelow: false,
+      followedChildren: 0,
     });
     this.sink.runChanged(run);
   }

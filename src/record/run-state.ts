@@ -24,6 +24,23 @@ const StageBits = {
   attemptShift: 3,
 } as const;
 
+/** A span of a run the recorder follows: the run itself, a stage, or a span with children. */
+export interface FollowedSpan {
+  readonly spanId: string;
+  readonly run: RunState;
+  /** The stage the span is in (the stage itself for a stage span), none for the run span. */
+  readonly stage: StageState | undefined;
+  readonly parent: FollowedSpan | undefined;
+  /** This span is the stage `stage`. */
+  readonly isStage: boolean;
+  /** The span has ended; its state stays a while for spans below it that end later. */
+  ended: boolean;
+  /** An LLM call below this span was counted, so totals on this span are not counted again. */
+  llmBelow: boolean;
+  /** Followed spans whose parent this is. With none, a child that ends is a leaf. */
+  followedChildren: number;
+}
+
 /** LLM calls and tokens summed over the spans below a run or a stage. */
 export class LlmTotals {
   llmCalls = 0;
@@ -96,14 +113,18 @@ export class RunState extends LlmTotals {
   explicitRowsIn: number | null = null;
   explicitRowsOut: number | null = null;
   explicitRetryCount: number | null = null;
-  /** Set by the writer while the run waits for its row to be written. */
-  queued = false;
-  /** Set by the writer while it counts the run among the open ones. */
-  listed = false;
+  /** Set by the writer: where the run waits in its list of rows due, -1 when it does not. */
+  dirtyAt = -1;
+  /** Set by the writer: where the run is in its list of open runs, -1 when it is not in it. */
+  openAt = -1;
   /** Set by the writer once it tried to write the run's row: the row may exist from then on. */
   tried = false;
-  /** Ids of the spans the recorder follows for this run, to let go of them after it ended. */
-  readonly followedIds: string[] = [];
+  /** The spans the recorder follows for this run, to let go of them after it ended. */
+  readonly followed: FollowedSpan[] = [];
+  /** Spans below the run that started and have not ended: late spans to wait for. */
+  openSpans = 0;
+  /** The run span has a parent: the run is nested in a trace. */
+  nested = false;
   /** The run span, once ended: a stage that ends later decides the run's status anew. */
   private endedSpan: SpanView | undefined;
 
@@ -148,6 +169,20 @@ export class RunState extends LlmTotals {
 
   get ended(): boolean {
     return this.finished !== null;
+  }
+
+  /** The run ended and so did every span below it that started: its row is final. */
+  get settled(): boolean {
+    return this.finished !== null && this.openSpans === 0;
+  }
+
+  /**
+   * The run ended and so did every span below it: nothing can change its status any more, so
+   * it lets go of its span and of what only late spans would need.
+   */
+  settle(): void {
+    this.endedSpan = undefined;
+    this.followed.length = 0;
   }
 
   startStage(span: SpanView, parentSpanId: string | null): StageState {

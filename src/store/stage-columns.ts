@@ -1,6 +1,6 @@
 import { DOUBLE, DuckDBDataChunk, VARCHAR } from "@duckdb/node-api";
 import duckdb from "@duckdb/node-bindings";
-import type { Columns } from "./column-batch.js";
+import { type Columns, isNumeric, stagedColumn, stagedOffsets } from "./column-batch.js";
 import type { Column } from "./row-columns.js";
 import type { StoreSession } from "./store-session.js";
 
@@ -8,63 +8,9 @@ import type { StoreSession } from "./store-session.js";
 const CHUNK_ROWS = 2048;
 const utf8 = new TextEncoder();
 
-/** Value of a lower-case hex digit, -1 for anything else. */
-function hexDigit(code: number): number {
-  if (code >= 48 && code <= 57) return code - 48;
-  if (code >= 97 && code <= 102) return code - 87;
-  return -1;
-}
-
-/** Eight hex digits of `id` from `at` as a number, or -1 if one is not a hex digit. */
-function hex32(id: string, at: number): number {
-  let value = 0;
-  for (let i = at; i < at + 8; i++) {
-    const digit = hexDigit(id.charCodeAt(i));
-    if (digit < 0) return -1;
-    value = value * 16 + digit;
-  }
-  return value;
-}
-
 /**
- * The text values of a write: text columns travel to DuckDB as numeric codes into this list.
- * Handing DuckDB a string costs a native call per string, while a column of numbers is copied
- * in one go; and most text in runs and stages (run ids, stage names, statuses) repeats, so it
- * is stored once.
- */
-export class Dictionary {
-  private readonly codes = new Map<string, number>();
-  readonly values: string[] = [];
-
-  /** Codes of a text column, NaN for null; repeated values share a code. */
-  encode(texts: readonly (string | null)[], count: number): Float64Array {
-    const codes = new Float64Array(count);
-    for (let i = 0; i < count; i++) {
-      const text = texts[i];
-      if (text === null || text === undefined) {
-        codes[i] = Number.NaN;
-        continue;
-      }
-      let code = this.codes.get(text);
-      if (code === undefined) {
-        code = this.add(text);
-        this.codes.set(text, code);
-      }
-      codes[i] = code;
-    }
-    return codes;
-  }
-
-  /** A value that does not repeat, stored without looking for an earlier copy. */
-  add(text: string): number {
-    this.values.push(text);
-    return this.values.length - 1;
-  }
-}
-
-/**
- * The staged form of a column: one or more DOUBLE columns. Span ids, unique per row, travel as
- * two 32-bit halves (and, for a malformed one, a dictionary code).
+ * The staged form of a column: one or more DOUBLE columns (see `Columns`). Span ids, unique per
+ * row, travel as two 32-bit halves and, for a malformed one, a text code.
  */
 export function stagedNames(column: Column): string[] {
   const name = column.name;
@@ -72,32 +18,20 @@ export function stagedNames(column: Column): string[] {
   return [name];
 }
 
-function stagedValues(
-  column: Column,
-  index: number,
-  batch: Columns,
-  dictionary: Dictionary,
-): Float64Array[] {
-  const numbers = batch.numbers[index];
-  if (numbers) return [numbers];
-  const texts = batch.texts[index] ?? [];
-  if (column.kind !== "span_id") return [dictionary.encode(texts, batch.count)];
-  const high = new Float64Array(batch.count).fill(Number.NaN);
-  const low = new Float64Array(batch.count).fill(Number.NaN);
-  const other = new Float64Array(batch.count).fill(Number.NaN);
-  for (let i = 0; i < batch.count; i++) {
-    const id = texts[i];
-    if (id === null || id === undefined) continue;
-    const hi = id.length === 16 ? hex32(id, 0) : -1;
-    const lo = hi < 0 ? -1 : hex32(id, 8);
-    if (lo < 0) {
-      other[i] = dictionary.add(id);
-    } else {
-      high[i] = hi;
-      low[i] = lo;
-    }
-  }
-  return [high, low, other];
+/**
+ * The staged columns of a column, text codes shifted by `offset`: the write's list of values
+ * holds those of earlier batches first.
+ */
+function stagedValues(column: Column, at: number, batch: Columns, offset: number): Float64Array[] {
+  const value = (k: number, shift: boolean) => {
+    const out = stagedColumn(batch, at + k);
+    if (shift && offset !== 0)
+      for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) + offset;
+    return out;
+  };
+  if (isNumeric(column)) return [value(0, false)];
+  if (column.kind !== "span_id") return [value(0, true)];
+  return [value(0, false), value(1, false), value(2, true)];
 }
 
 /** Copies numbers into a DOUBLE vector in one go; NaN becomes null. */
@@ -158,20 +92,26 @@ async function appendChunks(
 
 /**
  * Stages columns into a temp table of DOUBLE columns (see {@link stagedNames}): numbers as
- * they are, text as codes into the dictionary. Whole columns are copied into DuckDB vectors.
+ * they are, text as codes into `values`, to which the batch's own values are added. Whole
+ * columns are copied into DuckDB vectors.
  */
 export async function stageColumns(
   session: StoreSession,
   table: string,
   spec: readonly Column[],
   batch: Columns,
-  dictionary: Dictionary,
+  values: string[],
 ): Promise<void> {
   const names = spec.flatMap(stagedNames);
   await session.run(
     `CREATE OR REPLACE TEMP TABLE ${table} (${names.map((n) => `${n} DOUBLE`).join(", ")})`,
   );
-  const columns = spec.flatMap((column, i) => stagedValues(column, i, batch, dictionary));
+  const offset = values.length;
+  for (const value of batch.values) values.push(value);
+  const { offsets } = stagedOffsets(spec);
+  const columns = spec.flatMap((column, i) =>
+    stagedValues(column, offsets[i] as number, batch, offset),
+  );
   await appendChunks(
     session,
     table,
@@ -185,14 +125,13 @@ export async function stageColumns(
   );
 }
 
-/** Stages the dictionary as a temp table (code, value). */
-export async function stageDictionary(
+/** Stages the text values of a write as a temp table (code, value). */
+export async function stageValues(
   session: StoreSession,
   table: string,
-  dictionary: Dictionary,
+  values: readonly string[],
 ): Promise<void> {
   await session.run(`CREATE OR REPLACE TEMP TABLE ${table} (code DOUBLE, value VARCHAR)`);
-  const values = dictionary.values;
   await appendChunks(
     session,
     table,

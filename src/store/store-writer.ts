@@ -28,6 +28,8 @@ export interface StoreWriterOptions {
   maxQueuedRows: number;
   /** How long one write waits for another process to let go of the file. */
   lockWaitMs: number;
+  /** Called before each write, to hand over what is still to be recorded. */
+  beforeWrite?: () => void;
 }
 
 /** What the writer has done, for tests, benchmarks and metrics. */
@@ -47,10 +49,19 @@ export interface StoreWriterStats {
  * spool (or, if that cannot be written either, in bounded memory) and it says so once.
  */
 export class StoreWriter implements RecordSink {
-  /** Runs whose row is due; `run.queued` says a run is here, without a lookup. */
-  private dirty: RunState[] = [];
-  /** Runs open in this process; `run.listed` says a run is here. */
-  private readonly open = new Set<RunState>();
+  /**
+   * Runs whose row is due, each at its `run.dirtyAt`; a run that settles in the meantime has
+   * its row written into columns at once and leaves an empty slot, so nothing keeps it alive.
+   */
+  private dirty: (RunState | undefined)[] = [];
+  /**
+   * Runs open in this process, each at its `run.openAt`. An array with swap-removal rather than
+   * a `Set`: runs come and go too often for a hash table (see `SpanIndex`).
+   */
+  private readonly open: RunState[] = [];
+  /** Rows of runs: those that ended go into columns at once, the others at the next write. */
+  private readonly runs = new ColumnBuffer(RUN_COLUMNS);
+  private readonly newRuns = new ColumnBuffer(RUN_COLUMNS);
   /** Stage rows go into columns as they end: no row objects wait for the next flush. */
   private readonly stages = new ColumnBuffer(STAGE_COLUMNS);
   private readonly stagesToMerge = new ColumnBuffer(STAGE_COLUMNS);
@@ -81,16 +92,30 @@ export class StoreWriter implements RecordSink {
   }
 
   runChanged(run: RunState): void {
-    if (!run.queued) {
-      run.queued = true;
+    if (run.settled) {
+      // Final: its row goes into columns now, and nothing here keeps the run alive.
+      this.appendRow(run, Date.now() * 1000);
+    } else if (run.dirtyAt < 0) {
+      run.dirtyAt = this.dirty.length;
       this.dirty.push(run);
     }
-    if (run.ended === run.listed) {
-      run.listed = !run.ended;
-      if (run.listed) this.open.add(run);
-      else this.open.delete(run);
+    if (run.ended === run.openAt >= 0) {
+      if (run.ended) this.unlist(run);
+      else {
+        run.openAt = this.open.length;
+        this.open.push(run);
+      }
     }
     this.schedule();
+  }
+
+  private unlist(run: RunState): void {
+    const last = this.open.pop() as RunState;
+    if (last !== run) {
+      this.open[run.openAt] = last;
+      last.openAt = run.openAt;
+    }
+    run.openAt = -1;
   }
 
   stageEnded(row: StageRow, late: boolean): void {
@@ -101,7 +126,7 @@ export class StoreWriter implements RecordSink {
 
   /** Runs still open in this process. */
   get openRunCount(): number {
-    return this.open.size;
+    return this.open.length;
   }
 
   /** Writes everything pending now; resolves once it is in the store or in the spool. */
@@ -138,6 +163,8 @@ export class StoreWriter implements RecordSink {
   private hasPending(): boolean {
     return (
       this.dirty.length > 0 ||
+      this.runs.count > 0 ||
+      this.newRuns.count > 0 ||
       this.stages.count > 0 ||
       this.stagesToMerge.count > 0 ||
       this.held !== undefined
@@ -172,33 +199,37 @@ export class StoreWriter implements RecordSink {
   }
 
   private beat(): void {
-    if (this.open.size === 0) return;
+    if (this.open.length === 0) return;
     for (const run of this.open) {
-      if (!run.queued) {
-        run.queued = true;
+      if (run.dirtyAt < 0) {
+        run.dirtyAt = this.dirty.length;
         this.dirty.push(run);
       }
     }
     this.schedule();
   }
 
+  /** A run's first row is appended; once a write was tried, its row may exist: merged. */
+  private appendRow(run: RunState, now: number): void {
+    if (run.dirtyAt >= 0) {
+      this.dirty[run.dirtyAt] = undefined;
+      run.dirtyAt = -1;
+    }
+    (run.tried ? this.runs : this.newRuns).append(run.row(now));
+    run.tried = true;
+  }
+
   private async flushOnce(): Promise<void> {
+    this.options.beforeWrite?.();
     if (!this.hasPending()) return;
     const now = Date.now() * 1000;
-    const runs = new ColumnBuffer(RUN_COLUMNS);
-    const newRuns = new ColumnBuffer(RUN_COLUMNS);
-    for (const run of this.dirty) {
-      run.queued = false;
-      // A run's first row is appended; once a write was tried, its row may exist: merged.
-      (run.tried ? runs : newRuns).append(run.row(now));
-      run.tried = true;
-    }
+    for (const run of this.dirty) if (run !== undefined) this.appendRow(run, now);
     this.dirty = [];
     const batches = [
       ...(this.held ? [this.held] : []),
       {
-        runs: runs.take(),
-        newRuns: newRuns.take(),
+        runs: this.runs.take(),
+        newRuns: this.newRuns.take(),
         stages: this.stages.take(),
         stagesToMerge: this.stagesToMerge.take(),
       },

@@ -1,7 +1,14 @@
 import type { RunRow, StageRow } from "../record/rows.js";
-import { type Columns, columnsOf, emptyColumns, rowsOf } from "./column-batch.js";
+import {
+  type Columns,
+  columnsOf,
+  emptyColumns,
+  rowsOf,
+  stagedColumn,
+  stagedOffsets,
+} from "./column-batch.js";
 import { type Column, RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
-import { Dictionary, stageColumns, stageDictionary } from "./stage-columns.js";
+import { stageColumns, stageValues } from "./stage-columns.js";
 import type { StoreSession } from "./store-session.js";
 
 /**
@@ -90,9 +97,9 @@ function stagedSelect(cols: readonly Column[], table: string): string {
 
 /** The earliest `started_at` of a batch, to bound the scan of the table it merges into. */
 function earliest(cols: readonly Column[], batch: Columns): number {
-  const numbers = batch.numbers[cols.findIndex((c) => c.name === "started_at")];
+  const at = stagedOffsets(cols).offsets[cols.findIndex((c) => c.name === "started_at")];
   let min = Number.POSITIVE_INFINITY;
-  if (numbers) for (let i = 0; i < batch.count; i++) min = Math.min(min, numbers[i] as number);
+  if (at !== undefined) for (const value of stagedColumn(batch, at)) min = Math.min(min, value);
   return min;
 }
 
@@ -151,27 +158,21 @@ export async function writeRows(session: StoreSession, batch: RowBatch): Promise
  */
 export async function writeColumns(session: StoreSession, batch: ColumnBatch): Promise<void> {
   const { runs, newRuns, stages, stagesToMerge } = batch;
-  const dictionary = new Dictionary();
+  const values: string[] = [];
   await session.transaction(async () => {
     if (runs.count > 0) {
-      await stageColumns(session, "runtrail_staged_runs", RUN_COLUMNS, runs, dictionary);
+      await stageColumns(session, "runtrail_staged_runs", RUN_COLUMNS, runs, values);
     }
     if (newRuns.count > 0) {
-      await stageColumns(session, "runtrail_staged_new_runs", RUN_COLUMNS, newRuns, dictionary);
+      await stageColumns(session, "runtrail_staged_new_runs", RUN_COLUMNS, newRuns, values);
     }
     if (stagesToMerge.count > 0) {
-      await stageColumns(
-        session,
-        "runtrail_staged_merge",
-        STAGE_COLUMNS,
-        stagesToMerge,
-        dictionary,
-      );
+      await stageColumns(session, "runtrail_staged_merge", STAGE_COLUMNS, stagesToMerge, values);
     }
     if (stages.count > 0) {
-      await stageColumns(session, "runtrail_staged_stages", STAGE_COLUMNS, stages, dictionary);
+      await stageColumns(session, "runtrail_staged_stages", STAGE_COLUMNS, stages, values);
     }
-    await stageDictionary(session, DICTIONARY, dictionary);
+    await stageValues(session, DICTIONARY, values);
     if (runs.count > 0) await session.run(MERGE_RUNS, [earliest(RUN_COLUMNS, runs)]);
     if (newRuns.count > 0) await session.run(APPEND_RUNS, [earliest(RUN_COLUMNS, newRuns)]);
     if (stagesToMerge.count > 0) {
