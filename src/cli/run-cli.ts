@@ -5,6 +5,7 @@ import { demoCommand } from "./commands/demo.js";
 import { exportCommand } from "./commands/export.js";
 import { pruneCommand } from "./commands/prune.js";
 import { reapCommand } from "./commands/reap.js";
+import { serveCommand } from "./commands/serve.js";
 import { showCommand } from "./commands/show.js";
 import { statsCommand } from "./commands/stats.js";
 import { tailCommand } from "./commands/tail.js";
@@ -16,6 +17,7 @@ const COMMANDS: readonly Command[] = [
   pruneCommand,
   exportCommand,
   reapCommand,
+  serveCommand,
   demoCommand,
 ];
 

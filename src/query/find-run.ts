@@ -11,6 +11,7 @@ export async function findRuns(
   session: StoreSession,
   prefix: string,
   limit = 10,
+  tenant?: string,
 ): Promise<RunRow[]> {
   const hex = normalizeIdPrefix(prefix);
   const [low, high] = uuidRange(hex);
@@ -19,11 +20,12 @@ export async function findRuns(
   const [traceLow, traceHigh] = uuidRange(hex.slice(0, 16));
   const raw = await session.all<Record<string, unknown>>(
     `SELECT ${selectList(RUN_COLUMNS)} FROM runs
-     WHERE run_id BETWEEN $1::UUID AND $2::UUID
-        OR (run_id BETWEEN $3::UUID AND $4::UUID AND starts_with(trace_id, $5))
+     WHERE (run_id BETWEEN $1::UUID AND $2::UUID
+        OR (run_id BETWEEN $3::UUID AND $4::UUID AND starts_with(trace_id, $5)))
+       ${tenant === undefined ? "" : "AND tenant_id = $7"}
      ORDER BY (runs.run_id BETWEEN $1::UUID AND $2::UUID) DESC, runs.started_at DESC, runs.run_id DESC
      LIMIT $6`,
-    [low, high, traceLow, traceHigh, hex, limit],
+    [low, high, traceLow, traceHigh, hex, limit, ...(tenant === undefined ? [] : [tenant])],
   );
   return raw.map((r) => fromStoredRow<RunRow>(RUN_COLUMNS, r));
 }
@@ -33,9 +35,13 @@ export type RunLookup =
   | { found: "none" }
   | { found: "many"; candidates: RunRow[] };
 
-/** The one run a prefix names, or why there is not exactly one. */
-export async function lookupRun(session: StoreSession, prefix: string): Promise<RunLookup> {
-  const matches = await findRuns(session, prefix, 10);
+/** The one run a prefix names (among a tenant's runs, if given), or why there is not exactly one. */
+export async function lookupRun(
+  session: StoreSession,
+  prefix: string,
+  tenant?: string,
+): Promise<RunLookup> {
+  const matches = await findRuns(session, prefix, 10, tenant);
   const hex = normalizeIdPrefix(prefix);
   // A whole run id names its run even when it is also the prefix of a nested run's trace.
   const exact = matches.find((r) => r.run_id.replaceAll("-", "") === hex);

@@ -9,6 +9,8 @@ export interface PruneOptions {
   before: number;
   /** Only runs with these statuses. Running runs are never pruned. */
   statuses?: readonly RunStatus[];
+  /** Only runs of this tenant. */
+  tenant?: string;
   /** Count what would go, change nothing. */
   dryRun: boolean;
 }
@@ -26,6 +28,7 @@ function selection(options: PruneOptions, params: SqlParams): string {
   if (options.statuses && options.statuses.length > 0) {
     conditions.push(`status IN (${options.statuses.map((s) => params.add(s)).join(", ")})`);
   }
+  if (options.tenant !== undefined) conditions.push(`tenant_id = ${params.add(options.tenant)}`);
   return conditions.join(" AND ");
 }
 

@@ -11,7 +11,9 @@ export type StoreErrorKind =
   /** The store was written by a newer runtrail. */
   | "too_new"
   /** The store refused the rows themselves: a value out of range, a missing field. */
-  | "invalid";
+  | "invalid"
+  /** A runtrail server holds the store: rows reach it through the spool. */
+  | "served";
 
 export class StoreError extends Error {
   override readonly name = "StoreError";

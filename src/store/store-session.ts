@@ -15,7 +15,19 @@ export class StoreSession {
     private readonly instance: DuckDBInstance,
     readonly connection: DuckDBConnection,
     private readonly release: () => void,
+    /** A second connection to the same open store: closing it closes only the connection. */
+    private readonly shared = false,
   ) {}
+
+  /**
+   * Another connection to the same open store, for work that runs alongside this session's
+   * (a server's readers next to its writer). Close it before this session.
+   */
+  async connect(): Promise<StoreSession> {
+    const connection = await this.instance.connect();
+    await connection.run("SET TimeZone = 'UTC'");
+    return new StoreSession(this.path, this.instance, connection, () => undefined, true);
+  }
 
   async run(sql: string, params?: SqlParams): Promise<void> {
     await this.connection.run(sql, params);
@@ -51,7 +63,7 @@ export class StoreSession {
     this.closed = true;
     try {
       this.connection.closeSync();
-      this.instance.closeSync();
+      if (!this.shared) this.instance.closeSync();
     } finally {
       this.release();
     }

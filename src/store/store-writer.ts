@@ -267,6 +267,15 @@ export class StoreWriter implements RecordSink {
       this.failing = false;
       return;
     }
+    if (outcome.error?.kind === "served" && outcome.spooled) {
+      // Not a failure: with a server holding the store, the spool is the way in.
+      if (!this.warned.has("served")) {
+        this.warned.add("served");
+        diag.info(`runtrail: ${outcome.error.message}; rows reach it through the spool`);
+      }
+      this.stats.spooledSegments += 1;
+      return;
+    }
     this.stats.failedFlushes += 1;
     if (outcome.error && !this.failing) {
       this.warnOnce(

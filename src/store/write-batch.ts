@@ -4,6 +4,7 @@ import { rowsOf } from "./column-batch.js";
 import { ingestSpool } from "./ingest-spool.js";
 import { openStore } from "./open-store.js";
 import { RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
+import { liveClaim } from "./server-claim.js";
 import { spoolRows } from "./spool.js";
 import { classifyDuckDbError, type StoreErrorKind } from "./store-errors.js";
 import type { StoreSession } from "./store-session.js";
@@ -79,6 +80,18 @@ export class BatchWriter {
       spooled: false,
     };
     const started = performance.now();
+    const claim = liveClaim(this.path);
+    if (claim !== undefined) {
+      // The server writes the spool in within a fraction of a second: no wait for the file.
+      this.close();
+      outcome.error = {
+        kind: "served",
+        message: `the store ${this.path} is held by the runtrail server at ${claim.url}`,
+      };
+      await this.spool(batch, outcome);
+      outcome.sessionMs = performance.now() - started;
+      return outcome;
+    }
     try {
       await this.writeOnce(batch, outcome);
       // The file was swapped or deleted while we held it: the stage rows may exist in the new one.

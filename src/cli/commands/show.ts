@@ -13,6 +13,7 @@ import {
   shortId,
   withIsoTimes,
 } from "../_format.js";
+import { remoteOf, remoteRun, URL_USAGE } from "../_remote.js";
 import { STALE_AFTER_USAGE, useStore } from "../_store.js";
 import { paint, paintStatus, type Style } from "../_style.js";
 import { renderPanel, renderTable } from "../_table.js";
@@ -111,9 +112,10 @@ export const showCommand: Command = {
     "",
     "  The prefix needs at least 4 hex digits; dashes are optional.",
     STALE_AFTER_USAGE,
+    URL_USAGE,
     ...COMMON_USAGE,
   ].join("\n"),
-  options: { ...COMMON_OPTIONS, "stale-after": { type: "string" } },
+  options: { ...COMMON_OPTIONS, url: { type: "string" }, "stale-after": { type: "string" } },
   async run({ values, positionals, io }) {
     const [prefix, extra] = positionals;
     if (prefix === undefined || extra !== undefined) {
@@ -125,18 +127,21 @@ export const showCommand: Command = {
       if (error instanceof InvalidIdPrefixError) throw new CliError(error.message, ExitCode.usage);
       throw error;
     }
-    const { path, result } = await useStore(values, io, async (session) => {
-      let lookup: Awaited<ReturnType<typeof lookupRun>>;
-      try {
-        lookup = await lookupRun(session, prefix);
-      } catch (error) {
-        if (error instanceof InvalidIdPrefixError)
-          throw new CliError(error.message, ExitCode.usage);
-        throw error;
-      }
-      if (lookup.found !== "one") return lookup;
-      return { ...lookup, stages: await runStages(session, lookup.run) };
-    });
+    const remote = remoteOf(values, io);
+    const { path, result } = remote
+      ? { path: remote.url, result: await remoteRun(remote, prefix) }
+      : await useStore(values, io, async (session) => {
+          let lookup: Awaited<ReturnType<typeof lookupRun>>;
+          try {
+            lookup = await lookupRun(session, prefix);
+          } catch (error) {
+            if (error instanceof InvalidIdPrefixError)
+              throw new CliError(error.message, ExitCode.usage);
+            throw error;
+          }
+          if (lookup.found !== "one") return lookup;
+          return { ...lookup, stages: await runStages(session, lookup.run) };
+        });
     if (result === undefined || result.found === "none") {
       throw new CliError(
         result === undefined

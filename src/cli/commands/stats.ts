@@ -2,6 +2,7 @@ import { type GroupStats, runStats, type StatsGroup } from "../../query/run-stat
 import { formatSeconds, parseDuration, parseTimePoint } from "../../util/duration.js";
 import { COMMON_OPTIONS, COMMON_USAGE, type Command, stringValue } from "../_command.js";
 import { formatCount, formatPercent, jsonOf } from "../_format.js";
+import { remoteOf, remoteStats, URL_USAGE } from "../_remote.js";
 import { parseTimeOption, STALE_AFTER_USAGE, useStore } from "../_store.js";
 import { renderTable } from "../_table.js";
 import { CliError, ExitCode } from "../cli-error.js";
@@ -42,10 +43,12 @@ export const statsCommand: Command = {
     "  --by G             group by pipeline (default), stage or tenant",
     "  --stuck-after DUR  a run still running after this long is stuck (default 1h)",
     STALE_AFTER_USAGE,
+    URL_USAGE,
     ...COMMON_USAGE,
   ].join("\n"),
   options: {
     ...COMMON_OPTIONS,
+    url: { type: "string" },
     since: { type: "string" },
     pipeline: { type: "string" },
     by: { type: "string" },
@@ -64,9 +67,11 @@ export const statsCommand: Command = {
       parseDuration,
     );
     const pipeline = stringValue(values, "pipeline");
-    const { path, result } = await useStore(values, io, (session) =>
-      runStats(session, { groupBy, since, stuckAfterMs, ...(pipeline ? { pipeline } : {}) }),
-    );
+    const options = { groupBy, since, stuckAfterMs, ...(pipeline ? { pipeline } : {}) };
+    const remote = remoteOf(values, io);
+    const { path, result } = remote
+      ? { path: remote.url, result: await remoteStats(remote, options) }
+      : await useStore(values, io, (session) => runStats(session, options));
     const groups = result ?? [];
     if (result === undefined) io.stderr(`runtrail: no runs recorded yet (no store at ${path})\n`);
     if (values.json) {

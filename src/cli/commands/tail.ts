@@ -21,6 +21,7 @@ import {
   shortId,
   withIsoTimes,
 } from "../_format.js";
+import { type Remote, remoteOf, remoteRuns, URL_USAGE } from "../_remote.js";
 import { parseTimeOption, STALE_AFTER_USAGE, useStore } from "../_store.js";
 import { paintStatus, type Style } from "../_style.js";
 import { renderTable } from "../_table.js";
@@ -86,7 +87,23 @@ function countOf(values: ParsedValues): number {
   return n;
 }
 
-async function follow(context: CommandContext, filter: RunFilter, seen: Map<string, string>) {
+/** The latest runs, from the server if there is one, else from the store itself. */
+async function latestRuns(
+  context: CommandContext,
+  remote: Remote | undefined,
+  filter: RunFilter,
+  limit: number,
+): Promise<{ path: string; result: { runs: RunRow[]; total: number } | undefined }> {
+  if (remote) return { path: remote.url, result: await remoteRuns(remote, filter, limit) };
+  return useStore(context.values, context.io, (s) => listRuns(s, { ...filter, limit }));
+}
+
+async function follow(
+  context: CommandContext,
+  remote: Remote | undefined,
+  filter: RunFilter,
+  seen: Map<string, string>,
+) {
   const { io, values } = context;
   for (;;) {
     const stop = await Promise.race([
@@ -95,7 +112,7 @@ async function follow(context: CommandContext, filter: RunFilter, seen: Map<stri
       new Promise<false>((resolve) => setTimeout(() => resolve(false), 1000)),
     ]);
     if (stop) return;
-    const { result } = await useStore(values, io, (s) => listRuns(s, { ...filter, limit: 200 }));
+    const { result } = await latestRuns(context, remote, filter, 200);
     for (const run of [...(result?.runs ?? [])].reverse()) {
       if (seen.get(run.run_id) === run.status) continue;
       seen.set(run.run_id, run.status);
@@ -120,10 +137,12 @@ export const tailCommand: Command = {
     "  --since T          only runs started since T: a duration ago (24h, 7d) or a date",
     "  -f, --follow       keep printing runs as they start and change, until Ctrl-C",
     STALE_AFTER_USAGE,
+    URL_USAGE,
     ...COMMON_USAGE,
   ].join("\n"),
   options: {
     ...COMMON_OPTIONS,
+    url: { type: "string" },
     n: { type: "string", short: "n" },
     status: { type: "string", multiple: true },
     pipeline: { type: "string" },
@@ -135,7 +154,8 @@ export const tailCommand: Command = {
     const { values, io } = context;
     const filter = filterOf(values);
     const limit = countOf(values);
-    const { path, result } = await useStore(values, io, (s) => listRuns(s, { ...filter, limit }));
+    const remote = remoteOf(values, io);
+    const { path, result } = await latestRuns(context, remote, filter, limit);
     const runs = result?.runs ?? [];
     if (result === undefined) io.stderr(`runtrail: no runs recorded yet (no store at ${path})\n`);
     if (values.json && values.follow) {
@@ -154,7 +174,7 @@ export const tailCommand: Command = {
       }
     }
     if (values.follow) {
-      await follow(context, filter, new Map(runs.map((r) => [r.run_id, r.status])));
+      await follow(context, remote, filter, new Map(runs.map((r) => [r.run_id, r.status])));
     }
     return ExitCode.ok;
   },

@@ -1,0 +1,738 @@
+import { createRoute, OpenAPIHono, type z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { streamSSE } from "hono/streaming";
+import { timeout } from "hono/timeout";
+import { lookupRun, type RunLookup } from "../query/find-run.js";
+import { listRuns, type RunCursor } from "../query/list-runs.js";
+import type { RunFilter } from "../query/run-filter.js";
+import { runStages } from "../query/run-stages.js";
+import { runStats, type StatsGroup } from "../query/run-stats.js";
+import type { RunRow, StageRow } from "../record/rows.js";
+import { InvalidIdPrefixError, normalizeIdPrefix } from "../record/run-id.js";
+import { isFinished, type RunStatus } from "../record/run-status.js";
+import { pruneRuns } from "../store/prune.js";
+import { isoOfMicros, parseDuration, parseTimePoint } from "../util/duration.js";
+import {
+  DeleteResultSchema,
+  DeleteRunsQuery,
+  ErrorSchema,
+  HealthSchema,
+  IdParam,
+  ListRunsQuery,
+  PipelineRunSchema,
+  PipelineRunsQuery,
+  PipelineRunsSchema,
+  RunDetailSchema,
+  type RunFilterQuery,
+  RunPageSchema,
+  RunStatusSchema,
+  StatsQuery,
+  StatsSchema,
+} from "./schemas.js";
+import type { ServedStore } from "./served-store.js";
+import { allows, type Grant, OPEN_GRANT, type Scope, type TokenSet } from "./tokens.js";
+
+/** What the server tells its metrics; see `RunMetrics`. */
+export interface ServerMetrics {
+  refresh(read: ServedStore): Promise<void>;
+  observeRequest(method: string, route: string, status: number, seconds: number): void;
+  render(accept: string | undefined): Promise<{ contentType: string; body: string }>;
+}
+
+export interface AppOptions {
+  /** The store the server holds; undefined while it is being opened. */
+  store: () => ServedStore | undefined;
+  /** Accepted tokens; none means open (only allowed on loopback, checked by the caller). */
+  tokens: TokenSet;
+  /** Base URL of the Jaeger UI, for links to a run's trace. Default `RUNTRAIL_JAEGER_URL`. */
+  jaegerUrl?: string;
+  /** A running run older than this counts as stuck. Default 1 h. */
+  stuckAfterMs?: number;
+  /** Longest a request may take. Default 15 s. */
+  requestTimeoutMs?: number;
+  /** Largest request body. Default 1 MiB. */
+  maxBodyBytes?: number;
+  metrics?: ServerMetrics;
+  /** Wakes streams of run events when the store changed. */
+  changes?: ChangeFeed;
+  /** Where failures (500s) are logged. Default: stderr. */
+  log?: (message: string) => void;
+}
+
+/** Lets event streams wait for the next change of the store instead of polling blindly. */
+export class ChangeFeed {
+  private waiters = new Set<() => void>();
+  /** The server is shutting down: streams end. */
+  closed = false;
+
+  close(): void {
+    this.closed = true;
+    this.notify();
+  }
+
+  notify(): void {
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const wake of waiters) wake();
+  }
+
+  /** Resolves at the next change, or after `ms`. */
+  next(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.waiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.waiters.add(wake);
+    });
+  }
+}
+
+/** A client's mistake, answered with `{ error, detail }`. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: 400 | 401 | 403 | 404 | 409 | 413 | 503,
+    readonly error: string,
+    readonly detail: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(detail);
+  }
+}
+
+type Env = { Variables: { grant: Grant } };
+
+const DEFAULT_STUCK_AFTER_MS = 3_600_000;
+const MAX_LIMIT = 1000;
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  content: { "application/json": { schema } },
+  description,
+});
+
+const ERRORS = {
+  400: json(ErrorSchema, "invalid request"),
+  401: json(ErrorSchema, "missing or unknown token"),
+  403: json(ErrorSchema, "the token may not do this"),
+  503: json(ErrorSchema, "the store is not open"),
+} as const;
+
+function micros(name: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseTimePoint(text);
+  } catch (error) {
+    throw new ApiError(400, "invalid_parameter", `${name}: ${(error as Error).message}`);
+  }
+}
+
+function durationMs(name: string, text: string): number {
+  if (/^\d+(\.\d+)?$/.test(text.trim())) return Number(text) * 1000;
+  try {
+    return parseDuration(text);
+  } catch (error) {
+    throw new ApiError(400, "invalid_parameter", `${name}: ${(error as Error).message}`);
+  }
+}
+
+function statusesOf(value: string | string[] | undefined): RunStatus[] | undefined {
+  if (value === undefined) return undefined;
+  const list = (Array.isArray(value) ? value : [value]).flatMap((v) => v.split(","));
+  return [...new Set(list)] as RunStatus[];
+}
+
+function limitOf(text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_LIMIT) {
+    throw new ApiError(400, "invalid_parameter", `limit: "${text}" is not from 1 to ${MAX_LIMIT}`);
+  }
+  return n;
+}
+
+function encodeCursor(cursor: RunCursor): string {
+  return Buffer.from(JSON.stringify([cursor.startedAt, cursor.runId])).toString("base64url");
+}
+
+function decodeCursor(text: string): RunCursor {
+  try {
+    const value = JSON.parse(Buffer.from(text, "base64url").toString("utf8")) as unknown;
+    if (
+      Array.isArray(value) &&
+      Number.isSafeInteger(value[0]) &&
+      typeof value[1] === "string" &&
+      /^[0-9a-f-]{36}$/.test(value[1])
+    ) {
+      return { startedAt: value[0], runId: value[1] };
+    }
+  } catch {
+    // answered below
+  }
+  throw new ApiError(400, "invalid_parameter", "cursor: not a next_cursor this server gave");
+}
+
+/** The tenant a request is limited to: the token's, which a `tenant` filter may not leave. */
+function tenantOf(grant: Grant, asked: string | undefined): string | undefined {
+  if (grant.tenant === null) return asked;
+  if (asked !== undefined && asked !== grant.tenant) {
+    throw new ApiError(403, "forbidden", `this token sees only the runs of tenant ${grant.tenant}`);
+  }
+  return grant.tenant;
+}
+
+function filterOf(grant: Grant, query: z.infer<typeof RunFilterQuery>): RunFilter {
+  const tenant = tenantOf(grant, query.tenant);
+  const since = micros("since", query.since);
+  const until = micros("until", query.until);
+  const statuses = statusesOf(query.status);
+  return {
+    ...(statuses ? { statuses } : {}),
+    ...(query.pipeline !== undefined ? { pipeline: query.pipeline } : {}),
+    ...(tenant !== undefined ? { tenant } : {}),
+    ...(since !== undefined ? { since } : {}),
+    ...(until !== undefined ? { until } : {}),
+    ...(query.min_duration !== undefined
+      ? { minDurationSeconds: durationMs("min_duration", query.min_duration) / 1000 }
+      : {}),
+    ...(query.has_error !== undefined ? { hasError: query.has_error === "true" } : {}),
+  };
+}
+
+const TIME_FIELDS = [
+  "started_at",
+  "finished_at",
+  "deadline_at",
+  "owner_started_at",
+  "last_heartbeat",
+] as const;
+
+/** A row as the API shows it: times as ISO 8601 text. */
+export function apiRow<Row extends object>(row: Row): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...(row as Record<string, unknown>) };
+  for (const key of TIME_FIELDS) {
+    const value = out[key];
+    if (typeof value === "number") out[key] = isoOfMicros(value);
+  }
+  return out;
+}
+
+function runStatusOf(run: RunRow, stages: StageRow[], now = Date.now()) {
+  return {
+    run_id: run.run_id,
+    status: run.status,
+    finished: isFinished(run.status),
+    current_stage: run.current_stage,
+    progress:
+      run.stages_expected === null ? null : `${run.stages_completed}/${run.stages_expected}`,
+    stages_completed: run.stages_completed,
+    stages_expected: run.stages_expected,
+    completed_stages: stages.filter((s) => s.status === "completed").map((s) => s.name),
+    failed_stages: stages.filter((s) => s.status === "failed").map((s) => s.name),
+    seconds_since_heartbeat:
+      run.last_heartbeat === null ? null : Math.max(0, now * 1000 - run.last_heartbeat) / 1e6,
+    started_at: isoOfMicros(run.started_at),
+    finished_at: run.finished_at === null ? null : isoOfMicros(run.finished_at),
+    duration_seconds: run.duration_seconds,
+  };
+}
+
+/** Seed 001's words for how a run ended. */
+function resultOf(status: RunStatus): "success" | "failed" | "stopped" | "running" {
+  switch (status) {
+    case "completed":
+    case "degraded":
+      return "success";
+    case "rejected":
+    case "cancelled":
+      return "stopped";
+    case "running":
+      return "running";
+    default:
+      return "failed";
+  }
+}
+
+const RESULT_STATUSES: Record<"success" | "failed" | "stopped", RunStatus[]> = {
+  success: ["completed", "degraded"],
+  failed: ["failed", "timed_out", "crashed"],
+  stopped: ["rejected", "cancelled"],
+};
+
+function pipelineRunOf(run: RunRow): z.infer<typeof PipelineRunSchema> {
+  return {
+    run_id: run.run_id,
+    pipeline: run.pipeline,
+    status: run.status,
+    started_at: isoOfMicros(run.started_at),
+    ended_at: run.finished_at === null ? null : isoOfMicros(run.finished_at),
+    result: resultOf(run.status),
+    failure_reason: run.error ?? run.error_message ?? run.status_reason,
+    stages_executed: run.stages_executed,
+    stages_failed: run.stages_failed,
+    retry_count: run.retry_count,
+    metadata: run.metadata ?? {},
+  };
+}
+
+/** The run one id or prefix names, for this grant; 400, 404 or 409 otherwise. */
+function oneRun(lookup: RunLookup, id: string): RunRow {
+  if (lookup.found === "one") return lookup.run;
+  if (lookup.found === "none") throw new ApiError(404, "not_found", `no run matches "${id}"`);
+  throw new ApiError(
+    409,
+    "ambiguous",
+    `"${id}" matches ${lookup.candidates.length >= 10 ? "10 or more" : lookup.candidates.length} runs; give more of the id`,
+    {
+      candidates: lookup.candidates.map((r) => ({
+        run_id: r.run_id,
+        pipeline: r.pipeline,
+        status: r.status,
+        started_at: isoOfMicros(r.started_at),
+      })),
+    },
+  );
+}
+
+function checkedPrefix(id: string): string {
+  try {
+    normalizeIdPrefix(id);
+  } catch (error) {
+    if (error instanceof InvalidIdPrefixError) {
+      throw new ApiError(400, "invalid_id", error.message);
+    }
+    throw error;
+  }
+  return id;
+}
+
+function errorBody(error: ApiError) {
+  return { error: error.error, detail: error.detail, ...error.extra };
+}
+
+/**
+ * The runtrail server's HTTP app: the query API, `/metrics`, health and the OpenAPI document.
+ * Tests call it in-process with `app.request(...)`; `runtrail serve` puts it on a port.
+ */
+export function createApp(options: AppOptions) {
+  const jaegerUrl = (options.jaegerUrl ?? process.env.RUNTRAIL_JAEGER_URL)?.replace(/\/+$/, "");
+  const stuckAfterMs = options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
+  const log = options.log ?? ((message: string) => process.stderr.write(`${message}\n`));
+  const app = new OpenAPIHono<Env>({
+    defaultHook: (result) => {
+      if (!result.success) {
+        const issue = result.error.issues[0];
+        const where = issue?.path.join(".") || result.target;
+        throw new ApiError(
+          400,
+          "invalid_parameter",
+          `${where}: ${issue?.message ?? "invalid"}`.replace(/^: /, ""),
+        );
+      }
+    },
+  });
+
+  const store = () => {
+    const s = options.store();
+    if (s === undefined || !s.ready) {
+      throw new ApiError(503, "unavailable", s?.problem ?? "the store is being opened");
+    }
+    return s;
+  };
+
+  app.onError((error, c) => {
+    if (error instanceof ApiError) {
+      if (error.status === 503) c.header("Retry-After", "1");
+      return c.json(errorBody(error), error.status);
+    }
+    if (error instanceof HTTPException) {
+      const status = error.status;
+      const name =
+        status === 413 ? "too_large" : status === 504 ? "timeout" : `http_${String(status)}`;
+      return c.json({ error: name, detail: error.message || name }, status);
+    }
+    log(
+      `runtrail serve: ${c.req.method} ${c.req.path} failed: ${(error as Error).stack ?? String(error)}`,
+    );
+    return c.json({ error: "internal", detail: "the server failed; see its log" }, 500);
+  });
+  app.notFound((c) =>
+    c.json({ error: "not_found", detail: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404),
+  );
+
+  app.use("*", async (c, next) => {
+    const began = performance.now();
+    await next();
+    options.metrics?.observeRequest(
+      c.req.method,
+      c.req.routePath,
+      c.res.status,
+      (performance.now() - began) / 1000,
+    );
+  });
+  app.use(
+    "*",
+    timeout(
+      options.requestTimeoutMs ?? 15_000,
+      new HTTPException(504, { message: "the request took too long" }),
+    ),
+  );
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: options.maxBodyBytes ?? 1024 * 1024,
+      onError: () => {
+        throw new ApiError(413, "too_large", "the request body is over the limit");
+      },
+    }),
+  );
+  app.use("*", async (c, next) => {
+    const header = c.req.header("authorization");
+    if (options.tokens.size === 0) {
+      c.set("grant", OPEN_GRANT);
+      return next();
+    }
+    const path = c.req.path;
+    if (path === "/healthz" || path === "/readyz" || path === "/openapi.json") {
+      c.set("grant", { name: "anonymous", tenant: null, scopes: new Set() });
+      return next();
+    }
+    const token = header?.match(/^Bearer\s+(.+)$/i)?.[1]?.trim();
+    const grant = token ? options.tokens.authenticate(token) : undefined;
+    if (grant === undefined) {
+      c.header("WWW-Authenticate", 'Bearer realm="runtrail"');
+      throw new ApiError(
+        401,
+        "unauthorized",
+        token ? "the token is not known" : "send a token: Authorization: Bearer <token>",
+      );
+    }
+    c.set("grant", grant);
+    return next();
+  });
+
+  const need = (c: Context<Env>, scope: Scope): Grant => {
+    const grant = c.get("grant");
+    if (!allows(grant, scope)) {
+      throw new ApiError(403, "forbidden", `this token has no ${scope} scope`);
+    }
+    return grant;
+  };
+
+  const findOne = async (c: Context<Env>, id: string): Promise<RunRow> => {
+    const grant = need(c, "read");
+    const prefix = checkedPrefix(id);
+    const lookup = await store().read((s) => lookupRun(s, prefix, grant.tenant ?? undefined));
+    return oneRun(lookup, id);
+  };
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/api/runs",
+      summary: "Runs, newest first, a page at a time",
+      request: { query: ListRunsQuery },
+      responses: { 200: json(RunPageSchema, "a page of runs"), ...ERRORS },
+    }),
+    async (c) => {
+      const grant = need(c, "read");
+      const query = c.req.valid("query");
+      const filter = filterOf(grant, query);
+      const limit = limitOf(query.limit, 100);
+      const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+      const page = await store().read((s) =>
+        listRuns(s, { ...filter, limit, ...(cursor ? { cursor } : {}) }),
+      );
+      return c.json(
+        {
+          runs: page.runs.map(apiRow),
+          total: page.total,
+          next_cursor: page.next === null ? null : encodeCursor(page.next),
+        } as z.infer<typeof RunPageSchema>,
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/api/runs/{id}",
+      summary: "One run with its stages, by run id or trace id (or a prefix of either)",
+      request: { params: IdParam },
+      responses: {
+        200: json(RunDetailSchema, "the run"),
+        404: json(ErrorSchema, "no run matches"),
+        409: json(ErrorSchema, "the prefix matches several runs; candidates listed"),
+        ...ERRORS,
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const run = await findOne(c, id);
+      const stages = await store().read((s) => runStages(s, run));
+      const links: { self: string; jaeger?: string } = { self: `/api/runs/${run.run_id}` };
+      if (jaegerUrl) links.jaeger = `${jaegerUrl}/trace/${run.trace_id}`;
+      return c.json(
+        { ...apiRow(run), stages: stages.map(apiRow), links } as z.infer<typeof RunDetailSchema>,
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/api/runs/{id}/status",
+      summary: "The live state of a run, for polling",
+      request: { params: IdParam },
+      responses: {
+        200: json(RunStatusSchema, "the run's state"),
+        404: json(ErrorSchema, "no run matches"),
+        409: json(ErrorSchema, "the prefix matches several runs"),
+        ...ERRORS,
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const run = await findOne(c, id);
+      const stages = await store().read((s) => runStages(s, run));
+      return c.json(runStatusOf(run, stages), 200);
+    },
+  );
+
+  app.get("/api/runs/:id/events", async (c) => {
+    const id = c.req.param("id");
+    const first = await findOne(c, id);
+    const tenant = c.get("grant").tenant ?? undefined;
+    const changes = options.changes;
+    return streamSSE(c, async (stream) => {
+      let closed = false;
+      stream.onAbort(() => {
+        closed = true;
+      });
+      let lastStatus = "";
+      const stagesSeen = new Map<string, string>();
+      let run = first;
+      let eventId = 0;
+      for (;;) {
+        const stages = await store().read((s) => runStages(s, run));
+        for (const stage of stages) {
+          const key = `${stage.span_id}`;
+          const state = `${stage.status}/${stage.finished_at ?? ""}`;
+          if (stagesSeen.get(key) === state) continue;
+          stagesSeen.set(key, state);
+          await stream.writeSSE({
+            event: "stage",
+            id: String(++eventId),
+            data: JSON.stringify(apiRow(stage)),
+          });
+        }
+        const status = runStatusOf(run, stages);
+        const { seconds_since_heartbeat: _, ...comparable } = status;
+        const text = JSON.stringify(comparable);
+        if (text !== lastStatus) {
+          lastStatus = text;
+          await stream.writeSSE({
+            event: "status",
+            id: String(++eventId),
+            data: JSON.stringify(status),
+          });
+        }
+        if (status.finished) {
+          await stream.writeSSE({ event: "end", id: String(++eventId), data: "{}" });
+          return;
+        }
+        if (closed || changes?.closed) return;
+        await (changes ? changes.next(1000) : stream.sleep(500));
+        if (closed || changes?.closed) return;
+        const lookup = await store().read((s) => lookupRun(s, run.run_id, tenant));
+        if (lookup.found !== "one") return;
+        run = lookup.run;
+      }
+    });
+  });
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/api/stats",
+      summary: "Counts by status, failure rate, duration percentiles, LLM calls, tokens, rows",
+      request: { query: StatsQuery },
+      responses: { 200: json(StatsSchema, "statistics per group"), ...ERRORS },
+    }),
+    async (c) => {
+      const grant = need(c, "read");
+      const query = c.req.valid("query");
+      const filter = filterOf(grant, query);
+      const since = filter.since ?? (Date.now() - 24 * 3_600_000) * 1000;
+      const groupBy: StatsGroup = query.group_by ?? "pipeline";
+      const stuck =
+        query.stuck_after === undefined
+          ? stuckAfterMs
+          : durationMs("stuck_after", query.stuck_after);
+      const groups = await store().read((s) =>
+        runStats(s, { ...filter, since, groupBy, stuckAfterMs: stuck }),
+      );
+      let runGroups = groups;
+      if (groupBy === "stage") {
+        runGroups = await store().read((s) =>
+          runStats(s, { ...filter, since, groupBy: "pipeline", stuckAfterMs: stuck }),
+        );
+      }
+      return c.json(
+        {
+          group_by: groupBy,
+          since: isoOfMicros(since),
+          until: filter.until === undefined ? null : isoOfMicros(filter.until),
+          groups: groups.map((g) => ({
+            key: g.key,
+            runs: g.runs,
+            by_status: g.byStatus,
+            failure_rate: g.failureRate,
+            p50_seconds: g.p50Seconds,
+            p95_seconds: g.p95Seconds,
+            p99_seconds: g.p99Seconds,
+            llm_calls: g.llmCalls,
+            tokens: g.tokens,
+            input_tokens: g.inputTokens,
+            output_tokens: g.outputTokens,
+            rows_in: g.rowsIn,
+            rows_out: g.rowsOut,
+            stuck: g.stuck,
+          })),
+          stuck: runGroups.reduce((n, g) => n + g.stuck, 0),
+          crashed: runGroups.reduce((n, g) => n + g.byStatus.crashed, 0),
+        },
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/api/pipeline/runs",
+      summary: "Runs in the shape of the pipeline run history API (result, failure_reason, ...)",
+      request: { query: PipelineRunsQuery },
+      responses: { 200: json(PipelineRunsSchema, "runs, newest first"), ...ERRORS },
+    }),
+    async (c) => {
+      const grant = need(c, "read");
+      const query = c.req.valid("query");
+      const limit = limitOf(query.limit, 100);
+      const page = await store().read((s) =>
+        listRuns(s, {
+          limit,
+          ...(grant.tenant !== null ? { tenant: grant.tenant } : {}),
+          ...(query.result ? { statuses: RESULT_STATUSES[query.result] } : {}),
+        }),
+      );
+      return c.json({ runs: page.runs.map(pipelineRunOf), total: page.total }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/api/pipeline/runs/{id}",
+      summary: "One run in the shape of the pipeline run history API",
+      request: { params: IdParam },
+      responses: {
+        200: json(PipelineRunSchema, "the run"),
+        404: json(ErrorSchema, "no run matches"),
+        409: json(ErrorSchema, "the prefix matches several runs"),
+        ...ERRORS,
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      return c.json(pipelineRunOf(await findOne(c, id)), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: "/api/runs",
+      summary: "Deletes finished runs (and their stages) older than a time, as `runtrail prune`",
+      request: { query: DeleteRunsQuery },
+      responses: { 200: json(DeleteResultSchema, "what was deleted"), ...ERRORS },
+    }),
+    async (c) => {
+      const grant = need(c, "admin");
+      const query = c.req.valid("query");
+      const olderThan = durationMs("older_than", query.older_than);
+      const statuses = statusesOf(query.status);
+      const dryRun = query.dry_run === "true";
+      const s = store();
+      const result = await s.write((session) =>
+        pruneRuns(session, {
+          before: (Date.now() - olderThan) * 1000,
+          dryRun,
+          ...(statuses ? { statuses } : {}),
+          ...(grant.tenant !== null ? { tenant: grant.tenant } : {}),
+        }),
+      );
+      if (!dryRun && result.runs > 0) options.changes?.notify();
+      return c.json({ ...result, dry_run: dryRun }, 200);
+    },
+  );
+
+  app.get("/metrics", async (c) => {
+    need(c, "metrics");
+    const metrics = options.metrics;
+    if (metrics === undefined) throw new ApiError(404, "not_found", "metrics are off");
+    const s = store();
+    await metrics.refresh(s);
+    const { contentType, body } = await metrics.render(c.req.header("accept"));
+    return c.body(body, 200, { "Content-Type": contentType });
+  });
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/healthz",
+      summary: "The process is up",
+      responses: { 200: json(HealthSchema, "up") },
+    }),
+    (c) => c.json({ status: "ok" }, 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/readyz",
+      summary: "The store is open and writable",
+      responses: {
+        200: json(HealthSchema, "ready"),
+        503: json(HealthSchema, "not ready"),
+      },
+    }),
+    (c) => {
+      const s = options.store();
+      if (s?.ready) return c.json({ status: "ready" }, 200);
+      return c.json(
+        { status: "not_ready", detail: s?.problem ?? "the store is being opened" },
+        503,
+      );
+    },
+  );
+
+  app.doc("/openapi.json", {
+    openapi: "3.0.3",
+    info: {
+      title: "runtrail",
+      version: "1",
+      description:
+        "Runs and stages of data and LLM pipelines, recorded from OpenTelemetry spans. Errors are `{ error, detail }`.",
+    },
+  });
+
+  return app;
+}
+
+export type RunTrailApp = ReturnType<typeof createApp>;

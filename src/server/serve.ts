@@ -1,0 +1,151 @@
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import { DEFAULT_STALE_AFTER_MS } from "../store/reap.js";
+import { removeClaim, writeClaim } from "../store/server-claim.js";
+import { type AppOptions, ChangeFeed, createApp, type RunTrailApp } from "./app.js";
+import { RunMetrics } from "./run-metrics.js";
+import { ServedStore } from "./served-store.js";
+import { TokenSet } from "./tokens.js";
+
+export const DEFAULT_PORT = 4319;
+export const DEFAULT_HOST = "127.0.0.1";
+
+export interface ServeOptions {
+  /** The store, resolved to an absolute path. */
+  db: string;
+  host?: string;
+  /** 0 for a port the OS chooses. Default 4319. */
+  port?: number;
+  tokens?: TokenSet;
+  /** Serve without tokens on an address other than loopback. */
+  insecure?: boolean;
+  jaegerUrl?: string;
+  staleAfterMs?: number;
+  stuckAfterMs?: number;
+  /** How long a store held by another process is waited for. Default 30 s. */
+  lockWaitMs?: number;
+  /** Told of background failures. Default: printed to stderr. */
+  log?: (message: string) => void;
+}
+
+export interface RunningServer {
+  /** `http://host:port`, with the port the server listens on. */
+  url: string;
+  app: RunTrailApp;
+  store: ServedStore;
+  /** Stops accepting, finishes requests (up to a few seconds), writes in the spool, closes the store. */
+  close(): Promise<void>;
+}
+
+export class ServeError extends Error {
+  override readonly name = "ServeError";
+}
+
+export function isLoopback(host: string): boolean {
+  return (
+    host === "localhost" ||
+    host === "::1" ||
+    host === "[::1]" ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+  );
+}
+
+/** How long requests in flight may finish after a shutdown begins; then connections are cut. */
+const DRAIN_MS = 5_000;
+
+/**
+ * Starts the runtrail server on a store: listens, claims the store (so that pipelines spool to
+ * it and the CLI reads through it), then opens it. Requests that come before the store is
+ * open get 503 with `Retry-After`.
+ */
+export async function startServer(options: ServeOptions): Promise<RunningServer> {
+  const host = options.host ?? DEFAULT_HOST;
+  const tokens = options.tokens ?? TokenSet.none;
+  if (tokens.size === 0 && !isLoopback(host) && !options.insecure) {
+    throw new ServeError(
+      `refusing to serve ${host} without tokens: anyone who can reach it could read and delete runs. Set RUNTRAIL_TOKENS or RUNTRAIL_TOKENS_FILE (or --tokens FILE), or pass --insecure`,
+    );
+  }
+  const log = options.log ?? ((message: string) => process.stderr.write(`${message}\n`));
+  const staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
+  const stuckAfterMs = options.stuckAfterMs ?? 3_600_000;
+  const changes = new ChangeFeed();
+  const runMetrics = new RunMetrics({ stuckAfterMs });
+  let store: ServedStore | undefined;
+  const appOptions: AppOptions = {
+    store: () => store,
+    tokens,
+    stuckAfterMs,
+    changes,
+    log,
+    metrics: {
+      refresh: (s) => s.read((session) => runMetrics.refresh(session)),
+      observeRequest: (method, route, status, seconds) =>
+        runMetrics.observeRequest(method, route, status, seconds),
+      render: (accept) => runMetrics.render(accept),
+    },
+    ...(options.jaegerUrl !== undefined ? { jaegerUrl: options.jaegerUrl } : {}),
+  };
+  const app = createApp(appOptions);
+
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: host, port: options.port ?? DEFAULT_PORT }, () =>
+      resolve(s as Server),
+    ) as Server;
+    s.once("error", (error: NodeJS.ErrnoException) =>
+      reject(
+        error.code === "EADDRINUSE"
+          ? new ServeError(`${host}:${options.port ?? DEFAULT_PORT} is in use by another program`)
+          : error,
+      ),
+    );
+  });
+  const address = server.address() as AddressInfo;
+  const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  const url = `http://${shownHost}:${address.port}`;
+
+  const stopListening = () =>
+    new Promise<void>((resolve) => {
+      const cut = setTimeout(() => server.closeAllConnections(), DRAIN_MS);
+      server.close(() => {
+        clearTimeout(cut);
+        resolve();
+      });
+      server.closeIdleConnections();
+      // Event streams never end by themselves: tell them to.
+      changes.close();
+    });
+
+  writeClaim(options.db, url);
+  try {
+    store = await ServedStore.open(options.db, {
+      staleAfterMs,
+      lockWaitMs: options.lockWaitMs ?? 30_000,
+      onChange: () => changes.notify(),
+      onIngest: (rows, seconds, ok) => runMetrics.observeIngest("spool", rows, seconds, ok),
+      onError: (error) =>
+        log(`runtrail serve: ${error instanceof Error ? error.message : String(error)}`),
+    });
+  } catch (error) {
+    removeClaim(options.db);
+    await stopListening();
+    throw error;
+  }
+  const opened = store;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    app,
+    store: opened,
+    close() {
+      closing ??= (async () => {
+        await stopListening();
+        await opened.close();
+        removeClaim(options.db);
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,159 @@
+import { ingestSpool, type SpoolIngest } from "../store/ingest-spool.js";
+import { openStore } from "../store/open-store.js";
+import { reapCrashedRuns } from "../store/reap.js";
+import { hasSpooled } from "../store/spool.js";
+import type { StoreSession } from "../store/store-session.js";
+
+export interface ServedStoreOptions {
+  /** How long opening waits for another process to let go of the file. Default 30 s. */
+  lockWaitMs?: number;
+  /** A running run with no heartbeat for this long is crashed. */
+  staleAfterMs: number;
+  /** How often the spool is looked at. Default 250 ms, so a run shows within a second. */
+  ingestIntervalMs?: number;
+  /** How often crashed runs are looked for. Default 15 s. */
+  reapIntervalMs?: number;
+  /** Connections that answer queries, next to the one that writes. Default 2. */
+  readers?: number;
+  /** Told of every write: rows ingested, runs reaped, runs deleted. */
+  onChange?: () => void;
+  /** Told of every ingest of spooled rows. */
+  onIngest?: (rows: number, seconds: number, ok: boolean) => void;
+  /** Told of a background failure (the server logs it and goes on). */
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * The store as a server holds it: opened once and kept open, one connection that writes (one
+ * write at a time) and a few that read alongside it. Writers in other processes spool their
+ * rows while the server holds the file; the server writes the spool in every quarter second,
+ * and marks crashed runs every few seconds.
+ */
+export class ServedStore {
+  private writer: StoreSession | undefined;
+  private readers: StoreSession[] = [];
+  private next = 0;
+  /** The tail of the chain of writes: each waits for the one before. */
+  private writing: Promise<unknown> = Promise.resolve();
+  private timers: NodeJS.Timeout[] = [];
+  private closing: Promise<void> | undefined;
+  private lastError: string | undefined;
+
+  private constructor(
+    readonly path: string,
+    private readonly options: ServedStoreOptions,
+  ) {}
+
+  /** Opens the store, writes in what was spooled, and starts the background work. */
+  static async open(path: string, options: ServedStoreOptions): Promise<ServedStore> {
+    const store = new ServedStore(path, options);
+    store.writer = await openStore(path, { lockTimeoutMs: options.lockWaitMs ?? 30_000 });
+    try {
+      for (let i = 0; i < (options.readers ?? 2); i++) {
+        store.readers.push(await store.writer.connect());
+      }
+    } catch (error) {
+      for (const reader of store.readers) reader.close();
+      store.writer.close();
+      throw error;
+    }
+    await store.ingest();
+    await store.reap();
+    store.every(options.ingestIntervalMs ?? 250, () => store.ingest());
+    store.every(options.reapIntervalMs ?? 15_000, () => store.reap());
+    return store;
+  }
+
+  /** Open, and the last background write worked. */
+  get ready(): boolean {
+    return this.writer !== undefined && this.closing === undefined && this.lastError === undefined;
+  }
+
+  /** Why the store is not ready, if it is not. */
+  get problem(): string | undefined {
+    if (this.closing) return "the server is shutting down";
+    return this.lastError;
+  }
+
+  /** Runs a query on one of the reading connections. */
+  async read<T>(work: (session: StoreSession) => Promise<T>): Promise<T> {
+    const reader = this.readers[this.next++ % this.readers.length];
+    if (reader === undefined || this.closing) throw new Error("the store is closed");
+    return work(reader);
+  }
+
+  /** Runs a change on the writing connection, after the changes before it. */
+  write<T>(work: (session: StoreSession) => Promise<T>): Promise<T> {
+    const writer = this.writer;
+    if (writer === undefined) return Promise.reject(new Error("the store is closed"));
+    const result = this.writing.then(() => work(writer));
+    this.writing = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Writes in spooled rows, if there are any. */
+  async ingest(): Promise<SpoolIngest> {
+    if (!(await hasSpooled(this.path))) return { rows: 0, rejectedFiles: 0 };
+    const began = performance.now();
+    try {
+      const result = await this.write((session) => ingestSpool(session));
+      this.options.onIngest?.(result.rows, (performance.now() - began) / 1000, true);
+      if (result.rows > 0) this.options.onChange?.();
+      this.lastError = undefined;
+      return result;
+    } catch (error) {
+      this.options.onIngest?.(0, (performance.now() - began) / 1000, false);
+      throw error;
+    }
+  }
+
+  private async reap(): Promise<void> {
+    const reaped = await this.write((session) =>
+      reapCrashedRuns(session, { staleAfterMs: this.options.staleAfterMs }),
+    );
+    if (reaped.length > 0) this.options.onChange?.();
+  }
+
+  private every(ms: number, work: () => Promise<unknown>): void {
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy || this.closing) return;
+      busy = true;
+      work()
+        .catch((error: unknown) => {
+          this.lastError = error instanceof Error ? error.message : String(error);
+          this.options.onError?.(error);
+        })
+        .finally(() => {
+          busy = false;
+        });
+    }, ms);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  /** Writes in the last spooled rows, then checkpoints and closes the store. Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const timer of this.timers) clearInterval(timer);
+      await this.writing;
+      const writer = this.writer;
+      if (writer === undefined) return;
+      try {
+        if (await hasSpooled(this.path)) await ingestSpool(writer);
+      } catch (error) {
+        this.options.onError?.(error);
+      }
+      for (const reader of this.readers) reader.close();
+      this.readers = [];
+      this.writer = undefined;
+      try {
+        await writer.run("CHECKPOINT");
+      } catch {
+        // close() checkpoints again, or the write-ahead log keeps the rows for the next opener.
+      }
+      writer.close();
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,286 @@
+import { existsSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { RUN_STATUSES } from "../../src/record/run-status.js";
+import { claimPathOf } from "../../src/store/server-claim.js";
+import { CLI } from "../helpers/paths.js";
+import { runtrail, type Started, start, startFixture } from "../helpers/processes.js";
+import { storedRuns } from "../helpers/store-rows.js";
+import { tempStore } from "../helpers/temp-dir.js";
+import { recordKnownRuns } from "./_fixtures.js";
+
+const FINISHED = RUN_STATUSES.filter((s) => s !== "running").join(",");
+
+/** `runtrail serve` on a port the OS chooses; resolves once it listens and holds the store. */
+async function serve(db: string, args: string[] = [], env: NodeJS.ProcessEnv = {}) {
+  const server = start(
+    process.execPath,
+    [CLI, "serve", "--db", db, "--port", "0", "--json", ...args],
+    {
+      env,
+    },
+  );
+  const line = await server.line((l) => l.startsWith("{"), 60_000);
+  const { url } = JSON.parse(line) as { url: string };
+  return { server, url };
+}
+
+async function stop(server: Started) {
+  server.child.kill("SIGTERM");
+  return server.exited;
+}
+
+/** A process's exit, or a failure that shows what it printed if it takes longer than `ms`. */
+async function within(ms: number, what: string, process: Started) {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `waited ${ms} ms for ${what}; stdout:\n${process.stdout()}\nstderr:\n${process.stderr()}`,
+          ),
+        ),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([process.exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function json(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(url);
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+describe("runtrail serve", () => {
+  it("serves the store, and the CLI reads through it with the same output", async () => {
+    const db = tempStore();
+    const { runs } = await recordKnownRuns(db);
+    const ok1 = runs.ok1?.runId as string;
+    const commands = [
+      ["tail", "-n", "20", "--status", FINISHED],
+      ["tail", "--json", "--status", FINISHED],
+      ["show", ok1],
+      ["show", "--json", ok1],
+      ["stats", "--since", "30d"],
+      ["stats", "--json", "--since", "30d", "--by", "tenant"],
+    ];
+    const direct = [];
+    for (const args of commands) direct.push(await runtrail([...args, "--db", db]));
+    const ambiguousDirect = await runtrail(["show", "aaaa", "--db", db]);
+
+    const { server, url } = await serve(db);
+    try {
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(existsSync(claimPathOf(db))).toBe(true);
+      for (const [i, args] of commands.entries()) {
+        const expected = direct[i];
+        // Found through the store's claim, through --url, and through RUNTRAIL_URL.
+        for (const [extra, env] of [
+          [["--db", db], {}],
+          [["--url", url], {}],
+          [[], { RUNTRAIL_URL: url }],
+        ] as const) {
+          const through = await runtrail([...args, ...extra], { env });
+          expect(through.stderr, args.join(" ")).toBe(expected?.stderr);
+          expect(through.stdout, args.join(" ")).toBe(expected?.stdout);
+          expect(through.code, args.join(" ")).toBe(expected?.code);
+        }
+      }
+      const ambiguous = await runtrail(["show", "aaaa", "--db", db]);
+      expect(ambiguous.code).toBe(2);
+      expect(ambiguous.stderr).toBe(ambiguousDirect.stderr);
+      const missing = await runtrail(["show", "9999", "--db", db]);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toBe('runtrail: no run matches "9999"\n');
+    } finally {
+      const exit = await stop(server);
+      expect(exit.code, exit.stderr).toBe(0);
+    }
+    expect(existsSync(claimPathOf(db))).toBe(false);
+    const unreachable = await runtrail(["tail", "--url", "http://127.0.0.1:1"]);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toMatch(/^runtrail: cannot reach the runtrail server at/);
+  });
+
+  it("takes the runs of pipelines in other processes while it holds the store", async () => {
+    const db = tempStore();
+    const { server, url } = await serve(db);
+    try {
+      const pipeline = startFixture("pipeline.ts", ["--runs", "3", "--stages", "2", "--hang"], {
+        env: { RUNTRAIL_DB: db },
+      });
+      const hanging = (await pipeline.line((l) => l.startsWith("hanging "))).split(" ")[1];
+      // A running row within a second or so of the run's start: through the spool.
+      const began = Date.now();
+      const live = await until("the running run", async () => {
+        const answer = await json(`${url}/api/runs/${hanging}/status`);
+        return answer.status === 200 ? answer.body : undefined;
+      });
+      expect(Date.now() - began).toBeLessThan(3000);
+      expect(live).toMatchObject({ status: "running", current_stage: "stage_1" });
+      pipeline.child.kill("SIGKILL");
+      await pipeline.exited;
+      expect(pipeline.stderr()).not.toMatch(/diag warn|diag error/);
+
+      const finishing = startFixture("pipeline.ts", ["--runs", "3", "--stages", "2"], {
+        env: { RUNTRAIL_DB: db },
+      });
+      const done = await finishing.exited;
+      expect(done.code, done.stderr).toBe(0);
+      expect(done.stderr).not.toMatch(/diag warn|diag error/);
+      const completed = await until("three completed runs", async () => {
+        const answer = await json(`${url}/api/runs?status=completed`);
+        return answer.body.total === 3 ? answer.body : undefined;
+      });
+      expect(
+        (completed.runs as { stages_completed: number }[]).every((r) => r.stages_completed === 2),
+      ).toBe(true);
+      // The killed pipeline's run is marked crashed by the server itself.
+      await until(
+        "the killed run marked crashed",
+        async () => {
+          const answer = await json(`${url}/api/runs/${hanging}/status`);
+          return answer.body.status === "crashed" ? true : undefined;
+        },
+        30_000,
+      );
+    } finally {
+      const exit = await stop(server);
+      expect(exit.code, exit.stderr).toBe(0);
+    }
+  });
+
+  it("streams the stage changes of a live run as server-sent events", async () => {
+    const db = tempStore();
+    const { server, url } = await serve(db);
+    try {
+      const pipeline = startFixture(
+        "pipeline.ts",
+        ["--runs", "1", "--stages", "4", "--stage-ms", "400"],
+        { env: { RUNTRAIL_DB: db } },
+      );
+      const runId = (await pipeline.line((l) => l.startsWith("started "))).split(" ")[1];
+      await until("the run", async () =>
+        (await fetch(`${url}/api/runs/${runId}/status`)).status === 200 ? true : undefined,
+      );
+      const response = await fetch(`${url}/api/runs/${runId}/events`);
+      expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
+      const text = await response.text();
+      const events = text
+        .split("\n\n")
+        .filter((block) => block.includes("event:"))
+        .map((block) => {
+          const event = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1] ?? "{}";
+          return { event, data: JSON.parse(data) as Record<string, unknown> };
+        });
+      const stages = events.filter((e) => e.event === "stage").map((e) => e.data);
+      const completedStages = stages.filter((s) => s.status === "completed").map((s) => s.name);
+      expect(completedStages).toEqual(["stage_0", "stage_1", "stage_2", "stage_3"]);
+      const statuses = events.filter((e) => e.event === "status").map((e) => e.data);
+      // Seen while it ran, stage by stage, then finished.
+      expect(statuses.filter((s) => s.status === "running").length).toBeGreaterThanOrEqual(2);
+      expect(statuses.at(-1)).toMatchObject({ status: "completed", finished: true });
+      expect(events.at(-1)?.event).toBe("end");
+      await pipeline.exited;
+    } finally {
+      await stop(server);
+    }
+  });
+
+  it("finishes requests and writes in every spooled run when stopped with SIGTERM", async () => {
+    const db = tempStore();
+    const { server, url } = await serve(db);
+    const answers: number[] = [];
+    let failures = 0;
+    let load = true;
+    const client = (async () => {
+      while (load) {
+        await Promise.all(
+          ["/api/stats?since=1d", "/api/runs?limit=50", "/metrics"].map(async (path) => {
+            try {
+              const response = await fetch(`${url}${path}`);
+              await response.text();
+              answers.push(response.status);
+            } catch {
+              failures += 1; // refused once the server stopped listening
+            }
+          }),
+        );
+      }
+    })();
+    const pipeline = startFixture(
+      "pipeline.ts",
+      ["--runs", "5", "--stages", "3", "--stage-ms", "5"],
+      {
+        env: { RUNTRAIL_DB: db },
+      },
+    );
+    const done = await within(30_000, "the pipeline to exit", pipeline);
+    expect(done.code, done.stderr).toBe(0);
+    // Stopped at once: some rows are likely still in the spool, and requests are in flight.
+    server.child.kill("SIGTERM");
+    const exit = await within(30_000, "the server to stop", server);
+    load = false;
+    await client;
+    expect(exit.code, exit.stderr).toBe(0);
+    expect(exit.signal).toBeNull();
+    expect(answers.length).toBeGreaterThan(0);
+    expect(answers.every((s) => s === 200 || s === 503)).toBe(true);
+    expect(failures).toBeGreaterThanOrEqual(0);
+    const stored = await storedRuns(db);
+    expect(stored.filter((r) => r.status === "completed")).toHaveLength(5);
+  });
+
+  it("refuses to serve another address without tokens, unless told it is fine", async () => {
+    const refused = await runtrail([
+      "serve",
+      "--host",
+      "0.0.0.0",
+      "--port",
+      "0",
+      "--db",
+      tempStore(),
+    ]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^runtrail: refusing to serve 0\.0\.0\.0 without tokens/);
+    expect(refused.stderr.trim().split("\n")).toHaveLength(1);
+
+    const badTokens = await runtrail(["serve", "--port", "0", "--db", tempStore()], {
+      env: { RUNTRAIL_TOKENS: "justatoken" },
+    });
+    expect(badTokens.code).toBe(2);
+    expect(badTokens.stderr).toMatch(/^runtrail: RUNTRAIL_TOKENS entry 1: expected/);
+
+    const db = tempStore();
+    const { server, url } = await serve(db, ["--host", "0.0.0.0", "--insecure"]);
+    expect(url).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
+    const exit = await stop(server);
+    expect(exit.code).toBe(0);
+
+    const secured = await serve(tempStore(), ["--host", "0.0.0.0"], {
+      RUNTRAIL_TOKENS: "s3cret:*:read",
+    });
+    const port = new URL(secured.url).port;
+    expect((await fetch(`http://127.0.0.1:${port}/api/runs`)).status).toBe(401);
+    const ok = await fetch(`http://127.0.0.1:${port}/api/runs`, {
+      headers: { authorization: "Bearer s3cret" },
+    });
+    expect(ok.status).toBe(200);
+    await stop(secured.server);
+  });
+});
