@@ -19,6 +19,7 @@ import { runIndexes } from "./indexes.js";
 import { runMemory } from "./memory.js";
 import { runPersistence } from "./persistence.js";
 import { runQueries } from "./queries.js";
+import { runServer } from "./server.js";
 
 /** Every benchmark, in the order they run. */
 const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchResult>> = {
@@ -27,6 +28,7 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchResult>
   queries: runQueries,
   memory: runMemory,
   indexes: runIndexes,
+  server: runServer,
 };
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

@@ -23,6 +23,12 @@ export interface DemoOptions {
   pace?: number;
   /** Told about each run as it ends. */
   onRun?: (summary: DemoRunSummary) => void;
+  /** Number of the first run (runs are told apart by their number). Default 1. */
+  first?: number;
+  /** Pause between runs, in milliseconds. Default 0. */
+  betweenMs?: number;
+  /** Asked before each run and pause; true ends the demo early. */
+  shouldStop?: () => boolean;
 }
 
 export interface DemoRunSummary {
@@ -48,7 +54,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoRunSummary[]> {
   const rand = random(20261123);
   const wait = (ms: number) => (pace > 0 ? sleep(ms * pace * (0.5 + rand())) : Promise.resolve());
   const summaries: DemoRunSummary[] = [];
-  for (let i = 1; i <= runs; i++) {
+  const first = options.first ?? 1;
+  for (let i = first; i < first + runs; i++) {
+    if (options.shouldStop?.()) break;
+    if (i > first && options.betweenMs) {
+      const until = Date.now() + options.betweenMs;
+      while (Date.now() < until && !options.shouldStop?.()) {
+        await sleep(Math.min(100, until - Date.now()));
+      }
+      if (options.shouldStop?.()) break;
+    }
     const tickets = i % 9 === 0 ? 0 : 40 + Math.floor(rand() * 160);
     let outcome: DemoRunSummary["outcome"] = "completed";
     const config = { model: "gpt-4o-mini", batch: 20 };

@@ -23,6 +23,9 @@ export interface ServedStoreOptions {
   onError?: (error: unknown) => void;
 }
 
+/** How long closing waits for reads under way. */
+const CLOSE_WAIT_MS = 10_000;
+
 /**
  * The store as a server holds it: opened once and kept open, one connection that writes (one
  * write at a time) and a few that read alongside it. Writers in other processes spool their
@@ -37,6 +40,8 @@ export class ServedStore {
   private writing: Promise<unknown> = Promise.resolve();
   private timers: NodeJS.Timeout[] = [];
   private closing: Promise<void> | undefined;
+  /** Reads under way: the store closes once they are done. */
+  private reading = new Set<Promise<unknown>>();
   private lastError: string | undefined;
 
   private constructor(
@@ -79,7 +84,11 @@ export class ServedStore {
   async read<T>(work: (session: StoreSession) => Promise<T>): Promise<T> {
     const reader = this.readers[this.next++ % this.readers.length];
     if (reader === undefined || this.closing) throw new Error("the store is closed");
-    return work(reader);
+    const read = work(reader);
+    const settled = read.catch(() => undefined);
+    this.reading.add(settled);
+    void settled.finally(() => this.reading.delete(settled));
+    return read;
   }
 
   /** Runs a change on the writing connection, after the changes before it. */
@@ -136,6 +145,11 @@ export class ServedStore {
   close(): Promise<void> {
     this.closing ??= (async () => {
       for (const timer of this.timers) clearInterval(timer);
+      // A query cut off by closing its connection would never settle: let reads finish first.
+      await Promise.race([
+        Promise.all(this.reading),
+        new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref()),
+      ]);
       await this.writing;
       const writer = this.writer;
       if (writer === undefined) return;

@@ -1,5 +1,6 @@
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { dirname } from "node:path";
 import { currentOwner, ownerAlive } from "./process-owner.js";
 
 /**
@@ -30,6 +31,7 @@ export function writeClaim(storePath: string, url: string): ServerClaim {
     processStartedAt: owner.startedAt,
   };
   const path = claimPathOf(storePath);
+  mkdirSync(dirname(path), { recursive: true });
   const temporary = `${path}.${process.pid}.tmp`;
   writeFileSync(temporary, `${JSON.stringify(claim)}\n`);
   renameSync(temporary, path);

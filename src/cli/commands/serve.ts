@@ -1,3 +1,7 @@
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
+import { type DemoRunSummary, runDemo } from "../../demo/demo-pipeline.js";
+import { RunTrailSpanProcessor } from "../../ingest/span-processor.js";
 import { DEFAULT_HOST, DEFAULT_PORT, ServeError, startServer } from "../../server/serve.js";
 import { TokenConfigError, TokenSet } from "../../server/tokens.js";
 import { StoreError } from "../../store/store-errors.js";
@@ -5,6 +9,7 @@ import { resolveStorePath } from "../../store/store-path.js";
 import { parseDuration } from "../../util/duration.js";
 import { COMMON_OPTIONS, COMMON_USAGE, type Command, stringValue } from "../_command.js";
 import { parseTimeOption, STALE_AFTER_USAGE, staleAfterMs } from "../_store.js";
+import { paintStatus } from "../_style.js";
 import { CliError, ExitCode } from "../cli-error.js";
 
 export const serveCommand: Command = {
@@ -18,6 +23,8 @@ export const serveCommand: Command = {
     "  --tokens FILE      accepted tokens (default: RUNTRAIL_TOKENS_FILE, and RUNTRAIL_TOKENS)",
     "  --insecure         allow serving an address other than loopback without tokens",
     "  --stuck-after DUR  a run still running after this long is stuck (default 1h)",
+    "  --demo             also run the bundled example pipeline into the store: 12 runs, then one",
+    "                     every 10 s, so there is always something to look at",
     STALE_AFTER_USAGE,
     ...COMMON_USAGE,
     "",
@@ -29,6 +36,7 @@ export const serveCommand: Command = {
     host: { type: "string" },
     tokens: { type: "string" },
     insecure: { type: "boolean", default: false },
+    demo: { type: "boolean", default: false },
     "stuck-after": { type: "string" },
     "stale-after": { type: "string" },
   },
@@ -84,12 +92,71 @@ export const serveCommand: Command = {
         ].join("\n"),
       );
     }
-    await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stopped = new Promise<void>((resolve) => {
       void io.interrupted.then(resolve);
       process.once("SIGTERM", () => resolve());
+    }).then(() => {
+      stopping = true;
     });
+    const demo = values.demo
+      ? feedDemo(
+          db,
+          () => stopping,
+          (run) => {
+            if (!values.json)
+              io.stdout(`  demo run ${run.runId}  ${paintStatus(io.style, run.outcome)}\n`);
+          },
+        ).catch((error: unknown) =>
+          io.stderr(`runtrail serve: the demo failed: ${String(error)}\n`),
+        )
+      : Promise.resolve();
+    if (values.demo && !values.json) {
+      io.stdout(
+        [
+          "Feeding it the demo pipeline. Open:",
+          `  ${info.api}?status=failed     failed runs`,
+          `  ${server.url}/api/stats             failure rate and durations`,
+          "  npm run runtrail -- tail            the same, in the terminal (reads through the server)",
+          "Stop with Ctrl-C.",
+          "",
+        ].join("\n"),
+      );
+    }
+    await stopped;
     io.stderr("runtrail serve: stopping\n");
+    await demo;
     await server.close();
     return ExitCode.ok;
   },
 };
+
+/**
+ * The bundled example pipeline, recording into the served store like any other pipeline: its
+ * processor finds the server's claim and hands its rows over through the spool.
+ */
+async function feedDemo(
+  db: string,
+  shouldStop: () => boolean,
+  onRun: (run: DemoRunSummary) => void,
+): Promise<void> {
+  const processor = new RunTrailSpanProcessor({ db });
+  const provider = new NodeTracerProvider({
+    resource: resourceFromAttributes({ "service.name": "runtrail-demo" }),
+    spanProcessors: [processor],
+  });
+  const tracer = provider.getTracer("runtrail-demo");
+  try {
+    await runDemo({ tracer, runs: 12, shouldStop, onRun });
+    await runDemo({
+      tracer,
+      runs: Number.MAX_SAFE_INTEGER,
+      first: 13,
+      betweenMs: 10_000,
+      shouldStop,
+      onRun,
+    });
+  } finally {
+    await provider.shutdown();
+  }
+}
