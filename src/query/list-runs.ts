@@ -37,12 +37,14 @@ export async function listRuns(session: StoreSession, options: ListRunsOptions):
     page += ` AND (started_at < make_timestamptz(${at}::BIGINT) OR (started_at = make_timestamptz(${at}::BIGINT) AND run_id < ${id}::UUID))`;
   }
   const limit = params.add(options.limit + 1);
-  const raw = await session.all<Record<string, unknown>>(
-    // Ordered by the columns, not the converted select-list values of the same names: DuckDB
-    // then picks the top rows first and converts only those.
-    `SELECT ${RUN_SELECT} FROM runs WHERE ${page} ORDER BY runs.started_at DESC, runs.run_id DESC LIMIT ${limit}`,
+  // The page's keys first, from two columns; then its rows. Sorting whole rows to keep the
+  // top ones reads every column of every row the filter leaves.
+  const keys = await session.all<{ run_id: string; started_at: number }>(
+    `SELECT run_id::VARCHAR AS run_id, epoch_us(started_at)::DOUBLE AS started_at FROM runs
+     WHERE ${page} ORDER BY runs.started_at DESC, runs.run_id DESC LIMIT ${limit}`,
     params.values,
   );
+  const raw = await rowsOf(session, keys);
   const counted = await session.one<{ total: number }>(
     `SELECT count(*)::DOUBLE AS total FROM runs WHERE ${where}`,
     countParams,
@@ -57,4 +59,27 @@ export async function listRuns(session: StoreSession, options: ListRunsOptions):
         ? { startedAt: last.started_at, runId: last.run_id }
         : null,
   };
+}
+
+/**
+ * The rows of runs found by key, in the order of the keys. Bounded by their start times, so
+ * that DuckDB reads only the row groups that hold them.
+ */
+export async function rowsOf(
+  session: StoreSession,
+  keys: readonly { run_id: string; started_at: number }[],
+): Promise<Record<string, unknown>[]> {
+  if (keys.length === 0) return [];
+  const ids = keys.map((k) => k.run_id);
+  const times = keys.map((k) => k.started_at);
+  const raw = await session.all<Record<string, unknown>>(
+    `SELECT ${RUN_SELECT} FROM runs
+     WHERE started_at BETWEEN make_timestamptz($1::BIGINT) AND make_timestamptz($2::BIGINT)
+       AND run_id IN (${ids.map((_, i) => `$${i + 3}::UUID`).join(", ")})`,
+    [Math.min(...times), Math.max(...times), ...ids],
+  );
+  const order = new Map(ids.map((id, i) => [id, i]));
+  return raw.sort(
+    (a, b) => (order.get(a.run_id as string) ?? 0) - (order.get(b.run_id as string) ?? 0),
+  );
 }
