@@ -27,6 +27,11 @@ export interface ServeOptions {
   lockWaitMs?: number;
   /** Told of background failures. Default: printed to stderr. */
   log?: (message: string) => void;
+  /**
+   * A client that takes longer than this to send its request headers gets 408 and is cut off;
+   * one that takes three times as long for the whole request too. Default 10 s.
+   */
+  slowClientMs?: number;
 }
 
 export interface RunningServer {
@@ -90,8 +95,20 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const app = createApp(appOptions);
 
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: host, port: options.port ?? DEFAULT_PORT }, () =>
-      resolve(s as Server),
+    const slow = options.slowClientMs ?? 10_000;
+    const s = serve(
+      {
+        fetch: app.fetch,
+        hostname: host,
+        port: options.port ?? DEFAULT_PORT,
+        serverOptions: {
+          headersTimeout: slow,
+          requestTimeout: slow * 3,
+          // How often Node looks for clients past those times.
+          connectionsCheckingInterval: Math.max(100, Math.min(slow / 4, 30_000)),
+        },
+      },
+      () => resolve(s as Server),
     ) as Server;
     s.once("error", (error: NodeJS.ErrnoException) =>
       reject(

@@ -1,6 +1,4 @@
-import { spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { RunRow, StageRow } from "../../src/record/rows.js";
 import type { RunStatus, StageStatus } from "../../src/record/run-status.js";
@@ -8,6 +6,7 @@ import { prefersOpenMetrics, RunMetrics } from "../../src/server/run-metrics.js"
 import { withStore } from "../../src/store/open-store.js";
 import type { StoreSession } from "../../src/store/store-session.js";
 import { writeRows } from "../../src/store/write-rows.js";
+import { promtool, promtoolMissing } from "../helpers/promtool.js";
 import { tempStore } from "../helpers/temp-dir.js";
 
 const SECOND = 1000;
@@ -15,7 +14,6 @@ const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
 /** The tests' "now" when the metrics are created, in epoch ms. */
 const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
-const PROMTOOL = "/usr/bin/promtool";
 /** What Prometheus sends when it scrapes. */
 const PROMETHEUS_ACCEPT =
   "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -314,22 +312,6 @@ async function scrapeOpenMetrics(metrics: RunMetrics): Promise<string> {
   expect(body.endsWith("\n# EOF\n")).toBe(true);
   expect(body.slice(0, -1).split("\n")).not.toContain("");
   return body;
-}
-
-function promtool(body: string): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PROMTOOL, ["check", "metrics"], { stdio: ["pipe", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      output += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      output += chunk;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, output }));
-    child.stdin.end(body);
-  });
 }
 
 // --- tests ---------------------------------------------------------------------------------
@@ -788,12 +770,8 @@ describe("the exposition", () => {
   });
 
   it("passes promtool check metrics", async (ctx) => {
-    if (!existsSync(PROMTOOL)) {
-      if (process.env.CI) {
-        throw new Error(`${PROMTOOL} is missing on CI: install the Debian package prometheus`);
-      }
-      ctx.skip(`${PROMTOOL} is missing: install the Debian package prometheus to run this check`);
-    }
+    const missing = promtoolMissing();
+    if (missing) ctx.skip(missing);
     const metrics = await populated();
     const { body } = await metrics.render(undefined);
     const { code, output } = await promtool(body);

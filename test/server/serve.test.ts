@@ -4,6 +4,7 @@ import { RUN_STATUSES } from "../../src/record/run-status.js";
 import { claimPathOf } from "../../src/store/server-claim.js";
 import { CLI } from "../helpers/paths.js";
 import { runtrail, type Started, start, startFixture } from "../helpers/processes.js";
+import { promtool, promtoolMissing } from "../helpers/promtool.js";
 import { storedRuns } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import { recordKnownRuns } from "./_fixtures.js";
@@ -158,6 +159,28 @@ describe("runtrail serve", () => {
         },
         30_000,
       );
+
+      // Counted in /metrics, with trace ids on the duration buckets for OpenMetrics scrapers.
+      const open = await fetch(`${url}/metrics`, {
+        headers: { accept: "application/openmetrics-text; version=1.0.0" },
+      });
+      expect(open.headers.get("content-type")).toMatch(/^application\/openmetrics-text/);
+      const openText = await open.text();
+      expect(openText).toMatch(/^runtrail_runs_total\{[^}]*status="completed"[^}]*\} 3$/m);
+      expect(openText).toMatch(/^runtrail_runs_crashed_total\{pipeline="fixture"\} 1$/m);
+      expect(openText).toMatch(
+        /^runtrail_run_duration_seconds_bucket\{[^}]*\} \d+ # \{trace_id="[0-9a-f]{32}"\}/m,
+      );
+      const plain = await fetch(`${url}/metrics`);
+      expect(plain.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
+      const plainText = await plain.text();
+      // Nothing runs now: the series is 0, or absent if no scrape saw the pipeline running.
+      expect(plainText).not.toMatch(/^runtrail_runs_running\{pipeline="fixture"\} [1-9]/m);
+      expect(plainText).toMatch(/^runtrail_stuck_runs 0$/m);
+      expect(plainText).not.toContain("trace_id");
+      if (promtoolMissing() === undefined) {
+        expect(await promtool(plainText)).toEqual({ code: 0, output: "" });
+      }
     } finally {
       const exit = await stop(server);
       expect(exit.code, exit.stderr).toBe(0);
