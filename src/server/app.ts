@@ -722,6 +722,28 @@ export function createApp(options: AppOptions) {
     },
   );
 
+  // Routes not validated by a schema, described for the document all the same.
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/api/runs/{id}/events",
+    summary: "Server-sent events of a run: `stage` and `status` as they change, then `end`",
+    request: { params: IdParam },
+    responses: {
+      200: { description: "an event stream", content: { "text/event-stream": { schema: {} } } },
+      404: json(ErrorSchema, "no run matches"),
+      ...ERRORS,
+    },
+  });
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/metrics",
+    summary: "Prometheus metrics; OpenMetrics with exemplars when the Accept header asks for it",
+    responses: {
+      200: { description: "the exposition", content: { "text/plain": { schema: {} } } },
+      ...ERRORS,
+    },
+  });
+
   app.doc("/openapi.json", {
     openapi: "3.0.3",
     info: {

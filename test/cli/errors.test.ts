@@ -128,18 +128,11 @@ describe.concurrent("runtrail help", () => {
 
   it("says in one line that an export file cannot be written, as a user's mistake", async () => {
     const db = tempStore();
+    const out = join(tempDir(), "missing", "x.csv");
     const t = recorder(db);
     recordRun(t, { pipeline: "exported", start: Date.now() - 60_000, ms: 10 });
     await finish(t);
-    const result = await runtrail([
-      "export",
-      "--format",
-      "csv",
-      "--out",
-      join(tempDir(), "missing", "x.csv"),
-      "--db",
-      db,
-    ]);
+    const result = await runtrail(["export", "--format", "csv", "--out", out, "--db", db]);
     expect(result.code).toBe(1);
     expect(linesOf(result.stderr)).toHaveLength(1);
     expect(result.stderr).toMatch(/^runtrail: cannot write .*x\.csv: /);

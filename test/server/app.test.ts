@@ -250,6 +250,8 @@ describe("health, OpenAPI and unknown paths", () => {
         "/api/runs",
         "/api/runs/{id}",
         "/api/runs/{id}/status",
+        "/api/runs/{id}/events",
+        "/metrics",
         "/api/stats",
         "/api/pipeline/runs",
         "/api/pipeline/runs/{id}",

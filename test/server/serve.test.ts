@@ -293,7 +293,10 @@ describe("runtrail serve", () => {
     const { server, url } = await serve(db, ["--host", "0.0.0.0", "--insecure"]);
     expect(url).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
     const exit = await stop(server);
-    expect(exit.code).toBe(0);
+    expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({
+      code: 0,
+      signal: null,
+    });
 
     const secured = await serve(tempStore(), ["--host", "0.0.0.0"], {
       RUNTRAIL_TOKENS: "s3cret:*:read",
