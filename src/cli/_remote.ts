@@ -1,7 +1,7 @@
 import type { RunLookup } from "../query/find-run.js";
 import type { RunFilter } from "../query/run-filter.js";
 import type { GroupStats, StatsGroup } from "../query/run-stats.js";
-import type { RunRow, StageRow } from "../record/rows.js";
+import { type RunRow, type StageRow, TIME_FIELDS } from "../record/rows.js";
 import { RUN_STATUSES, type RunStatus } from "../record/run-status.js";
 import { liveClaim } from "../store/server-claim.js";
 import { resolveStorePath } from "../store/store-path.js";
@@ -33,14 +33,6 @@ export function remoteOf(values: ParsedValues, io: CliIo): Remote | undefined {
   const claim = liveClaim(resolveStorePath(stringValue(values, "db"), io.env));
   return claim ? { url: claim.url, token } : undefined;
 }
-
-const TIME_FIELDS = [
-  "started_at",
-  "finished_at",
-  "deadline_at",
-  "owner_started_at",
-  "last_heartbeat",
-] as const;
 
 /** A row as the API gives it back as a row object: ISO times to epoch microseconds. */
 function rowOf<Row>(value: unknown): Row {

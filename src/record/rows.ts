@@ -47,6 +47,15 @@ export interface RunRow {
   last_heartbeat: number | null;
 }
 
+/** Fields of run and stage rows that hold times (epoch microseconds in a row). */
+export const TIME_FIELDS = [
+  "started_at",
+  "finished_at",
+  "deadline_at",
+  "owner_started_at",
+  "last_heartbeat",
+] as const;
+
 /** One execution of a stage: one row of the `stages` table. */
 export interface StageRow {
   run_id: string;

@@ -9,7 +9,7 @@ import { listRuns, type RunCursor } from "../query/list-runs.js";
 import type { RunFilter } from "../query/run-filter.js";
 import { runStages } from "../query/run-stages.js";
 import { runStats, type StatsGroup } from "../query/run-stats.js";
-import type { RunRow, StageRow } from "../record/rows.js";
+import { type RunRow, type StageRow, TIME_FIELDS } from "../record/rows.js";
 import { InvalidIdPrefixError, normalizeIdPrefix } from "../record/run-id.js";
 import { isFinished, type RunStatus } from "../record/run-status.js";
 import { pruneRuns } from "../store/prune.js";
@@ -201,14 +201,6 @@ function filterOf(grant: Grant, query: z.infer<typeof RunFilterQuery>): RunFilte
     ...(query.has_error !== undefined ? { hasError: query.has_error === "true" } : {}),
   };
 }
-
-const TIME_FIELDS = [
-  "started_at",
-  "finished_at",
-  "deadline_at",
-  "owner_started_at",
-  "last_heartbeat",
-] as const;
 
 /** A row as the API shows it: times as ISO 8601 text. */
 export function apiRow<Row extends object>(row: Row): Record<string, unknown> {
