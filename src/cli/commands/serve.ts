@@ -55,6 +55,14 @@ export const serveCommand: Command = {
       throw error;
     }
     const db = resolveStorePath(stringValue(values, "db"), io.env);
+    // Listened for from the start: a stop asked for while the server starts comes after it.
+    let stopping = false;
+    const stopped = new Promise<void>((resolve) => {
+      void io.interrupted.then(resolve);
+      process.once("SIGTERM", () => resolve());
+    }).then(() => {
+      stopping = true;
+    });
     let server: Awaited<ReturnType<typeof startServer>>;
     try {
       server = await startServer({
@@ -92,13 +100,6 @@ export const serveCommand: Command = {
         ].join("\n"),
       );
     }
-    let stopping = false;
-    const stopped = new Promise<void>((resolve) => {
-      void io.interrupted.then(resolve);
-      process.once("SIGTERM", () => resolve());
-    }).then(() => {
-      stopping = true;
-    });
     const demo = values.demo
       ? feedDemo(
           db,
