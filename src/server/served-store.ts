@@ -108,7 +108,6 @@ export class ServedStore {
       const result = await this.write((session) => ingestSpool(session));
       this.options.onIngest?.(result.rows, (performance.now() - began) / 1000, true);
       if (result.rows > 0) this.options.onChange?.();
-      this.lastError = undefined;
       return result;
     } catch (error) {
       this.options.onIngest?.(0, (performance.now() - began) / 1000, false);
@@ -129,6 +128,9 @@ export class ServedStore {
       if (busy || this.closing) return;
       busy = true;
       work()
+        .then(() => {
+          this.lastError = undefined;
+        })
         .catch((error: unknown) => {
           this.lastError = error instanceof Error ? error.message : String(error);
           this.options.onError?.(error);

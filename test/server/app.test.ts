@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../../src/server/app.js";
 import { TokenSet } from "../../src/server/tokens.js";
 import { sharedStore } from "../cli/_fixtures.js";
 import {
@@ -236,6 +237,15 @@ describe("seed 001's pipeline run API", () => {
 });
 
 describe("health, OpenAPI and unknown paths", () => {
+  it("answers 503 with Retry-After while the store is not open, and is alive but not ready", async () => {
+    const opening = createApp({ store: () => undefined, tokens: TokenSet.none });
+    const runs = await getJson(opening, "/api/runs");
+    expect(runs).toMatchObject({ status: 503, body: { error: "unavailable" } });
+    expect(runs.headers.get("retry-after")).toBe("1");
+    expect((await getJson(opening, "/readyz")).status).toBe(503);
+    expect((await getJson(opening, "/healthz")).status).toBe(200);
+  });
+
   it("is healthy and ready", async () => {
     expect(await get("/healthz")).toMatchObject({ status: 200, body: { status: "ok" } });
     expect(await get("/readyz")).toMatchObject({ status: 200, body: { status: "ready" } });
