@@ -1,6 +1,7 @@
 import { ingestSpool } from "../store/ingest-spool.js";
 import { withStore } from "../store/open-store.js";
 import { DEFAULT_STALE_AFTER_MS, type ReapedRun, reapCrashedRuns } from "../store/reap.js";
+import { liveClaim } from "../store/server-claim.js";
 import { hasSpooled } from "../store/spool.js";
 import { StoreError } from "../store/store-errors.js";
 import { resolveStorePath } from "../store/store-path.js";
@@ -44,6 +45,12 @@ export async function useStore<T>(
   options: { create?: boolean } = {},
 ): Promise<OpenedStore<T>> {
   const path = resolveStorePath(stringValue(values, "db"), io.env);
+  const claim = liveClaim(path);
+  if (claim !== undefined) {
+    throw new CliError(
+      `the store ${path} is held by the runtrail server at ${claim.url}: this command needs the file itself, so stop the server first (tail, show and stats read through it)`,
+    );
+  }
   const stale = staleAfterMs(values, io.env);
   let reaped: ReapedRun[] = [];
   try {

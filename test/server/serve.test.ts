@@ -104,6 +104,19 @@ describe("runtrail serve", () => {
       const ambiguous = await runtrail(["show", "aaaa", "--db", db]);
       expect(ambiguous.code).toBe(2);
       expect(ambiguous.stderr).toBe(ambiguousDirect.stderr);
+      for (const args of [
+        ["prune", "--older-than", "1d"],
+        ["export", "--format", "jsonl"],
+        ["reap"],
+      ]) {
+        const needsFile = await runtrail([...args, "--db", db]);
+        expect(needsFile.code, args[0]).toBe(1);
+        expect(needsFile.stderr).toMatch(
+          /^runtrail: the store .* is held by the runtrail server at http:\/\/127\.0\.0\.1:\d+: .*stop the server first/,
+        );
+        expect(needsFile.stderr.trim().split("\n")).toHaveLength(1);
+        expect(needsFile.ms).toBeLessThan(5_000);
+      }
       const missing = await runtrail(["show", "9999", "--db", db]);
       expect(missing.code).toBe(1);
       expect(missing.stderr).toBe('runtrail: no run matches "9999"\n');
