@@ -25,6 +25,10 @@ export interface RunPage {
 
 const RUN_SELECT = selectList(RUN_COLUMNS);
 
+const HOUR_US = 3_600_000_000;
+/** How far back from the newest start the windows tried for a page reach; null: all. */
+const WINDOWS_US = [HOUR_US, 24 * HOUR_US, 30 * 24 * HOUR_US, null];
+
 /** Runs matching a filter, newest first, a page at a time. */
 export async function listRuns(session: StoreSession, options: ListRunsOptions): Promise<RunPage> {
   const params = new SqlParams();
@@ -39,11 +43,32 @@ export async function listRuns(session: StoreSession, options: ListRunsOptions):
   const limit = params.add(options.limit + 1);
   // The page's keys first, from two columns; then its rows. Sorting whole rows to keep the
   // top ones reads every column of every row the filter leaves.
-  const keys = await session.all<{ run_id: string; started_at: number }>(
-    `SELECT run_id::VARCHAR AS run_id, epoch_us(started_at)::DOUBLE AS started_at FROM runs
-     WHERE ${page} ORDER BY runs.started_at DESC, runs.run_id DESC LIMIT ${limit}`,
-    params.values,
-  );
+  //
+  // DuckDB's top-N sorts every row the filter leaves, while a filter on started_at skips whole
+  // row groups (runs are stored in start order) and costs little. The newest page lies in a
+  // window back from the newest start whenever that window holds a page of matching runs:
+  // every run outside it is older than every run in it. So windows are tried from an hour
+  // back, wider each time, the last without a bound.
+  const newest =
+    options.cursor?.startedAt ??
+    (
+      await session.one<{ newest: number | null }>(
+        "SELECT epoch_us(max(started_at))::DOUBLE AS newest FROM runs",
+      )
+    )?.newest ??
+    0;
+  let keys: { run_id: string; started_at: number }[] = [];
+  for (const window of WINDOWS_US) {
+    const values = window === null ? params.values : [...params.values, newest - window];
+    const bound =
+      window === null ? "" : ` AND started_at >= make_timestamptz($${values.length}::BIGINT)`;
+    keys = await session.all<{ run_id: string; started_at: number }>(
+      `SELECT run_id::VARCHAR AS run_id, epoch_us(started_at)::DOUBLE AS started_at FROM runs
+       WHERE ${page}${bound} ORDER BY runs.started_at DESC, runs.run_id DESC LIMIT ${limit}`,
+      values,
+    );
+    if (keys.length > options.limit) break;
+  }
   const raw = await rowsOf(session, keys);
   const counted = await session.one<{ total: number }>(
     `SELECT count(*)::DOUBLE AS total FROM runs WHERE ${where}`,
