@@ -48,17 +48,18 @@ export async function listRuns(session: StoreSession, options: ListRunsOptions):
   // row groups (runs are stored in start order) and costs little. The newest page lies in a
   // window back from the newest start whenever that window holds a page of matching runs:
   // every run outside it is older than every run in it. So windows are tried from an hour
-  // back, wider each time, the last without a bound.
-  const newest =
-    options.cursor?.startedAt ??
-    (
-      await session.one<{ newest: number | null }>(
-        "SELECT epoch_us(max(started_at))::DOUBLE AS newest FROM runs",
-      )
-    )?.newest ??
-    0;
+  // back, wider each time, the last without a bound. A filter that keeps few runs (a status,
+  // a pipeline) would take several tries: it goes straight to the last.
+  const selective =
+    (options.statuses?.length ?? 0) > 0 ||
+    options.pipeline !== undefined ||
+    options.tenant !== undefined ||
+    options.minDurationSeconds !== undefined ||
+    options.hasError !== undefined;
+  const windows = selective ? [null] : WINDOWS_US;
+  const newest = selective ? 0 : (options.cursor?.startedAt ?? (await newestStart(session)));
   let keys: { run_id: string; started_at: number }[] = [];
-  for (const window of WINDOWS_US) {
+  for (const window of windows) {
     const values = window === null ? params.values : [...params.values, newest - window];
     const bound =
       window === null ? "" : ` AND started_at >= make_timestamptz($${values.length}::BIGINT)`;
@@ -107,4 +108,12 @@ export async function rowsOf(
   return raw.sort(
     (a, b) => (order.get(a.run_id as string) ?? 0) - (order.get(b.run_id as string) ?? 0),
   );
+}
+
+/** The start of the newest run, epoch microseconds (0 for no runs): from DuckDB's statistics. */
+async function newestStart(session: StoreSession): Promise<number> {
+  const row = await session.one<{ newest: number | null }>(
+    "SELECT epoch_us(max(started_at))::DOUBLE AS newest FROM runs",
+  );
+  return row?.newest ?? 0;
 }
