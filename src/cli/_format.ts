@@ -1,4 +1,4 @@
-import { type RunRow, TIME_FIELDS } from "../record/rows.js";
+import type { RunRow } from "../record/rows.js";
 import { formatSeconds } from "../util/duration.js";
 
 /** `2026-11-23 14:23:15` (UTC) of epoch microseconds. */
@@ -37,18 +37,4 @@ export function formatPercent(rate: number | null): string {
 /** JSON text of a row with its times as ISO 8601 strings. */
 export function jsonOf(value: unknown): string {
   return JSON.stringify(value, null, 2);
-}
-
-const TIME_FIELD_SET: ReadonlySet<string> = new Set(TIME_FIELDS);
-
-/** A row for JSON output: times as ISO 8601 strings. */
-export function withIsoTimes<Row extends object>(row: Row): Row {
-  const out: Record<string, unknown> = { ...(row as Record<string, unknown>) };
-  for (const key of Object.keys(out)) {
-    const value = out[key];
-    if (TIME_FIELD_SET.has(key) && typeof value === "number") {
-      out[key] = new Date(Math.floor(value / 1000)).toISOString();
-    }
-  }
-  return out as Row;
 }

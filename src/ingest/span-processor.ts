@@ -90,9 +90,10 @@ function envEnabled(env: NodeJS.ProcessEnv): boolean {
  * });
  * ```
  *
- * Its hooks only queue the span in memory and never throw; the queue is recorded in batches and
- * rows are written every `flushIntervalMs`, off the hooks and off the pipeline's thread. When the store cannot be used the pipeline goes on, one
- * warning goes to the OpenTelemetry diag logger, and rows are spooled until it can.
+ * Its hooks only queue the span in memory and never throw; the queue is recorded in batches,
+ * and rows are written every `flushIntervalMs` by a worker thread. When the store cannot be
+ * used the pipeline goes on, one warning goes to the OpenTelemetry diag logger, and rows are
+ * spooled until it can.
  */
 export class RunTrailSpanProcessor implements SpanProcessor {
   /** The store file, resolved to an absolute path. */

@@ -1,3 +1,4 @@
+import { isoOfMicros } from "../util/duration.js";
 import type { RunStatus, StageStatus } from "./run-status.js";
 
 /**
@@ -55,6 +56,28 @@ export const TIME_FIELDS = [
   "owner_started_at",
   "last_heartbeat",
 ] as const;
+
+/**
+ * A row as JSON shows it, in the CLI and the API alike: the same fields, times as ISO 8601
+ * text (to the millisecond).
+ */
+export function withIsoTimes<Row extends object>(row: Row): WithIsoTimes<Row> {
+  const out: Record<string, unknown> = { ...(row as Record<string, unknown>) };
+  for (const key of TIME_FIELDS) {
+    const value = out[key];
+    if (typeof value === "number") out[key] = isoOfMicros(value);
+  }
+  return out as WithIsoTimes<Row>;
+}
+
+/** A row type with its time fields as ISO 8601 text. */
+export type WithIsoTimes<Row> = {
+  [K in keyof Row]: K extends (typeof TIME_FIELDS)[number]
+    ? null extends Row[K]
+      ? string | null
+      : string
+    : Row[K];
+};
 
 /** One execution of a stage: one row of the `stages` table. */
 export interface StageRow {

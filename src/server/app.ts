@@ -9,7 +9,7 @@ import { listRuns, type RunCursor } from "../query/list-runs.js";
 import type { RunFilter } from "../query/run-filter.js";
 import { runStages } from "../query/run-stages.js";
 import { runStats, type StatsGroup } from "../query/run-stats.js";
-import { type RunRow, type StageRow, TIME_FIELDS } from "../record/rows.js";
+import { type RunRow, type StageRow, withIsoTimes } from "../record/rows.js";
 import { InvalidIdPrefixError, normalizeIdPrefix } from "../record/run-id.js";
 import { isFinished, type RunStatus } from "../record/run-status.js";
 import { pruneRuns } from "../store/prune.js";
@@ -200,16 +200,6 @@ function filterOf(grant: Grant, query: z.infer<typeof RunFilterQuery>): RunFilte
       : {}),
     ...(query.has_error !== undefined ? { hasError: query.has_error === "true" } : {}),
   };
-}
-
-/** A row as the API shows it: times as ISO 8601 text. */
-export function apiRow<Row extends object>(row: Row): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...(row as Record<string, unknown>) };
-  for (const key of TIME_FIELDS) {
-    const value = out[key];
-    if (typeof value === "number") out[key] = isoOfMicros(value);
-  }
-  return out;
 }
 
 function runStatusOf(run: RunRow, stages: StageRow[], now = Date.now()) {
@@ -440,10 +430,10 @@ export function createApp(options: AppOptions) {
       );
       return c.json(
         {
-          runs: page.runs.map(apiRow),
+          runs: page.runs.map(withIsoTimes),
           total: page.total,
           next_cursor: page.next === null ? null : encodeCursor(page.next),
-        } as z.infer<typeof RunPageSchema>,
+        },
         200,
       );
     },
@@ -468,10 +458,7 @@ export function createApp(options: AppOptions) {
       const stages = await store().read((s) => runStages(s, run));
       const links: { self: string; jaeger?: string } = { self: `/api/runs/${run.run_id}` };
       if (jaegerUrl) links.jaeger = `${jaegerUrl}/trace/${run.trace_id}`;
-      return c.json(
-        { ...apiRow(run), stages: stages.map(apiRow), links } as z.infer<typeof RunDetailSchema>,
-        200,
-      );
+      return c.json({ ...withIsoTimes(run), stages: stages.map(withIsoTimes), links }, 200);
     },
   );
 
@@ -513,14 +500,13 @@ export function createApp(options: AppOptions) {
       for (;;) {
         const stages = await store().read((s) => runStages(s, run));
         for (const stage of stages) {
-          const key = `${stage.span_id}`;
           const state = `${stage.status}/${stage.finished_at ?? ""}`;
-          if (stagesSeen.get(key) === state) continue;
-          stagesSeen.set(key, state);
+          if (stagesSeen.get(stage.span_id) === state) continue;
+          stagesSeen.set(stage.span_id, state);
           await stream.writeSSE({
             event: "stage",
             id: String(++eventId),
-            data: JSON.stringify(apiRow(stage)),
+            data: JSON.stringify(withIsoTimes(stage)),
           });
         }
         const status = runStatusOf(run, stages);

@@ -162,9 +162,13 @@ describe("RunTrailSpanProcessor", () => {
     expect(t.processor.stats.failedFlushes).toBe(0);
     const runs = await storedRuns(db);
     expect(runs.map((r) => r.pipeline).sort()).toEqual(["fine", "odd"]);
-    expect(runs.find((r) => r.pipeline === "odd")).toMatchObject({
-      stages_expected: 2_147_483_647,
-    });
+    const oddRow = runs.find((r) => r.pipeline === "odd");
+    expect(oddRow).toMatchObject({ stages_expected: 2_147_483_647 });
+    // A BIGINT holds up to 2^63 - 1: the token count is clamped to about that.
+    expect(oddRow?.input_tokens).toBeGreaterThan(9e18);
+    expect(oddRow?.input_tokens).toBeLessThanOrEqual(2 ** 63);
+    // The deadline is clamped to a time the column holds, far in the future.
+    expect(oddRow?.deadline_at).toBeGreaterThan((Date.now() + 100 * 365 * 86_400_000) * 1000);
     await t.provider.shutdown();
   });
 

@@ -288,10 +288,12 @@ describe("health, OpenAPI and unknown paths", () => {
 
 describe("tokens and tenants", () => {
   let tenantApp: Served;
+  /** This block's own store and runs, apart from those of the blocks above. */
+  let tenantRuns: Recorded;
 
   beforeAll(async () => {
     const db = sharedStore();
-    recorded = await recordKnownRuns(db);
+    tenantRuns = await recordKnownRuns(db);
     tenantApp = await serveInProcess(db, {
       tokens: TokenSet.fromText(
         "acme-read:acme:read, all-read:*:read+metrics, acme-admin:acme:admin, ingest-only:*:ingest",
@@ -327,7 +329,7 @@ describe("tokens and tenants", () => {
     expect((await as("acme-read", "/api/runs?tenant=globex")).status).toBe(403);
     expect((await as("all-read", "/api/runs")).body.total).toBe(8);
 
-    const other = recorded.runs.failed?.runId as string;
+    const other = tenantRuns.runs.failed?.runId as string;
     for (const path of [
       `/api/runs/${other}`,
       `/api/runs/${other}/status`,
@@ -336,7 +338,7 @@ describe("tokens and tenants", () => {
     ]) {
       expect((await as("acme-read", path)).status, path).toBe(404);
     }
-    const own = recorded.runs.ok1?.runId as string;
+    const own = tenantRuns.runs.ok1?.runId as string;
     expect((await as("acme-read", `/api/runs/${own}`)).status).toBe(200);
     // "dddd" names the rejected run, which has no tenant: not acme's.
     expect((await as("all-read", "/api/runs/dddd")).status).toBe(200);

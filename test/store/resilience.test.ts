@@ -174,6 +174,9 @@ describe("a store that cannot be used", () => {
     const tail = await runtrail(["tail", "--json", "--db", db]);
     expect(tail.code).toBe(0);
     expect(readFileSync(victim, "utf8")).toBe("precious\n");
+    // The planted segment was neither read nor consumed: not shown, not stored, still there.
+    expect(tail.stdout).not.toContain("forged");
+    expect(existsSync(join(fallback, "0-x.jsonl"))).toBe(true);
     const stored = existsSync(db) ? await storedRuns(db) : [];
     expect(stored.map((r) => r.pipeline)).not.toContain("forged");
   });

@@ -1,6 +1,6 @@
 import { lookupRun } from "../../query/find-run.js";
 import { runStages } from "../../query/run-stages.js";
-import type { RunRow, StageRow } from "../../record/rows.js";
+import { type RunRow, type StageRow, withIsoTimes } from "../../record/rows.js";
 import { InvalidIdPrefixError, normalizeIdPrefix } from "../../record/run-id.js";
 import { formatSeconds } from "../../util/duration.js";
 import { COMMON_OPTIONS, COMMON_USAGE, type Command } from "../_command.js";
@@ -11,7 +11,6 @@ import {
   formatTime,
   jsonOf,
   shortId,
-  withIsoTimes,
 } from "../_format.js";
 import { remoteOf, remoteRun, URL_USAGE } from "../_remote.js";
 import { STALE_AFTER_USAGE, useStore } from "../_store.js";

@@ -1,6 +1,6 @@
 import { listRuns } from "../../query/list-runs.js";
 import type { RunFilter } from "../../query/run-filter.js";
-import type { RunRow } from "../../record/rows.js";
+import { type RunRow, withIsoTimes } from "../../record/rows.js";
 import { isRunStatus, RUN_STATUSES, type RunStatus } from "../../record/run-status.js";
 import { parseTimePoint } from "../../util/duration.js";
 import {
@@ -19,7 +19,6 @@ import {
   formatTime,
   jsonOf,
   shortId,
-  withIsoTimes,
 } from "../_format.js";
 import { type Remote, remoteOf, remoteRuns, URL_USAGE } from "../_remote.js";
 import { parseTimeOption, STALE_AFTER_USAGE, useStore } from "../_store.js";
