@@ -10,6 +10,7 @@ import {
 } from "@opentelemetry/api";
 import { RunTrailAttributes as R } from "../record/attributes.js";
 import { runIdOf } from "../record/run-id.js";
+import { START_MARKER_KIND, START_MARKER_NAME } from "../record/start-marker.js";
 import { detectCodeRef } from "./code-ref.js";
 import { PipelineStage, SpanRecorder } from "./pipeline-stage.js";
 
@@ -32,6 +33,13 @@ export interface RunPipelineOptions {
   attributes?: Attributes;
   /** Start a new trace even inside an active span. Default false: the run nests in it. */
   root?: boolean;
+  /**
+   * End a short marker span (`runtrail.run.start`, with the run's attributes) as the run
+   * starts, so that a store receiving the spans over OTLP, which only sees spans that ended,
+   * shows the run as running from its first seconds. In-process recording ignores it.
+   * Default true.
+   */
+  startMarker?: boolean;
 }
 
 export interface StageOptions {
@@ -46,6 +54,8 @@ export interface StageOptions {
 export class PipelineRun extends SpanRecorder {
   /** Aborted when the run's deadline passes. */
   readonly signal: AbortSignal;
+  /** Stage executions started so far. */
+  private stageCount = 0;
 
   constructor(
     span: Span,
@@ -81,6 +91,7 @@ export class PipelineRun extends SpanRecorder {
         {
           attributes: {
             [R.kind]: "stage",
+            [R.stageSeq]: this.stageCount++,
             ...(attempt > 1 ? { [R.stageAttempt]: attempt } : {}),
             ...options.attributes,
           },
@@ -193,6 +204,15 @@ export async function runPipeline<T>(
     const ids = span.spanContext();
     const runId = runIdOf(ids.traceId, ids.spanId, isTraceRoot);
     const run = new PipelineRun(span, tracer, name, runId, deadline?.signal);
+    if (options.startMarker ?? true) {
+      tracer
+        .startSpan(
+          START_MARKER_NAME,
+          { attributes: { ...attributes, [R.kind]: START_MARKER_KIND } },
+          trace.setSpan(context.active(), span),
+        )
+        .end();
+    }
     try {
       return await body(run);
     } catch (error) {

@@ -33,6 +33,12 @@ export const RunTrailAttributes = {
   codeRef: "runtrail.code.ref",
   /** Attempt number of a stage execution, starting at 1. */
   stageAttempt: "runtrail.stage.attempt",
+  /**
+   * Place of a stage execution among its run's, from 0, as the helpers started them. Spans
+   * received over OTLP are ordered by their times, which cannot tell apart stages that start
+   * in the same millisecond; this can.
+   */
+  stageSeq: "runtrail.stage.seq",
   /** Prefix of free-form metadata: `runtrail.metadata.source = "s3"` becomes `{ "source": "s3" }`. */
   metadataPrefix: "runtrail.metadata.",
 } as const;

@@ -4,6 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { timeout } from "hono/timeout";
+import type { OtlpIngest } from "../otlp/otlp-ingest.js";
 import { lookupRun, type RunLookup } from "../query/find-run.js";
 import { listRuns, type RunCursor } from "../query/list-runs.js";
 import type { RunFilter } from "../query/run-filter.js";
@@ -14,6 +15,7 @@ import { InvalidIdPrefixError, normalizeIdPrefix } from "../record/run-id.js";
 import { isFinished, type RunStatus } from "../record/run-status.js";
 import { pruneRuns } from "../store/prune.js";
 import { isoOfMicros, parseDuration, parseTimePoint } from "../util/duration.js";
+import { registerOtlpRoute } from "./otlp-route.js";
 import {
   DeleteResultSchema,
   DeleteRunsQuery,
@@ -39,6 +41,7 @@ export interface ServerMetrics {
   refresh(read: ServedStore): Promise<void>;
   observeRequest(method: string, route: string, status: number, seconds: number): void;
   render(accept: string | undefined): Promise<{ contentType: string; body: string }>;
+  observeOtlp?(result: "accepted" | "rejected", spans: number): void;
 }
 
 export interface AppOptions {
@@ -52,8 +55,13 @@ export interface AppOptions {
   stuckAfterMs?: number;
   /** Longest a request may take. Default 15 s. */
   requestTimeoutMs?: number;
-  /** Largest request body. Default 1 MiB. */
+  /** Largest request body, but for OTLP. Default 1 MiB. */
   maxBodyBytes?: number;
+  /** The OTLP receiver's writer; `/v1/traces` answers 503 while there is none. */
+  otlp?: () => OtlpIngest | undefined;
+  /** Largest OTLP request body as sent, and once inflated. Default 16 MiB and 32 MiB. */
+  maxOtlpBodyBytes?: number;
+  maxOtlpDecodedBytes?: number;
   metrics?: ServerMetrics;
   /** Wakes streams of run events when the store changed. */
   changes?: ChangeFeed;
@@ -107,6 +115,7 @@ export class ApiError extends Error {
 type Env = { Variables: { grant: Grant } };
 
 const DEFAULT_STUCK_AFTER_MS = 3_600_000;
+const OTLP_PATH = "/v1/traces";
 const MAX_LIMIT = 1000;
 
 const json = <T extends z.ZodType>(schema: T, description: string) => ({
@@ -362,15 +371,14 @@ export function createApp(options: AppOptions) {
       new HTTPException(504, { message: "the request took too long" }),
     ),
   );
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: options.maxBodyBytes ?? 1024 * 1024,
-      onError: () => {
-        throw new ApiError(413, "too_large", "the request body is over the limit");
-      },
-    }),
-  );
+  const queryBodyLimit = bodyLimit({
+    maxSize: options.maxBodyBytes ?? 1024 * 1024,
+    onError: () => {
+      throw new ApiError(413, "too_large", "the request body is over the limit");
+    },
+  });
+  // OTLP bodies have limits of their own, applied by their route.
+  app.use("*", (c, next) => (c.req.path === OTLP_PATH ? next() : queryBodyLimit(c, next)));
   app.use("*", async (c, next) => {
     const header = c.req.header("authorization");
     if (options.tokens.size === 0) {
@@ -660,6 +668,17 @@ export function createApp(options: AppOptions) {
     },
   );
 
+  registerOtlpRoute(app, {
+    ingest: () => (options.store()?.ready ? options.otlp?.() : undefined),
+    grant: (c) => need(c as Context<Env>, "ingest"),
+    observe: (result, spans) => options.metrics?.observeOtlp?.(result, spans),
+    log,
+    ...(options.maxOtlpBodyBytes !== undefined ? { maxBodyBytes: options.maxOtlpBodyBytes } : {}),
+    ...(options.maxOtlpDecodedBytes !== undefined
+      ? { maxDecodedBytes: options.maxOtlpDecodedBytes }
+      : {}),
+  });
+
   app.get("/metrics", async (c) => {
     need(c, "metrics");
     const metrics = options.metrics;
@@ -719,6 +738,29 @@ export function createApp(options: AppOptions) {
     responses: {
       200: { description: "the exposition", content: { "text/plain": { schema: {} } } },
       ...ERRORS,
+    },
+  });
+
+  app.openAPIRegistry.registerPath({
+    method: "post",
+    path: OTLP_PATH,
+    summary:
+      "OTLP/HTTP trace export (ingest scope): protobuf or JSON, gzip or identity. The token's tenant, if it has one, is the tenant of the runs",
+    request: {
+      body: {
+        content: { "application/x-protobuf": { schema: {} }, "application/json": { schema: {} } },
+      },
+    },
+    responses: {
+      200: {
+        description: "ExportTraceServiceResponse; partialSuccess counts the spans rejected",
+        content: { "application/x-protobuf": { schema: {} }, "application/json": { schema: {} } },
+      },
+      400: { description: "google.rpc.Status: the body is not an export request" },
+      413: { description: "google.rpc.Status: the body is over the limit, sent or inflated" },
+      415: { description: "google.rpc.Status: another content type or encoding" },
+      429: { description: "google.rpc.Status: the writer is behind; see Retry-After" },
+      503: { description: "google.rpc.Status: the store is not open; see Retry-After" },
     },
   });
 

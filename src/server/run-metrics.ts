@@ -260,6 +260,12 @@ export class RunMetrics {
     buckets: SERVER_DURATION_BUCKETS,
     registers: [],
   });
+  private readonly otlpSpans = new Counter({
+    name: "runtrail_otlp_spans_total",
+    help: "Spans received on /v1/traces, by result: accepted, or rejected as invalid. Requests turned away (429, 503) count in runtrail_http_requests_total.",
+    labelNames: ["result"] as const,
+    registers: [],
+  });
   private readonly refreshDuration = new Gauge({
     name: "runtrail_metrics_refresh_duration_seconds",
     help: "Time the last refresh of run metrics from the store took.",
@@ -293,6 +299,7 @@ export class RunMetrics {
       this.httpRequests,
       this.ingestRows,
       this.ingestBatches,
+      this.otlpSpans,
       this.refreshFailures,
     ];
     const others: (Gauge | Histogram)[] = [
@@ -336,6 +343,11 @@ export class RunMetrics {
     // Rows of a failed ingest did not reach the store.
     this.ingestRows.inc({ source }, ok ? positive(rows) : 0);
     if (Number.isFinite(seconds)) this.ingestDuration.observe({ source }, Math.max(0, seconds));
+  }
+
+  /** Spans of an OTLP request, accepted or rejected as invalid. */
+  observeOtlp(result: "accepted" | "rejected", spans: number): void {
+    this.otlpSpans.inc({ result }, positive(spans));
   }
 
   /**

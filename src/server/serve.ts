@@ -1,6 +1,7 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
+import { OtlpIngest, type OtlpIngestOptions } from "../otlp/otlp-ingest.js";
 import { DEFAULT_STALE_AFTER_MS } from "../store/reap.js";
 import { removeClaim, writeClaim } from "../store/server-claim.js";
 import { type AppOptions, ChangeFeed, createApp, type RunTrailApp } from "./app.js";
@@ -10,6 +11,7 @@ import { TokenSet } from "./tokens.js";
 
 export const DEFAULT_PORT = 4319;
 export const DEFAULT_HOST = "127.0.0.1";
+export const DEFAULT_SILENT_AFTER_MS = 30 * 60_000;
 
 export interface ServeOptions {
   /** The store, resolved to an absolute path. */
@@ -22,7 +24,11 @@ export interface ServeOptions {
   insecure?: boolean;
   jaegerUrl?: string;
   staleAfterMs?: number;
+  /** A run received over OTLP that no span arrived for in this long is crashed. Default 30 min. */
+  silentAfterMs?: number;
   stuckAfterMs?: number;
+  /** Limits of the OTLP receiver's memory; see {@link OtlpIngestOptions}. */
+  otlp?: Omit<OtlpIngestOptions, "onWrite">;
   /** How long a store held by another process is waited for. Default 30 s. */
   lockWaitMs?: number;
   /** Told of background failures. Default: printed to stderr. */
@@ -78,8 +84,10 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const changes = new ChangeFeed();
   const runMetrics = new RunMetrics({ stuckAfterMs });
   let store: ServedStore | undefined;
+  let ingest: OtlpIngest | undefined;
   const appOptions: AppOptions = {
     store: () => store,
+    otlp: () => ingest,
     tokens,
     stuckAfterMs,
     changes,
@@ -89,6 +97,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       observeRequest: (method, route, status, seconds) =>
         runMetrics.observeRequest(method, route, status, seconds),
       render: (accept) => runMetrics.render(accept),
+      observeOtlp: (result, spans) => runMetrics.observeOtlp(result, spans),
     },
     ...(options.jaegerUrl !== undefined ? { jaegerUrl: options.jaegerUrl } : {}),
   };
@@ -138,18 +147,28 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   try {
     store = await ServedStore.open(options.db, {
       staleAfterMs,
+      silentAfterMs: options.silentAfterMs ?? DEFAULT_SILENT_AFTER_MS,
       lockWaitMs: options.lockWaitMs ?? 30_000,
       onChange: () => changes.notify(),
       onIngest: (rows, seconds, ok) => runMetrics.observeIngest("spool", rows, seconds, ok),
       onError: (error) =>
         log(`runtrail serve: ${error instanceof Error ? error.message : String(error)}`),
     });
+    ingest = await OtlpIngest.open(store, {
+      ...options.otlp,
+      onWrite: (spans, runs, seconds, ok) => {
+        runMetrics.observeIngest("otlp", spans, seconds, ok);
+        if (ok && runs > 0) changes.notify();
+      },
+    });
   } catch (error) {
+    await store?.close();
     removeClaim(options.db);
     await stopListening();
     throw error;
   }
   const opened = store;
+  const receiver = ingest;
 
   let closing: Promise<void> | undefined;
   return {
@@ -158,7 +177,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     store: opened,
     close() {
       closing ??= (async () => {
+        // Requests in flight are answered once their spans are written.
         await stopListening();
+        await receiver.close();
         await opened.close();
         removeClaim(options.db);
       })();

@@ -9,6 +9,8 @@ export interface ServedStoreOptions {
   lockWaitMs?: number;
   /** A running run with no heartbeat for this long is crashed. */
   staleAfterMs: number;
+  /** A running run recorded from OTLP that no span arrived for in this long is crashed. */
+  silentAfterMs?: number;
   /** How often the spool is looked at. Default 250 ms, so a run shows within a second. */
   ingestIntervalMs?: number;
   /** How often crashed runs are looked for. Default 15 s. */
@@ -117,7 +119,12 @@ export class ServedStore {
 
   private async reap(): Promise<void> {
     const reaped = await this.write((session) =>
-      reapCrashedRuns(session, { staleAfterMs: this.options.staleAfterMs }),
+      reapCrashedRuns(session, {
+        staleAfterMs: this.options.staleAfterMs,
+        ...(this.options.silentAfterMs !== undefined
+          ? { silentAfterMs: this.options.silentAfterMs }
+          : {}),
+      }),
     );
     if (reaped.length > 0) this.options.onChange?.();
   }

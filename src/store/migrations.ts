@@ -86,6 +86,20 @@ SELECT run_id, tenant_id, stage, status, error, error, input_fingerprint, code_r
   duration_seconds, rows_in, rows_out, coalesce(llm_calls, 0), coalesce(tokens, 0), trace_id
 FROM runs`;
 
+/**
+ * What the recorder reads of every span that arrived over OTLP (see `RemoteSpan`): the rows of
+ * a trace are rebuilt from its spans whenever more of them arrive, in any order, across
+ * requests and restarts of the server.
+ */
+const OTLP_SPANS_V2 = `
+CREATE TABLE otlp_spans (
+  trace_id VARCHAR NOT NULL,
+  span_id VARCHAR NOT NULL,
+  tenant_id VARCHAR,
+  received_at TIMESTAMPTZ NOT NULL,
+  span VARCHAR NOT NULL
+)`;
+
 const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -105,6 +119,13 @@ const MIGRATIONS: readonly Migration[] = [
         await session.run(RUNS_V1("runs"));
       }
       await session.run(STAGES_V1);
+    },
+  },
+  {
+    version: 2,
+    description: "spans received over OTLP, kept to rebuild their runs as more arrive",
+    async up(session) {
+      await session.run(OTLP_SPANS_V2);
     },
   },
 ];

@@ -9,6 +9,11 @@ export const DEFAULT_STALE_AFTER_MS = 120_000;
 export interface ReapOptions {
   /** A running run with no heartbeat for this long is crashed. */
   staleAfterMs: number;
+  /**
+   * A running run recorded from OTLP (no owning process) that no span arrived for in this long
+   * is crashed. Default `staleAfterMs`.
+   */
+  silentAfterMs?: number;
   /** Epoch milliseconds; default now. */
   now?: number;
   /** This host's name; default `os.hostname()`. */
@@ -52,7 +57,13 @@ export async function reapCrashedRuns(
   );
   const reaped: (ReapedRun & { seen: number; started_at: number })[] = [];
   for (const run of open) {
-    const reason = crashReason(run, host, now, options.staleAfterMs * 1000);
+    const reason = crashReason(
+      run,
+      host,
+      now,
+      options.staleAfterMs * 1000,
+      (options.silentAfterMs ?? options.staleAfterMs) * 1000,
+    );
     if (reason !== null) reaped.push({ ...run, reason });
   }
   if (reaped.length === 0) return [];
@@ -69,13 +80,24 @@ export async function reapCrashedRuns(
   return reaped.map(({ run_id, pipeline, reason }) => ({ run_id, pipeline, reason }));
 }
 
-function crashReason(run: OpenRun, host: string, now: number, staleUs: number): string | null {
+function crashReason(
+  run: OpenRun,
+  host: string,
+  now: number,
+  staleUs: number,
+  silentUs: number,
+): string | null {
   if (run.owner_host === host && run.owner_pid !== null) {
     // On its own host the owner's existence is a fact; a live but silent run is stuck, not crashed.
     if (ownerAlive(run.owner_pid, run.owner_started_at)) return null;
     return `its process (pid ${run.owner_pid} on ${host}) is gone; last sign of life ${isoOfMicros(run.seen)}`;
   }
   const silence = now - run.seen;
+  if (run.owner_host === null && run.owner_pid === null) {
+    // Recorded from OTLP: its spans are its only signs of life, and its run span never came.
+    if (silence <= silentUs) return null;
+    return `no span of the run arrived for ${formatSeconds(silence / 1e6)} and its run span never did (last span ${isoOfMicros(run.seen)})`;
+  }
   if (silence > staleUs) {
     return `no heartbeat for ${formatSeconds(silence / 1e6)} (last ${isoOfMicros(run.seen)})`;
   }

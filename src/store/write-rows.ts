@@ -138,6 +138,26 @@ const STAGE_SET = STAGE_COLUMNS.filter((c) => c.name !== "run_id" && c.name !== 
   .map((c) => `${c.name} = s.${c.name}`)
   .join(", ");
 
+/** A span received over OTLP, as `otlp_spans` stores it. */
+export interface StoredSpan {
+  trace_id: string;
+  span_id: string;
+  tenant_id: string | null;
+  received_at: number;
+  span: string;
+}
+
+export const SPAN_COLUMNS: readonly Column[] = [
+  { name: "trace_id", kind: "text" },
+  { name: "span_id", kind: "text" },
+  { name: "tenant_id", kind: "text" },
+  { name: "received_at", kind: "time" },
+  { name: "span", kind: "text" },
+];
+
+const APPEND_SPANS = `INSERT INTO otlp_spans (${SPAN_COLUMNS.map((c) => c.name).join(", ")})
+${stagedSelect(SPAN_COLUMNS, "runtrail_staged_spans")}`;
+
 export const APPEND_STAGES = `INSERT INTO stages (${STAGE_NAMES}) ${stagedSelect(STAGE_COLUMNS, "runtrail_staged_stages")}`;
 
 const MERGE_STAGES = `
@@ -152,12 +172,30 @@ export async function writeRows(session: StoreSession, batch: RowBatch): Promise
   await writeColumns(session, columnBatchOf(batch));
 }
 
+/** What a write of spans received over OTLP adds to its batch of rows, in the same transaction. */
+export interface WriteExtras {
+  /** Spans to append to `otlp_spans`. */
+  spans?: Columns;
+  /** Rows the same traces gave before that they no longer give: deleted. */
+  staleRuns?: readonly string[];
+  staleStages?: readonly { run_id: string; span_id: string }[];
+  /** Epoch microseconds no stored row of the batch starts before, when its rows may not know. */
+  since?: number;
+}
+
 /**
  * Writes a batch in one transaction: all of it or none. Columns are staged in temp tables, a
  * whole column at a time, then merged or appended by SQL.
  */
-export async function writeColumns(session: StoreSession, batch: ColumnBatch): Promise<void> {
+export async function writeColumns(
+  session: StoreSession,
+  batch: ColumnBatch,
+  extras: WriteExtras = {},
+): Promise<void> {
   const { runs, newRuns, stages, stagesToMerge } = batch;
+  const spans = extras.spans;
+  const bound = (cols: readonly Column[], part: Columns) =>
+    Math.min(earliest(cols, part), extras.since ?? Number.POSITIVE_INFINITY);
   const values: string[] = [];
   await session.transaction(async () => {
     if (runs.count > 0) {
@@ -172,11 +210,25 @@ export async function writeColumns(session: StoreSession, batch: ColumnBatch): P
     if (stages.count > 0) {
       await stageColumns(session, "runtrail_staged_stages", STAGE_COLUMNS, stages, values);
     }
+    if (spans !== undefined && spans.count > 0) {
+      await stageColumns(session, "runtrail_staged_spans", SPAN_COLUMNS, spans, values);
+    }
     await stageValues(session, DICTIONARY, values);
-    if (runs.count > 0) await session.run(MERGE_RUNS, [earliest(RUN_COLUMNS, runs)]);
-    if (newRuns.count > 0) await session.run(APPEND_RUNS, [earliest(RUN_COLUMNS, newRuns)]);
+    for (const runId of extras.staleRuns ?? []) {
+      await session.run("DELETE FROM stages WHERE run_id = $1::UUID", [runId]);
+      await session.run("DELETE FROM runs WHERE run_id = $1::UUID", [runId]);
+    }
+    for (const stage of extras.staleStages ?? []) {
+      await session.run("DELETE FROM stages WHERE run_id = $1::UUID AND span_id = $2", [
+        stage.run_id,
+        stage.span_id,
+      ]);
+    }
+    if (spans !== undefined && spans.count > 0) await session.run(APPEND_SPANS);
+    if (runs.count > 0) await session.run(MERGE_RUNS, [bound(RUN_COLUMNS, runs)]);
+    if (newRuns.count > 0) await session.run(APPEND_RUNS, [bound(RUN_COLUMNS, newRuns)]);
     if (stagesToMerge.count > 0) {
-      await session.run(MERGE_STAGES, [earliest(STAGE_COLUMNS, stagesToMerge)]);
+      await session.run(MERGE_STAGES, [bound(STAGE_COLUMNS, stagesToMerge)]);
     }
     if (stages.count > 0) await session.run(APPEND_STAGES);
   });

@@ -2,6 +2,8 @@
  * A store with known runs, served in-process: runs recorded through a real SDK provider and
  * the real processor, then the store opened by a real `ServedStore` behind the real app.
  */
+
+import { OtlpIngest, type OtlpIngestOptions } from "../../src/otlp/otlp-ingest.js";
 import { type AppOptions, ChangeFeed, createApp, type RunTrailApp } from "../../src/server/app.js";
 import { ServedStore } from "../../src/server/served-store.js";
 import { TokenSet } from "../../src/server/tokens.js";
@@ -111,6 +113,7 @@ export async function recordKnownRuns(db: string): Promise<Recorded> {
 export interface Served {
   app: RunTrailApp;
   store: ServedStore;
+  ingest: OtlpIngest;
   changes: ChangeFeed;
   close(): Promise<void>;
 }
@@ -118,7 +121,7 @@ export interface Served {
 /** The app over a store, as `runtrail serve` builds it (without listening on a port). */
 export async function serveInProcess(
   db: string,
-  options: Partial<AppOptions> & { tokens?: TokenSet } = {},
+  options: Partial<AppOptions> & { tokens?: TokenSet; ingest?: OtlpIngestOptions } = {},
 ): Promise<Served> {
   const changes = new ChangeFeed();
   // Reaping only by heartbeat age far away: the fixture's running run belongs to this process.
@@ -127,13 +130,25 @@ export async function serveInProcess(
     ingestIntervalMs: 100,
     onChange: () => changes.notify(),
   });
-  const app = createApp({ tokens: TokenSet.none, changes, ...options, store: () => store });
+  const ingest = await OtlpIngest.open(store, {
+    ...options.ingest,
+    onWrite: () => changes.notify(),
+  });
+  const app = createApp({
+    tokens: TokenSet.none,
+    changes,
+    ...options,
+    store: () => store,
+    otlp: () => ingest,
+  });
   return {
     app,
     store,
+    ingest,
     changes,
     async close() {
       changes.close();
+      await ingest.close();
       await store.close();
     },
   };

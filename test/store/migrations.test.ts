@@ -107,7 +107,12 @@ describe("store schema", () => {
     const tables = await withStore(db, (s) =>
       s.all<{ table_name: string }>("SELECT table_name FROM duckdb_tables() ORDER BY 1"),
     );
-    expect(tables.map((t) => t.table_name)).toEqual(["runs", "runtrail_meta", "stages"]);
+    expect(tables.map((t) => t.table_name)).toEqual([
+      "otlp_spans",
+      "runs",
+      "runtrail_meta",
+      "stages",
+    ]);
   });
 
   it("refuses a store written by a newer runtrail, and leaves it untouched", async () => {

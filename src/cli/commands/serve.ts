@@ -23,6 +23,8 @@ export const serveCommand: Command = {
     "  --tokens FILE      accepted tokens (default: RUNTRAIL_TOKENS_FILE, and RUNTRAIL_TOKENS)",
     "  --insecure         allow serving an address other than loopback without tokens",
     "  --stuck-after DUR  a run still running after this long is stuck (default 1h)",
+    "  --silent-after DUR a run received over OTLP that no span arrived for in this long, its",
+    "                     run span never, is crashed (default 30m, or RUNTRAIL_SILENT_AFTER)",
     "  --demo             also run the bundled example pipeline into the store: 12 runs, then one",
     "                     every 10 s, so there is always something to look at",
     STALE_AFTER_USAGE,
@@ -39,6 +41,7 @@ export const serveCommand: Command = {
     demo: { type: "boolean", default: false },
     "stuck-after": { type: "string" },
     "stale-after": { type: "string" },
+    "silent-after": { type: "string" },
   },
   async run({ values, io }) {
     const portText = stringValue(values, "port") ?? io.env.RUNTRAIL_PORT ?? String(DEFAULT_PORT);
@@ -47,6 +50,7 @@ export const serveCommand: Command = {
       throw new CliError(`--port: "${portText}" is not a port number`, ExitCode.usage);
     }
     const stuck = stringValue(values, "stuck-after");
+    const silent = stringValue(values, "silent-after") ?? io.env.RUNTRAIL_SILENT_AFTER;
     let tokens: TokenSet;
     try {
       tokens = TokenSet.load(io.env, stringValue(values, "tokens"));
@@ -73,6 +77,9 @@ export const serveCommand: Command = {
         insecure: values.insecure === true,
         staleAfterMs: staleAfterMs(values, io.env),
         ...(stuck ? { stuckAfterMs: parseTimeOption("--stuck-after", stuck, parseDuration) } : {}),
+        ...(silent
+          ? { silentAfterMs: parseTimeOption("--silent-after", silent, parseDuration) }
+          : {}),
         log: (message) => io.stderr(`${message}\n`),
       });
     } catch (error) {
@@ -86,6 +93,7 @@ export const serveCommand: Command = {
       api: `${server.url}/api/runs`,
       metrics: `${server.url}/metrics`,
       openapi: `${server.url}/openapi.json`,
+      otlp: `${server.url}/v1/traces`,
     };
     if (values.json) io.stdout(`${JSON.stringify(info)}\n`);
     else {
@@ -95,6 +103,7 @@ export const serveCommand: Command = {
           `  API:      ${info.api}`,
           `  metrics:  ${info.metrics}`,
           `  OpenAPI:  ${info.openapi}`,
+          `  OTLP:     ${info.otlp} (OTLP/HTTP traces, protobuf or JSON)`,
           tokens.size > 0 ? `  tokens:   ${tokens.size} accepted` : "  tokens:   none (open)",
           "",
         ].join("\n"),

@@ -1,0 +1,227 @@
+import { promisify } from "node:util";
+import { gunzip } from "node:zlib";
+import type { Context, Env, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { type DecodedExport, decodeJson, decodeProtobuf, OtlpDecodeError } from "../otlp/decode.js";
+import { IngestBusyError, IngestClosedError, type OtlpIngest } from "../otlp/otlp-ingest.js";
+import { ExportResponse, RpcCode, RpcStatus } from "../otlp/otlp-schema.js";
+import type { Grant } from "./tokens.js";
+
+const gunzipAsync = promisify(gunzip);
+
+export interface OtlpRouteOptions {
+  ingest: () => OtlpIngest | undefined;
+  /** Largest request body as sent (compressed). Default 16 MiB. */
+  maxBodyBytes?: number;
+  /** Largest request body once decompressed; a larger one is refused, not inflated. Default 32 MiB. */
+  maxDecodedBytes?: number;
+  /** The grant of a request that may ingest; throws (401/403) otherwise. */
+  grant: (c: Context) => Grant;
+  observe?: (result: "accepted" | "rejected", spans: number) => void;
+  log: (message: string) => void;
+}
+
+type Format = "protobuf" | "json";
+
+const PROTOBUF = "application/x-protobuf";
+const JSON_TYPE = "application/json";
+
+function formatOf(contentType: string | undefined): Format | undefined {
+  const media = contentType?.split(";")[0]?.trim().toLowerCase();
+  if (media === PROTOBUF) return "protobuf";
+  if (media === JSON_TYPE) return "json";
+  return undefined;
+}
+
+/** An OTLP error response: `google.rpc.Status` in the request's format. */
+function statusResponse(
+  format: Format,
+  status: 400 | 413 | 415 | 429 | 503,
+  code: number,
+  message: string,
+  retryAfter?: number,
+): Response {
+  const headers: Record<string, string> = {};
+  if (retryAfter !== undefined) headers["Retry-After"] = String(retryAfter);
+  if (format === "protobuf") {
+    headers["Content-Type"] = PROTOBUF;
+    const body = RpcStatus.encode(RpcStatus.fromObject({ code, message })).finish();
+    return new Response(body, { status, headers });
+  }
+  headers["Content-Type"] = JSON_TYPE;
+  return new Response(JSON.stringify({ code, message }), { status, headers });
+}
+
+function successResponse(format: Format, rejected: number, errorMessage: string | undefined) {
+  const partialSuccess =
+    rejected > 0 ? { rejectedSpans: rejected, errorMessage: errorMessage ?? "" } : undefined;
+  if (format === "protobuf") {
+    const message = ExportResponse.fromObject(partialSuccess ? { partialSuccess } : {});
+    return new Response(ExportResponse.encode(message).finish(), {
+      status: 200,
+      headers: { "Content-Type": PROTOBUF },
+    });
+  }
+  // OTLP/JSON writes 64-bit integers as decimal strings.
+  const body = partialSuccess
+    ? {
+        partialSuccess: {
+          rejectedSpans: String(rejected),
+          errorMessage: partialSuccess.errorMessage,
+        },
+      }
+    : {};
+  return new Response(JSON.stringify(body), {
+    status: 200,
+    headers: { "Content-Type": JSON_TYPE },
+  });
+}
+
+class TooLarge extends Error {}
+
+/**
+ * `POST /v1/traces`, OTLP/HTTP: protobuf or JSON bodies, gzip or not. Spans are recorded by
+ * the store's {@link OtlpIngest}; the answer comes once they are durable. Errors are
+ * `google.rpc.Status` bodies in the request's format: 400 for a body that is not an export
+ * request, 413 past the size limits (checked while inflating, so a gzip bomb stops at the
+ * limit), 415 for other content types and encodings, 429 when the writer is behind and 503
+ * while the store is not open, both with `Retry-After`.
+ */
+export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRouteOptions): void {
+  const maxBody = options.maxBodyBytes ?? 16 * 1024 * 1024;
+  const maxDecoded = options.maxDecodedBytes ?? 32 * 1024 * 1024;
+
+  app.post(
+    "/v1/traces",
+    async (c, next) => {
+      const format = formatOf(c.req.header("content-type"));
+      if (format === undefined) {
+        return statusResponse(
+          "json",
+          415,
+          RpcCode.invalidArgument,
+          `send ${PROTOBUF} or ${JSON_TYPE}, not ${c.req.header("content-type") ?? "no content type"}`,
+        );
+      }
+      const encoding = (c.req.header("content-encoding") ?? "identity").trim().toLowerCase();
+      if (encoding !== "gzip" && encoding !== "identity") {
+        return statusResponse(
+          format,
+          415,
+          RpcCode.invalidArgument,
+          `content encoding ${encoding} is not supported: send gzip or identity`,
+        );
+      }
+      options.grant(c);
+      const ingest = options.ingest();
+      if (ingest === undefined) {
+        return statusResponse(format, 503, RpcCode.unavailable, "the store is not open", 1);
+      }
+      if (ingest.busy) {
+        return statusResponse(
+          format,
+          429,
+          RpcCode.resourceExhausted,
+          "the server is behind on writing what it received; retry later",
+          1,
+        );
+      }
+      return next();
+    },
+    bodyLimit({
+      maxSize: maxBody,
+      onError: (c) =>
+        statusResponse(
+          formatOf(c.req.header("content-type")) ?? "json",
+          413,
+          RpcCode.invalidArgument,
+          `the request body is over ${maxBody} bytes`,
+        ),
+    }),
+    async (c) => {
+      const format = formatOf(c.req.header("content-type")) as Format;
+      const grant = options.grant(c);
+      const ingest = options.ingest();
+      if (ingest === undefined) {
+        return statusResponse(format, 503, RpcCode.unavailable, "the store is not open", 1);
+      }
+      let body: Uint8Array;
+      try {
+        body = await readBody(c, maxDecoded);
+      } catch (error) {
+        if (error instanceof TooLarge) {
+          return statusResponse(format, 413, RpcCode.invalidArgument, error.message);
+        }
+        return statusResponse(
+          format,
+          400,
+          RpcCode.invalidArgument,
+          `the body is not valid gzip: ${(error as Error).message}`,
+        );
+      }
+      let decoded: DecodedExport;
+      try {
+        decoded =
+          format === "protobuf"
+            ? decodeProtobuf(body)
+            : decodeJson(Buffer.from(body.buffer, body.byteOffset, body.length).toString("utf8"));
+      } catch (error) {
+        if (error instanceof OtlpDecodeError || error instanceof RangeError) {
+          return statusResponse(format, 400, RpcCode.invalidArgument, error.message);
+        }
+        throw error;
+      }
+      let rejected = decoded.rejected;
+      let errorMessage = decoded.errorMessage;
+      try {
+        const result = await ingest.submit(decoded.spans, grant.tenant);
+        rejected += result.rejected;
+        errorMessage ??= result.errorMessage;
+      } catch (error) {
+        if (error instanceof IngestBusyError) {
+          return statusResponse(
+            format,
+            429,
+            RpcCode.resourceExhausted,
+            error.message,
+            error.retryAfterSeconds,
+          );
+        }
+        if (error instanceof IngestClosedError) {
+          return statusResponse(format, 503, RpcCode.unavailable, error.message, 1);
+        }
+        options.log(
+          `runtrail serve: writing ${decoded.spans.length} OTLP spans failed: ${(error as Error).message}`,
+        );
+        return statusResponse(
+          format,
+          503,
+          RpcCode.unavailable,
+          "the spans could not be written to the store; retry later",
+          1,
+        );
+      }
+      options.observe?.("accepted", decoded.spans.length + decoded.rejected - rejected);
+      options.observe?.("rejected", rejected);
+      return successResponse(format, rejected, errorMessage);
+    },
+  );
+}
+
+/** The request body, inflated when gzipped, at most `max` bytes either way. */
+async function readBody(c: Context, max: number): Promise<Uint8Array> {
+  const raw = new Uint8Array(await c.req.arrayBuffer());
+  const gzipped = (c.req.header("content-encoding") ?? "").trim().toLowerCase() === "gzip";
+  if (!gzipped) {
+    if (raw.length > max) throw new TooLarge(`the request body is over ${max} bytes`);
+    return raw;
+  }
+  try {
+    return await gunzipAsync(raw, { maxOutputLength: max });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") {
+      throw new TooLarge(`the request body inflates to over ${max} bytes`);
+    }
+    throw error;
+  }
+}

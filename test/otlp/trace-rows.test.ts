@@ -1,0 +1,145 @@
+import { JsonTraceSerializer, ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  type ReadableSpan,
+  SimpleSpanProcessor,
+} from "@opentelemetry/sdk-trace-base";
+import { describe, expect, it } from "vitest";
+import { RunTrailSpanProcessor } from "../../src/ingest/span-processor.js";
+import { decodeJson, decodeProtobuf } from "../../src/otlp/decode.js";
+import type { RemoteSpan } from "../../src/otlp/remote-span.js";
+import { traceRows } from "../../src/otlp/trace-rows.js";
+import type { RunRow, StageRow } from "../../src/record/rows.js";
+import { sampleRuns } from "../fixtures/sample-pipelines.js";
+import { storedRuns, storedStages } from "../helpers/store-rows.js";
+import { tempStore } from "../helpers/temp-dir.js";
+
+/** Fields only the in-process path knows: the process that owns the run, and when it wrote. */
+const PROCESS_FIELDS = ["owner_host", "owner_pid", "owner_started_at", "last_heartbeat"] as const;
+
+function comparable(run: RunRow): Partial<RunRow> {
+  const copy: Partial<RunRow> = { ...run };
+  for (const field of PROCESS_FIELDS) delete copy[field];
+  return copy;
+}
+
+/** The sample runs recorded in process into a store, and the spans the SDK ended. */
+async function recordBothWays(): Promise<{
+  runs: RunRow[];
+  stages: StageRow[];
+  spans: ReadableSpan[];
+}> {
+  const db = tempStore();
+  const exporter = new InMemorySpanExporter();
+  const processor = new RunTrailSpanProcessor({ db });
+  const provider = new BasicTracerProvider({
+    resource: resourceFromAttributes({ "service.name": "otlp-test" }),
+    spanProcessors: [processor, new SimpleSpanProcessor(exporter)],
+  });
+  await sampleRuns(provider.getTracer("t"));
+  // Taken before shutting down, which empties the exporter.
+  const spans = [...exporter.getFinishedSpans()];
+  await provider.shutdown();
+  return { runs: (await storedRuns(db)).sort(byRunId), stages: await storedStages(db), spans };
+}
+
+function byTrace(spans: RemoteSpan[]): Map<string, Map<string, RemoteSpan>> {
+  const traces = new Map<string, Map<string, RemoteSpan>>();
+  for (const span of spans) {
+    let trace = traces.get(span.traceId);
+    if (trace === undefined) traces.set(span.traceId, (trace = new Map()));
+    trace.set(span.spanId, span);
+  }
+  return traces;
+}
+
+function byRunId(a: RunRow, b: RunRow): number {
+  return a.run_id < b.run_id ? -1 : a.run_id > b.run_id ? 1 : 0;
+}
+
+function rowsOf(spans: RemoteSpan[]): { runs: RunRow[]; stages: StageRow[] } {
+  const runs: RunRow[] = [];
+  const stages: StageRow[] = [];
+  for (const trace of byTrace(spans).values()) {
+    const rows = traceRows(trace, { tenant: null, heartbeat: 0 });
+    runs.push(...rows.runs);
+    stages.push(...rows.stages);
+  }
+  runs.sort(byRunId);
+  stages.sort((a, b) => (a.run_id < b.run_id ? -1 : a.run_id > b.run_id ? 1 : a.seq - b.seq));
+  return { runs, stages };
+}
+
+describe("the rows of spans received over OTLP", () => {
+  it("are the rows the in-process processor writes, from JSON and from protobuf", async () => {
+    const inProcess = await recordBothWays();
+    expect(Object.fromEntries(inProcess.runs.map((r) => [r.pipeline, r.status]))).toEqual({
+      summaries: "degraded",
+      ingest: "failed",
+      classify: "completed",
+    });
+    const json = decodeJson(
+      new TextDecoder().decode(JsonTraceSerializer.serializeRequest(inProcess.spans)),
+    );
+    const protobuf = decodeProtobuf(
+      ProtobufTraceSerializer.serializeRequest(inProcess.spans) as Uint8Array,
+    );
+    for (const decoded of [json, protobuf]) {
+      expect(decoded.rejected).toBe(0);
+      const remote = rowsOf(decoded.spans);
+      expect(remote.runs.map(comparable)).toEqual(inProcess.runs.map(comparable));
+      expect(remote.stages).toEqual(inProcess.stages);
+    }
+  });
+
+  it("do not depend on the order the spans arrive in", async () => {
+    const { spans } = await recordBothWays();
+    const decoded = decodeJson(
+      new TextDecoder().decode(JsonTraceSerializer.serializeRequest(spans)),
+    );
+    const forward = rowsOf(decoded.spans);
+    const reversed = rowsOf([...decoded.spans].reverse());
+    const shuffled = rowsOf([...decoded.spans].sort((a, b) => (a.spanId < b.spanId ? -1 : 1)));
+    expect(reversed).toEqual(forward);
+    expect(shuffled).toEqual(forward);
+  });
+
+  it("show a run as running from any one of its spans, named by the start marker", async () => {
+    const { spans } = await recordBothWays();
+    const decoded = decodeJson(
+      new TextDecoder().decode(JsonTraceSerializer.serializeRequest(spans)),
+    );
+    const marker = decoded.spans.find((s) => s.name === "runtrail.run.start");
+    expect(marker).toBeDefined();
+    const trace = byTrace(decoded.spans).get(marker?.traceId as string) as Map<string, RemoteSpan>;
+    const alone = traceRows(new Map([[marker?.spanId as string, marker as RemoteSpan]]), {
+      tenant: null,
+      heartbeat: 0,
+    });
+    expect(alone.rootless).toBe(true);
+    expect(alone.runs).toHaveLength(1);
+    expect(alone.runs[0]).toMatchObject({
+      status: "running",
+      pipeline: "summaries",
+      stages_expected: 3,
+    });
+
+    // Every span but the root: still running, the stages that ended are there.
+    const withoutRoot = new Map([...trace].filter(([, s]) => s.parentSpanId !== undefined));
+    const partial = traceRows(withoutRoot, { tenant: null, heartbeat: 0 });
+    expect(partial.runs[0]).toMatchObject({ status: "running", pipeline: "summaries" });
+    const bySeq = [...partial.stages].sort((a, b) => a.seq - b.seq);
+    expect(bySeq.map((s) => [s.name, s.attempt, s.status])).toEqual([
+      ["load", 1, "completed"],
+      ["summarize", 1, "failed"],
+      ["summarize", 2, "completed"],
+      ["store", 1, "completed"],
+    ]);
+    const full = traceRows(trace, { tenant: null, heartbeat: 0 });
+    expect(full.rootless).toBe(false);
+    expect(full.runs[0]?.run_id).toBe(partial.runs[0]?.run_id);
+    expect(full.runs[0]?.status).toBe("degraded");
+  });
+});

@@ -1,0 +1,361 @@
+import { gzipSync } from "node:zlib";
+import { afterEach, describe, expect, it } from "vitest";
+import { ExportRequest, ExportResponse, RpcStatus } from "../../src/otlp/otlp-schema.js";
+import type { RunRow } from "../../src/record/rows.js";
+import { TokenSet } from "../../src/server/tokens.js";
+import { withStore } from "../../src/store/open-store.js";
+import { reapCrashedRuns } from "../../src/store/reap.js";
+import { storedRuns, storedStages } from "../helpers/store-rows.js";
+import { tempStore } from "../helpers/temp-dir.js";
+import { type HandSpan, jsonBody, pythonRun } from "../otlp/_bodies.js";
+import { getJson, type Served, serveInProcess } from "./_fixtures.js";
+
+const open: Served[] = [];
+
+async function served(db: string, options: Parameters<typeof serveInProcess>[1] = {}) {
+  const s = await serveInProcess(db, options);
+  open.push(s);
+  return s;
+}
+
+async function stop(s: Served): Promise<void> {
+  open.splice(open.indexOf(s), 1);
+  await s.close();
+}
+
+afterEach(async () => {
+  for (const s of open.splice(0)) await s.close();
+});
+
+interface Sent {
+  status: number;
+  contentType: string | null;
+  retryAfter: string | null;
+  bytes: Uint8Array;
+  json(): Record<string, unknown>;
+}
+
+async function post(
+  s: Served,
+  body: string | Uint8Array,
+  headers: Record<string, string> = { "content-type": "application/json" },
+): Promise<Sent> {
+  const response = await s.app.request("/v1/traces", { method: "POST", body, headers });
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  return {
+    status: response.status,
+    contentType: response.headers.get("content-type"),
+    retryAfter: response.headers.get("retry-after"),
+    bytes,
+    json: () => JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>,
+  };
+}
+
+const sendJson = (s: Served, spans: HandSpan[], headers: Record<string, string> = {}) =>
+  post(s, jsonBody(spans), { "content-type": "application/json", ...headers });
+
+async function runOf(s: Served, id: string): Promise<Record<string, unknown>> {
+  const { status, body } = await getJson(s.app, `/api/runs/${id}`);
+  expect(status).toBe(200);
+  return body;
+}
+
+describe("POST /v1/traces", () => {
+  it("records a run sent by another language's SDK in OTLP/JSON", async () => {
+    const s = await served(tempStore());
+    const r = pythonRun();
+    const sent = await sendJson(s, [
+      r.root,
+      r.extract,
+      r.transformFailed,
+      r.transform,
+      r.summarize,
+      r.llm,
+    ]);
+    expect(sent.status).toBe(200);
+    expect(sent.contentType).toMatch(/^application\/json/);
+    expect(sent.json()).toEqual({});
+    const run = await runOf(s, r.traceId.slice(0, 8));
+    expect(run).toMatchObject({
+      trace_id: r.traceId,
+      pipeline: "nightly-etl",
+      service_name: "py-etl",
+      status: "degraded",
+      retry_count: 1,
+      rows_in: 500,
+      rows_out: 12,
+      llm_calls: 1,
+      tokens: 1500,
+      input_tokens: 1200,
+      output_tokens: 300,
+      stages_expected: 3,
+      stages_completed: 3,
+      stages_executed: ["extract", "transform", "summarize"],
+      stages_failed: ["transform"],
+      error: "ValueError: bad row 17",
+      owner_host: null,
+      duration_seconds: 5,
+    });
+    const stages = run.stages as Record<string, unknown>[];
+    expect(stages.map((st) => [st.name, st.attempt, st.status])).toEqual([
+      ["extract", 1, "completed"],
+      ["transform", 1, "failed"],
+      ["transform", 2, "completed"],
+      ["summarize", 1, "completed"],
+    ]);
+    expect(stages[1]).toMatchObject({ error_type: "ValueError", error_stack: "Traceback ..." });
+  });
+
+  it("shows a run as running from its first span, whatever order the rest come in", async () => {
+    const s = await served(tempStore());
+    const r = pythonRun();
+    // A stage's child before the stage, the stage before its run, the root last.
+    expect((await sendJson(s, [r.llm])).status).toBe(200);
+    expect(await runOf(s, r.traceId)).toMatchObject({ status: "running", llm_calls: 1 });
+    expect((await sendJson(s, [r.summarize, r.transform])).status).toBe(200);
+    const running = await runOf(s, r.traceId);
+    expect(running).toMatchObject({ status: "running", llm_calls: 1, tokens: 1500 });
+    expect((running.stages as { name: string }[]).map((st) => st.name)).toEqual([
+      "transform",
+      "summarize",
+    ]);
+    expect((await sendJson(s, [r.root])).status).toBe(200);
+    expect((await sendJson(s, [r.transformFailed, r.extract])).status).toBe(200);
+
+    const other = await served(tempStore());
+    await sendJson(other, [r.root, r.extract, r.transformFailed, r.transform, r.summarize, r.llm]);
+    const inOrder = await runOf(other, r.traceId);
+    const outOfOrder = await runOf(s, r.traceId);
+    for (const run of [inOrder, outOfOrder]) delete run.last_heartbeat;
+    expect(outOfOrder).toEqual(inOrder);
+    expect(outOfOrder.status).toBe("degraded");
+  });
+
+  it("changes nothing when a request comes again", async () => {
+    const db = tempStore();
+    const s = await served(db);
+    const r = pythonRun();
+    const spans = [r.root, r.extract, r.summarize, r.llm];
+    expect((await sendJson(s, spans)).status).toBe(200);
+    const first = await runOf(s, r.traceId);
+    expect((await sendJson(s, spans)).status).toBe(200);
+    expect((await sendJson(s, [r.llm])).status).toBe(200);
+    const again = await runOf(s, r.traceId);
+    expect(again).toMatchObject({ llm_calls: 1, tokens: 1500 });
+    expect(again.stages).toEqual(first.stages);
+    await stop(s);
+    const stored = await withStore(db, (session) =>
+      session.one<{ n: number }>("SELECT count(*)::INTEGER AS n FROM otlp_spans"),
+    );
+    expect(stored?.n).toBe(4);
+  });
+
+  it("loses nothing when the server restarts between two requests of a trace", async () => {
+    const db = tempStore();
+    const r = pythonRun();
+    const first = await served(db);
+    expect((await sendJson(first, [r.llm, r.summarize])).status).toBe(200);
+    await stop(first);
+    const second = await served(db);
+    expect(await runOf(second, r.traceId)).toMatchObject({ status: "running", tokens: 1500 });
+    // The retry of the first request after the restart counts nothing twice.
+    expect((await sendJson(second, [r.llm, r.root, r.extract])).status).toBe(200);
+    expect(await runOf(second, r.traceId)).toMatchObject({
+      status: "completed",
+      llm_calls: 1,
+      tokens: 1500,
+      stages_executed: ["extract", "summarize"],
+    });
+    await stop(second);
+    expect((await storedStages(db)).map((st) => st.name)).toEqual(["extract", "summarize"]);
+  });
+
+  it("takes protobuf with gzip, and answers in protobuf", async () => {
+    const s = await served(tempStore());
+    const r = pythonRun();
+    const body = exportRequestBody([r.root, r.extract]);
+    const sent = await post(s, gzipSync(body), {
+      "content-type": "application/x-protobuf",
+      "content-encoding": "gzip",
+    });
+    expect(sent.status).toBe(200);
+    expect(sent.contentType).toBe("application/x-protobuf");
+    expect(ExportResponse.toObject(ExportResponse.decode(sent.bytes))).toEqual({});
+    expect(await runOf(s, r.traceId)).toMatchObject({ status: "completed", rows_in: 500 });
+  });
+
+  it("rejects invalid spans alone, saying how many and why", async () => {
+    const s = await served(tempStore());
+    const r = pythonRun();
+    const bad = { ...r.extract, spanId: "12" };
+    const backwards = { ...r.transform, startMs: 3000, endMs: 2000 };
+    const sent = await sendJson(s, [r.root, bad, backwards, r.summarize]);
+    expect(sent.status).toBe(200);
+    expect(sent.json()).toEqual({
+      partialSuccess: {
+        rejectedSpans: "2",
+        errorMessage: "span 1: spanId is not 8 bytes (and 1 more span)",
+      },
+    });
+    expect(await runOf(s, r.traceId)).toMatchObject({ stages_executed: ["summarize"] });
+
+    const pb = await post(s, exportRequestBody([{ ...r.llm, traceId: "00".repeat(16) }]), {
+      "content-type": "application/x-protobuf",
+    });
+    expect(pb.status).toBe(200);
+    expect(ExportResponse.toObject(ExportResponse.decode(pb.bytes), { longs: Number })).toEqual({
+      partialSuccess: { rejectedSpans: 1, errorMessage: "span 0: trace_id is all zeros" },
+    });
+  });
+
+  it("answers 400 with a google.rpc.Status for a body that is not an export request", async () => {
+    const s = await served(tempStore());
+    const json = await post(s, "{ not json");
+    expect(json.status).toBe(400);
+    expect(json.json()).toMatchObject({ code: 3, message: expect.stringMatching(/not JSON/) });
+    const shape = await post(s, JSON.stringify({ resourceSpans: {} }));
+    expect(shape.json()).toMatchObject({
+      code: 3,
+      message: "request.resourceSpans is not an array",
+    });
+    const pb = await post(s, new Uint8Array([0x0a, 0xff, 0xff, 0xff, 0x0f, 1]), {
+      "content-type": "application/x-protobuf",
+    });
+    expect(pb.status).toBe(400);
+    expect(pb.contentType).toBe("application/x-protobuf");
+    expect(RpcStatus.toObject(RpcStatus.decode(pb.bytes))).toMatchObject({ code: 3 });
+    const gz = await post(s, "not gzip", {
+      "content-type": "application/json",
+      "content-encoding": "gzip",
+    });
+    expect(gz.status).toBe(400);
+  });
+
+  it("answers 415 for other content types and encodings", async () => {
+    const s = await served(tempStore());
+    expect((await post(s, "x", { "content-type": "text/plain" })).status).toBe(415);
+    expect((await post(s, "x", {})).status).toBe(415);
+    const br = await post(s, "x", { "content-type": "application/json", "content-encoding": "br" });
+    expect(br.status).toBe(415);
+    expect(br.json()).toMatchObject({ message: expect.stringMatching(/br is not supported/) });
+  });
+
+  it("refuses a body over the limit, and a gzip bomb without inflating it", async () => {
+    const s = await served(tempStore(), {
+      maxOtlpBodyBytes: 64 * 1024,
+      maxOtlpDecodedBytes: 256 * 1024,
+    });
+    const big = await post(s, "x".repeat(100 * 1024));
+    expect(big.status).toBe(413);
+    const bomb = gzipSync(Buffer.alloc(50 * 1024 * 1024, 0x20));
+    expect(bomb.length).toBeLessThan(64 * 1024);
+    const sent = await post(s, bomb, {
+      "content-type": "application/json",
+      "content-encoding": "gzip",
+    });
+    expect(sent.status).toBe(413);
+    expect(sent.json()).toMatchObject({ message: expect.stringMatching(/inflates to over/) });
+    expect((await getJson(s.app, "/healthz")).status).toBe(200);
+  });
+
+  it("turns requests away with 429 and Retry-After when the writer is behind, losing none it took", async () => {
+    const s = await served(tempStore(), { ingest: { maxPendingSpans: 2 } });
+    const traces = Array.from({ length: 12 }, (_, i) =>
+      pythonRun(`${String(i + 1).padStart(2, "0")}${"ab".repeat(15)}`),
+    );
+    const results = await Promise.all(traces.map((r) => sendJson(s, [r.root, r.extract])));
+    const statuses = results.map((x) => x.status);
+    expect(statuses).toContain(200);
+    expect(statuses).toContain(429);
+    expect(statuses.every((x) => x === 200 || x === 429)).toBe(true);
+    for (const refused of results.filter((x) => x.status === 429)) {
+      expect(refused.retryAfter).toBe("1");
+      expect(refused.json()).toMatchObject({ code: 8 });
+    }
+    const { body } = await getJson(s.app, "/api/runs?limit=100");
+    const stored = (body.runs as RunRow[]).map((run) => run.trace_id).sort();
+    const accepted = traces
+      .filter((_, i) => statuses[i] === 200)
+      .map((r) => r.traceId)
+      .sort();
+    expect(stored).toEqual(accepted);
+  });
+
+  it("marks a run that went silent without its root as crashed, saying so", async () => {
+    const db = tempStore();
+    const s = await served(db);
+    const r = pythonRun();
+    await sendJson(s, [r.extract]);
+    const reaped = await s.store.write((session) =>
+      reapCrashedRuns(session, {
+        staleAfterMs: 3_600_000,
+        silentAfterMs: 60_000,
+        now: Date.now() + 61_000,
+      }),
+    );
+    expect(reaped).toHaveLength(1);
+    const run = await runOf(s, r.traceId);
+    expect(run).toMatchObject({ status: "crashed" });
+    expect(run.status_reason).toMatch(
+      /^no span of the run arrived for 1m \d+s and its run span never did/,
+    );
+    // Its root arriving after all brings it back.
+    await sendJson(s, [r.root]);
+    expect(await runOf(s, r.traceId)).toMatchObject({ status: "completed" });
+  });
+});
+
+describe("POST /v1/traces with tokens", () => {
+  const tokens = () =>
+    TokenSet.fromText(
+      "acme-in:acme:ingest, globex-in:globex:ingest, all-in:*:ingest, reader:*:read",
+    );
+  const auth = (token: string) => ({ authorization: `Bearer ${token}` });
+
+  it("needs the ingest scope", async () => {
+    const s = await served(tempStore(), { tokens: tokens() });
+    const r = pythonRun();
+    expect((await sendJson(s, [r.root])).status).toBe(401);
+    expect((await sendJson(s, [r.root], auth("reader"))).status).toBe(403);
+    expect((await sendJson(s, [r.root], auth("all-in"))).status).toBe(200);
+  });
+
+  it("sets the tenant of what a token sends, and keeps other tenants out of its traces", async () => {
+    const db = tempStore();
+    const s = await served(db, { tokens: tokens() });
+    const r = pythonRun();
+    const claimed = {
+      ...r.root,
+      attributes: { ...r.root.attributes, "runtrail.tenant.id": "globex" },
+    };
+    expect((await sendJson(s, [claimed, r.extract], auth("acme-in"))).status).toBe(200);
+    const intruder = await sendJson(s, [r.summarize, r.llm], auth("globex-in"));
+    expect(intruder.json()).toEqual({
+      partialSuccess: {
+        rejectedSpans: "2",
+        errorMessage: `trace ${r.traceId} belongs to another tenant (and 1 more)`,
+      },
+    });
+    await stop(s);
+    const [run] = await storedRuns(db);
+    expect(run).toMatchObject({ tenant_id: "acme", llm_calls: 0, stages_executed: ["extract"] });
+  });
+});
+
+/** A protobuf export request of hand-written spans, through the same JSON shape. */
+function exportRequestBody(spans: HandSpan[]): Uint8Array {
+  const json = JSON.parse(jsonBody(spans)) as {
+    resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[];
+  };
+  for (const rs of json.resourceSpans) {
+    for (const ss of rs.scopeSpans) {
+      for (const span of ss.spans) {
+        for (const field of ["traceId", "spanId", "parentSpanId"]) {
+          if (typeof span[field] === "string")
+            span[field] = Buffer.from(span[field] as string, "hex");
+        }
+      }
+    }
+  }
+  return ExportRequest.encode(ExportRequest.fromObject(json)).finish();
+}
