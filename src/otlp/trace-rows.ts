@@ -88,9 +88,9 @@ function replay(
     const parent = span.parentSpanId;
     if (parent === undefined) roots.push(span);
     else if (parent !== span.spanId) {
-      let list = children.get(parent);
-      if (list === undefined) children.set(parent, (list = []));
-      list.push(span);
+      const list = children.get(parent);
+      if (list === undefined) children.set(parent, [span]);
+      else list.push(span);
     }
   }
   sortByStart(roots);

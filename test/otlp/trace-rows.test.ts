@@ -48,8 +48,8 @@ async function recordBothWays(): Promise<{
 function byTrace(spans: RemoteSpan[]): Map<string, Map<string, RemoteSpan>> {
   const traces = new Map<string, Map<string, RemoteSpan>>();
   for (const span of spans) {
-    let trace = traces.get(span.traceId);
-    if (trace === undefined) traces.set(span.traceId, (trace = new Map()));
+    const trace = traces.get(span.traceId) ?? new Map<string, RemoteSpan>();
+    traces.set(span.traceId, trace);
     trace.set(span.spanId, span);
   }
   return traces;
@@ -101,9 +101,19 @@ describe("the rows of spans received over OTLP", () => {
     );
     const forward = rowsOf(decoded.spans);
     const reversed = rowsOf([...decoded.spans].reverse());
-    const shuffled = rowsOf([...decoded.spans].sort((a, b) => (a.spanId < b.spanId ? -1 : 1)));
     expect(reversed).toEqual(forward);
-    expect(shuffled).toEqual(forward);
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let i = 0; i < 20; i++) {
+      const shuffled = [...decoded.spans]
+        .map((span) => ({ span, key: random() }))
+        .sort((a, b) => a.key - b.key)
+        .map((x) => x.span);
+      expect(rowsOf(shuffled)).toEqual(forward);
+    }
   });
 
   it("show a run as running from any one of its spans, named by the start marker", async () => {
