@@ -1,0 +1,64 @@
+import { describe, expect, it } from "vitest";
+import type { RunRow } from "../../src/record/rows.js";
+import { startServer } from "../../src/server/serve.js";
+import { startFixture } from "../helpers/processes.js";
+import { storedRuns, storedStages } from "../helpers/store-rows.js";
+import { tempStore } from "../helpers/temp-dir.js";
+
+/** Fields only the in-process path knows: the process that owns the run, and when it wrote. */
+const PROCESS_FIELDS = ["owner_host", "owner_pid", "owner_started_at", "last_heartbeat"] as const;
+
+function comparable(run: RunRow): Partial<RunRow> {
+  const copy: Partial<RunRow> = { ...run };
+  for (const field of PROCESS_FIELDS) delete copy[field];
+  return copy;
+}
+
+const byRunId = (a: RunRow, b: RunRow) => (a.run_id < b.run_id ? -1 : 1);
+
+describe("the OpenTelemetry OTLP exporters against a real server", () => {
+  for (const protocol of ["json", "proto"] as const) {
+    it(`give the rows the in-process processor gives, field by field (${protocol})`, async () => {
+      const served = tempStore();
+      const inProcess = tempStore();
+      const server = await startServer({ db: served, port: 0, log: () => undefined });
+      let ids: string[];
+      try {
+        const pipeline = startFixture("otlp-pipeline.ts", [
+          "--url",
+          server.url,
+          "--protocol",
+          protocol,
+          "--db",
+          inProcess,
+        ]);
+        const finished = await pipeline.exited;
+        expect(finished.stderr).toBe("");
+        expect(finished.code).toBe(0);
+        ids = finished.stdout
+          .split("\n")
+          .filter((l) => l.startsWith("run "))
+          .map((l) => l.slice(4));
+        expect(ids).toHaveLength(3);
+      } finally {
+        await server.close();
+      }
+      const remote = (await storedRuns(served)).sort(byRunId);
+      const local = (await storedRuns(inProcess)).sort(byRunId);
+      expect(remote.map((r) => r.run_id)).toEqual([...ids].sort());
+      expect(Object.fromEntries(remote.map((r) => [r.pipeline, r.status]))).toEqual({
+        summaries: "degraded",
+        ingest: "failed",
+        classify: "completed",
+      });
+      expect(remote.find((r) => r.pipeline === "summaries")).toMatchObject({
+        llm_calls: 3,
+        tokens: 2940,
+        retry_count: 1,
+        service_name: `otlp-${protocol}`,
+      });
+      expect(remote.map(comparable)).toEqual(local.map(comparable));
+      expect(await storedStages(served)).toEqual(await storedStages(inProcess));
+    }, 60_000);
+  }
+});
