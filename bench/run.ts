@@ -17,6 +17,7 @@ import {
 import { runHotPath } from "./hot-path.js";
 import { runIndexes } from "./indexes.js";
 import { runMemory } from "./memory.js";
+import { runOtlp } from "./otlp.js";
 import { runPersistence } from "./persistence.js";
 import { runQueries } from "./queries.js";
 import { runServer } from "./server.js";
@@ -29,6 +30,7 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchResult>
   memory: runMemory,
   indexes: runIndexes,
   server: runServer,
+  otlp: runOtlp,
 };
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

@@ -1,11 +1,9 @@
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { Agent, type ClientRequest, request } from "node:http";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import type { RunRow, StageRow } from "../dist/record/rows.js";
 import { withStore } from "../dist/store/open-store.js";
@@ -23,10 +21,8 @@ import {
   scratchDir,
   seconds,
 } from "./_report.js";
+import { type ServerProcess, startServer } from "./_server-process.js";
 import { buildQueryStore } from "./queries.js";
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const CLI = join(ROOT, "dist", "cli", "main.js");
 
 /** The goal: list and get answer at p99 ≤ 50 ms while serving 500 requests a second. */
 const P99_GOAL_MS = 50;
@@ -46,67 +42,6 @@ const REQUEST_TIMEOUT_S = 20;
 const DRAIN_S = 2;
 /** Pause after each run, so that the next starts, or the server stops, with nothing in flight. */
 const PAUSE_MS = 2000;
-
-// ---------------------------------------------------------------------------------------------
-// The server as a child process
-
-interface ServerProcess {
-  url: string;
-  pid: number;
-  /** SIGTERM, then waits for the process to exit; its exit code. */
-  stop(): Promise<number | null>;
-}
-
-/** `runtrail serve --port 0 --json` on a store; resolves once it prints its URL. */
-function startServer(db: string): Promise<ServerProcess> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" };
-  for (const name of ["RUNTRAIL_TOKENS", "RUNTRAIL_TOKENS_FILE", "RUNTRAIL_PORT"]) delete env[name];
-  const child = spawn(
-    process.execPath,
-    [CLI, "serve", "--db", db, "--port", "0", "--host", "127.0.0.1", "--json"],
-    { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let stderr = "";
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr = (stderr + chunk).slice(-8192);
-  });
-  const exited = new Promise<number | null>((resolve) => {
-    child.once("exit", (code) => resolve(code));
-  });
-  const stop = async (): Promise<number | null> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-    const code = await Promise.race([exited, sleep(30_000).then(() => "timeout" as const)]);
-    if (code !== "timeout") return code;
-    child.kill("SIGKILL");
-    throw new Error(`the server (pid ${child.pid}) did not stop within 30 s of SIGTERM: ${stderr}`);
-  };
-  return new Promise((resolve, reject) => {
-    let stdout = "";
-    const timer = setTimeout(() => {
-      void stop();
-      reject(new Error(`the server did not start within 120 s: ${stderr}`));
-    }, 120_000);
-    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-      const newline = stdout.indexOf("\n");
-      if (newline < 0) return;
-      clearTimeout(timer);
-      try {
-        const info = JSON.parse(stdout.slice(0, newline)) as { url?: unknown };
-        if (typeof info.url !== "string" || child.pid === undefined) throw new Error("no url");
-        resolve({ url: info.url, pid: child.pid, stop });
-      } catch {
-        void stop();
-        reject(new Error(`the server printed no JSON line with its url: ${stdout} ${stderr}`));
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`the server exited (code ${code}) before it listened: ${stderr}`));
-    });
-    child.once("error", reject);
-  });
-}
 
 async function fetchText(
   url: string,

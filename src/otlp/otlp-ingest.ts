@@ -2,6 +2,7 @@ import type { RunRow, StageRow } from "../record/rows.js";
 import { hrTimeToMicros } from "../record/span-view.js";
 import type { ServedStore } from "../server/served-store.js";
 import { columnsOf } from "../store/column-batch.js";
+import { STAGE_COLUMNS } from "../store/row-columns.js";
 import { stageValues } from "../store/stage-columns.js";
 import type { StoreSession } from "../store/store-session.js";
 import { columnBatchOf, SPAN_COLUMNS, type StoredSpan, writeColumns } from "../store/write-rows.js";
@@ -231,16 +232,22 @@ export class OtlpIngest {
       });
     }
 
+    // Runs of traces first seen now are appended, the others merged.
     const runs = new Map<string, RunRow>();
     const stages = new Map<string, StageRow>();
+    const newRuns = new Map<string, RunRow>();
+    const newStages = new Map<string, StageRow>();
     const staleRuns: string[] = [];
     const staleStages: RowKeys["stages"] = [];
     const provisional = new Map<TraceEntry, RowKeys | undefined>();
     let since = Number.POSITIVE_INFINITY;
-    for (const entry of touched.values()) {
+    for (const [id, entry] of touched) {
       const rows = traceRows(entry.spans, { tenant: entry.tenant, heartbeat: now * 1000 });
-      for (const run of rows.runs) runs.set(run.run_id, run);
-      for (const stage of rows.stages) stages.set(`${stage.run_id}/${stage.span_id}`, stage);
+      const isNew = fresh.has(id);
+      for (const run of rows.runs) (isNew ? newRuns : runs).set(run.run_id, run);
+      for (const stage of rows.stages) {
+        (isNew ? newStages : stages).set(`${stage.run_id}/${stage.span_id}`, stage);
+      }
       for (const span of entry.spans.values()) {
         since = Math.min(since, hrTimeToMicros(span.startTime));
       }
@@ -263,12 +270,16 @@ export class OtlpIngest {
         await writeColumns(
           session,
           columnBatchOf({
-            runs: [...runs.values()],
+            runs: [...runs.values()].filter((run) => !newRuns.has(run.run_id)),
+            newRuns: [...newRuns.values()],
             stages: [],
-            stagesToMerge: [...stages.values()],
+            stagesToMerge: [...stages.values()].filter(
+              (s) => !newStages.has(`${s.run_id}/${s.span_id}`),
+            ),
           }),
           {
             spans: columnsOf(SPAN_COLUMNS, stored),
+            newStages: columnsOf(STAGE_COLUMNS, [...newStages.values()]),
             staleRuns,
             staleStages,
             since: Math.floor(since),

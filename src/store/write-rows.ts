@@ -160,6 +160,13 @@ ${stagedSelect(SPAN_COLUMNS, "runtrail_staged_spans")}`;
 
 export const APPEND_STAGES = `INSERT INTO stages (${STAGE_NAMES}) ${stagedSelect(STAGE_COLUMNS, "runtrail_staged_stages")}`;
 
+/** Stages of runs new to the writer: appended, unless another path stored them already. */
+const APPEND_NEW_STAGES = `
+INSERT INTO stages (${STAGE_NAMES})
+SELECT n.* FROM (${stagedSelect(STAGE_COLUMNS, "runtrail_staged_new_stages")}) AS n
+ANTI JOIN (SELECT run_id, span_id FROM stages WHERE started_at >= make_timestamptz($1::BIGINT)) AS s
+  ON n.run_id = s.run_id AND n.span_id = s.span_id`;
+
 const MERGE_STAGES = `
 MERGE INTO stages USING (${stagedSelect(STAGE_COLUMNS, "runtrail_staged_merge")}) AS s
 ON stages.run_id = s.run_id AND stages.span_id = s.span_id
@@ -176,6 +183,8 @@ export async function writeRows(session: StoreSession, batch: RowBatch): Promise
 export interface WriteExtras {
   /** Spans to append to `otlp_spans`. */
   spans?: Columns;
+  /** Stage rows of runs first seen in this batch: appended, unless the store has them. */
+  newStages?: Columns;
   /** Rows the same traces gave before that they no longer give: deleted. */
   staleRuns?: readonly string[];
   staleStages?: readonly { run_id: string; span_id: string }[];
@@ -213,6 +222,10 @@ export async function writeColumns(
     if (spans !== undefined && spans.count > 0) {
       await stageColumns(session, "runtrail_staged_spans", SPAN_COLUMNS, spans, values);
     }
+    const newStages = extras.newStages;
+    if (newStages !== undefined && newStages.count > 0) {
+      await stageColumns(session, "runtrail_staged_new_stages", STAGE_COLUMNS, newStages, values);
+    }
     await stageValues(session, DICTIONARY, values);
     for (const runId of extras.staleRuns ?? []) {
       await session.run("DELETE FROM stages WHERE run_id = $1::UUID", [runId]);
@@ -231,5 +244,8 @@ export async function writeColumns(
       await session.run(MERGE_STAGES, [bound(STAGE_COLUMNS, stagesToMerge)]);
     }
     if (stages.count > 0) await session.run(APPEND_STAGES);
+    if (newStages !== undefined && newStages.count > 0) {
+      await session.run(APPEND_NEW_STAGES, [bound(STAGE_COLUMNS, newStages)]);
+    }
   });
 }

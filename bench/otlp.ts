@@ -1,0 +1,448 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import { decodeJson, decodeProtobuf } from "../dist/otlp/decode.js";
+import { ExportRequest, ExportResponse } from "../dist/otlp/otlp-schema.js";
+import { withStore } from "../dist/store/open-store.js";
+import {
+  type BenchOptions,
+  type BenchResult,
+  bytes,
+  check,
+  hex,
+  median,
+  num,
+  ratio,
+  rng,
+  scratchDir,
+} from "./_report.js";
+import { type ServerProcess, startServer } from "./_server-process.js";
+
+/** The goals: protobuf spans recorded end to end per second, and that as a share of decoding. */
+const SPANS_GOAL = 50_000;
+const SHARE_GOAL = 0.5;
+const SPANS_PER_BODY = 512;
+/** Spans of one trace: a run, 5 stages, 2 LLM calls under each. */
+const STAGES = 5;
+const CALLS_PER_STAGE = 2;
+const SPANS_PER_TRACE = 1 + STAGES * (1 + CALLS_PER_STAGE);
+/** Requests in flight at once while measuring throughput, as a Collector's exporters send. */
+const CONCURRENCY = 8;
+/** Senders in the overload run: each sends its next body as soon as it has an answer. */
+const OVERLOAD_SENDERS = 64;
+
+type Format = "protobuf" | "json";
+
+const CONTENT_TYPE: Record<Format, string> = {
+  protobuf: "application/x-protobuf",
+  json: "application/json",
+};
+
+interface Bodies {
+  format: Format;
+  bodies: Uint8Array[];
+  spans: number;
+  traces: number;
+}
+
+/** OTLP/JSON attribute values. */
+function value(v: string | number): Record<string, unknown> {
+  return typeof v === "string" ? { stringValue: v } : { intValue: String(v) };
+}
+
+function keyValues(attributes: Record<string, string | number>) {
+  return Object.entries(attributes).map(([key, v]) => ({ key, value: value(v) }));
+}
+
+/**
+ * Export requests of `SPANS_PER_BODY` spans each, in OTLP's JSON shape (ids as hex): whole
+ * traces of a run, its stages and their LLM calls, with the attributes pipelines set.
+ */
+function requests(count: number, seed: number): Record<string, unknown>[] {
+  const random = rng(seed);
+  const base = BigInt(Date.now() - 3_600_000) * 1_000_000n;
+  const out: Record<string, unknown>[] = [];
+  let t = 0n;
+  for (let b = 0; b < count; b++) {
+    const spans: Record<string, unknown>[] = [];
+    while (spans.length + SPANS_PER_TRACE <= SPANS_PER_BODY) {
+      const traceId = hex(random, 32);
+      const root = hex(random, 16);
+      const start = base + t;
+      t += 5_000_000n;
+      const span = (
+        spanId: string,
+        parent: string | undefined,
+        name: string,
+        from: bigint,
+        ms: number,
+        attributes: Record<string, string | number>,
+      ) => ({
+        traceId,
+        spanId,
+        ...(parent ? { parentSpanId: parent } : {}),
+        name,
+        kind: 1,
+        startTimeUnixNano: String(from),
+        endTimeUnixNano: String(from + BigInt(ms) * 1_000_000n),
+        attributes: keyValues(attributes),
+        status: { code: 0 },
+      });
+      spans.push(
+        span(root, undefined, "nightly-etl", start, 100 * STAGES + 10, {
+          "runtrail.pipeline.name": `pipeline-${Math.floor(random() * 20)}`,
+          "runtrail.run.stages_expected": STAGES,
+        }),
+      );
+      for (let s = 0; s < STAGES; s++) {
+        const stageId = hex(random, 16);
+        const stageStart = start + BigInt(s * 100 + 1) * 1_000_000n;
+        spans.push(
+          span(stageId, root, `stage-${s}`, stageStart, 99, {
+            "runtrail.rows.in": 1000,
+            "runtrail.rows.out": 990,
+          }),
+        );
+        for (let c = 0; c < CALLS_PER_STAGE; c++) {
+          spans.push(
+            span(
+              hex(random, 16),
+              stageId,
+              "chat gpt-4o-mini",
+              stageStart + BigInt(c * 40 + 1) * 1_000_000n,
+              30,
+              {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.usage.input_tokens": 800,
+                "gen_ai.usage.output_tokens": 120,
+              },
+            ),
+          );
+        }
+      }
+    }
+    // Fill the body to its size with spans of one more, unfinished trace's stages.
+    const traceId = hex(random, 32);
+    const parent = hex(random, 16);
+    while (spans.length < SPANS_PER_BODY) {
+      spans.push({
+        traceId,
+        spanId: hex(random, 16),
+        parentSpanId: parent,
+        name: "stage-x",
+        kind: 1,
+        startTimeUnixNano: String(base + t),
+        endTimeUnixNano: String(base + t + 1_000_000n),
+        attributes: keyValues({ "runtrail.rows.out": 1 }),
+        status: { code: 0 },
+      });
+    }
+    out.push({
+      resourceSpans: [
+        {
+          resource: {
+            attributes: keyValues({ "service.name": "bench-etl", "host.name": "bench" }),
+          },
+          scopeSpans: [{ scope: { name: "bench" }, spans }],
+        },
+      ],
+    });
+  }
+  return out;
+}
+
+function protobufOf(request: Record<string, unknown>): Uint8Array {
+  const copy = structuredClone(request) as {
+    resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[];
+  };
+  for (const rs of copy.resourceSpans) {
+    for (const ss of rs.scopeSpans) {
+      for (const span of ss.spans) {
+        for (const field of ["traceId", "spanId", "parentSpanId"]) {
+          if (typeof span[field] === "string")
+            span[field] = Buffer.from(span[field] as string, "hex");
+        }
+      }
+    }
+  }
+  return ExportRequest.encode(ExportRequest.fromObject(copy)).finish();
+}
+
+export function bodiesOf(format: Format, count: number, seed: number): Bodies {
+  const made = requests(count, seed);
+  const encoder = new TextEncoder();
+  const bodies = made.map((r) =>
+    format === "protobuf" ? protobufOf(r) : encoder.encode(JSON.stringify(r)),
+  );
+  // Whole traces, and one unfinished trace filling the rest of the body, if any.
+  const traces =
+    Math.floor(SPANS_PER_BODY / SPANS_PER_TRACE) + (SPANS_PER_BODY % SPANS_PER_TRACE > 0 ? 1 : 0);
+  return { format, bodies, spans: count * SPANS_PER_BODY, traces: count * traces };
+}
+
+/** Spans decoded per second, the same decoding the server does: the limit of ingesting. */
+function decodeRate(set: Bodies): number {
+  const decoder = new TextDecoder();
+  const once = () => {
+    const began = performance.now();
+    let spans = 0;
+    for (const body of set.bodies) {
+      const decoded =
+        set.format === "protobuf" ? decodeProtobuf(body) : decodeJson(decoder.decode(body));
+      spans += decoded.spans.length;
+    }
+    check(spans === set.spans, `decoded ${spans} spans of ${set.spans}`);
+    return set.spans / ((performance.now() - began) / 1000);
+  };
+  once();
+  return median([once(), once(), once()]);
+}
+
+interface Sent {
+  status: number;
+  retryAfter: string | null;
+  partial: boolean;
+}
+
+async function send(url: string, format: Format, body: Uint8Array): Promise<Sent> {
+  const response = await fetch(`${url}/v1/traces`, {
+    method: "POST",
+    headers: { "content-type": CONTENT_TYPE[format] },
+    body,
+  });
+  const answer = new Uint8Array(await response.arrayBuffer());
+  let partial = false;
+  if (response.status === 200) {
+    partial =
+      format === "protobuf"
+        ? ExportResponse.decode(answer).toJSON().partialSuccess !== undefined
+        : "partialSuccess" in (JSON.parse(new TextDecoder().decode(answer)) as object);
+  }
+  return { status: response.status, retryAfter: response.headers.get("retry-after"), partial };
+}
+
+/** Rows the store holds once the server has stopped. */
+async function storeCounts(
+  db: string,
+): Promise<{ spans: number; runs: number; completed: number }> {
+  return withStore(db, async (session) => {
+    const row = await session.one<{ spans: number; runs: number; completed: number }>(
+      `SELECT (SELECT count(*) FROM otlp_spans)::INTEGER AS spans,
+         (SELECT count(*) FROM runs)::INTEGER AS runs,
+         (SELECT count(*) FROM runs WHERE status = 'completed')::INTEGER AS completed`,
+    );
+    return row ?? { spans: 0, runs: 0, completed: 0 };
+  });
+}
+
+/** Every body sent, `CONCURRENCY` at a time, each retried after a 429 as exporters do. */
+async function throughput(
+  server: ServerProcess,
+  set: Bodies,
+): Promise<{ rate: number; retries: number }> {
+  let next = 0;
+  let retries = 0;
+  const began = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      for (;;) {
+        const body = set.bodies[next++];
+        if (body === undefined) return;
+        for (;;) {
+          const sent = await send(server.url, set.format, body);
+          if (sent.status === 200) {
+            check(!sent.partial, "a valid body was partly rejected");
+            break;
+          }
+          check(sent.status === 429, `POST /v1/traces answered ${sent.status}`);
+          retries += 1;
+          await sleep(Number(sent.retryAfter ?? "1") * 100);
+        }
+      }
+    }),
+  );
+  return { rate: set.spans / ((performance.now() - began) / 1000), retries };
+}
+
+/** Resident memory of a process, from /proc, in bytes. */
+function rssOf(pid: number): number | undefined {
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("VmRSS:"));
+    return line === undefined ? undefined : Number(line.split(/\s+/)[1]) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+interface Overload {
+  seconds: number;
+  offered: number;
+  accepted: number;
+  refused: number;
+  acceptedSpans: number;
+  maxRss: number;
+  rssBefore: number;
+}
+
+/** `OVERLOAD_SENDERS` senders, no retries, for `seconds`: bodies answered 429 are dropped. */
+async function overload(server: ServerProcess, set: Bodies, seconds: number): Promise<Overload> {
+  const rssBefore = rssOf(server.pid) ?? 0;
+  let maxRss = rssBefore;
+  const sampler = setInterval(() => {
+    maxRss = Math.max(maxRss, rssOf(server.pid) ?? 0);
+  }, 100);
+  let next = 0;
+  let offered = 0;
+  let accepted = 0;
+  let refused = 0;
+  const deadline = performance.now() + seconds * 1000;
+  const began = performance.now();
+  await Promise.all(
+    Array.from({ length: OVERLOAD_SENDERS }, async () => {
+      while (performance.now() < deadline) {
+        const body = set.bodies[next++];
+        if (body === undefined) return;
+        offered += 1;
+        const sent = await send(server.url, set.format, body);
+        if (sent.status === 200) accepted += 1;
+        else {
+          check(sent.status === 429 || sent.status === 503, `overload answered ${sent.status}`);
+          check(sent.retryAfter !== null, `a ${sent.status} without Retry-After`);
+          refused += 1;
+        }
+      }
+    }),
+  );
+  clearInterval(sampler);
+  return {
+    seconds: (performance.now() - began) / 1000,
+    offered,
+    accepted,
+    refused,
+    acceptedSpans: accepted * SPANS_PER_BODY,
+    maxRss,
+    rssBefore,
+  };
+}
+
+/** POST /v1/traces end to end, against decoding the same bodies, and under overload. */
+export async function runOtlp(options: BenchOptions): Promise<BenchResult> {
+  const count = options.quick ? 40 : 400;
+  const scratch = scratchDir("otlp");
+  const rows: string[][] = [
+    [
+      "format",
+      "body size",
+      "decode only (spans/s)",
+      "end to end (spans/s)",
+      "share of decode",
+      "429 retries",
+      "runs stored",
+    ],
+  ];
+  const rates: Partial<Record<Format, { e2e: number; decode: number }>> = {};
+  try {
+    for (const format of ["protobuf", "json"] as const) {
+      options.log(`otlp: building ${count} ${format} bodies of ${SPANS_PER_BODY} spans`);
+      const set = bodiesOf(format, count, format === "protobuf" ? 11 : 12);
+      const decode = decodeRate(set);
+      options.log(`otlp: ${format} decodes at ${num(decode)} spans/s; sending it to a server`);
+      const db = join(scratch.dir, `${format}.duckdb`);
+      const server = await startServer(db);
+      let result: { rate: number; retries: number };
+      try {
+        result = await throughput(server, set);
+      } finally {
+        check((await server.stop()) === 0, "the server did not exit cleanly");
+      }
+      const stored = await storeCounts(db);
+      check(stored.spans === set.spans, `stored ${stored.spans} spans of ${set.spans}`);
+      check(stored.runs === set.traces, `stored ${stored.runs} runs of ${set.traces}`);
+      const size = set.bodies.reduce((n, b) => n + b.length, 0) / set.bodies.length;
+      rows.push([
+        format,
+        bytes(size),
+        num(decode),
+        num(result.rate),
+        ratio(result.rate / decode),
+        num(result.retries),
+        `${num(stored.runs)} (${num(stored.completed)} completed)`,
+      ]);
+      rates[format] = { e2e: result.rate, decode };
+      options.log(`otlp: ${format} end to end ${num(result.rate)} spans/s`);
+    }
+
+    const seconds = options.quick ? 3 : 10;
+    const protobuf = rates.protobuf?.e2e ?? SPANS_GOAL;
+    // Enough bodies that senders never run out at ten times the rate the server sustained.
+    const overloadBodies = Math.ceil((protobuf * seconds) / SPANS_PER_BODY) * 3;
+    options.log(`otlp: overload, ${OVERLOAD_SENDERS} senders for ${seconds} s`);
+    const set = bodiesOf("protobuf", overloadBodies, 13);
+    const db = join(scratch.dir, "overload.duckdb");
+    const server = await startServer(db);
+    let load: Overload;
+    try {
+      load = await overload(server, set, seconds);
+    } finally {
+      check((await server.stop()) === 0, "the server did not exit cleanly after the overload");
+    }
+    const stored = await storeCounts(db);
+    const lost = load.acceptedSpans - stored.spans;
+    const offeredRate = (load.offered * SPANS_PER_BODY) / load.seconds;
+    const acceptedRate = load.acceptedSpans / load.seconds;
+
+    const e2e = rates.protobuf?.e2e ?? 0;
+    const share = e2e / (rates.protobuf?.decode ?? 1);
+    return {
+      name: "otlp",
+      section: {
+        title: "OTLP receiver: POST /v1/traces",
+        description: `Bodies of ${SPANS_PER_BODY} spans (whole traces of a run, ${STAGES} stages and ${CALLS_PER_STAGE} LLM calls per stage, with the attributes pipelines set), sent over loopback to \`runtrail serve\` in its own process, ${CONCURRENCY} requests in flight; each answer comes once its spans and rows are committed to DuckDB. The limit is decoding the same bodies in this process (protobuf.js for protobuf, JSON.parse and the OTLP JSON mapping for JSON). The overload run has ${OVERLOAD_SENDERS} senders, each sending its next body as soon as it has an answer, without retries; afterwards the store is opened and its spans counted.`,
+        tables: [
+          { caption: "Throughput", rows },
+          {
+            caption: "Overload (protobuf)",
+            rows: [
+              ["", "value"],
+              ["offered", `${num(offeredRate)} spans/s (${num(load.offered)} requests)`],
+              ["accepted", `${num(acceptedRate)} spans/s (${num(load.accepted)} requests)`],
+              ["offered / accepted", ratio(offeredRate / Math.max(1, acceptedRate))],
+              ["refused (429/503 with Retry-After)", num(load.refused)],
+              ["server RSS before / at most", `${bytes(load.rssBefore)} / ${bytes(load.maxRss)}`],
+              ["accepted spans missing from the store", num(lost)],
+            ],
+          },
+        ],
+        goals: [
+          {
+            name: "protobuf spans recorded per second, end to end",
+            target: `≥ ${num(SPANS_GOAL)}`,
+            measured: num(e2e),
+            met: e2e >= SPANS_GOAL,
+          },
+          {
+            name: "end to end as a share of decode-only (protobuf)",
+            target: `≥ ${ratio(SHARE_GOAL)}`,
+            measured: ratio(share),
+            met: share >= SHARE_GOAL,
+          },
+          {
+            name: "overload: nothing accepted is lost",
+            target: "0 spans",
+            measured: num(lost),
+            met: lost === 0,
+          },
+        ],
+        notes: [
+          `Memory is bounded by the receiver's queue: at most 100,000 spans accepted and not yet written (then 429), 200,000 spans of recent traces kept to rebuild their runs, and bodies of at most 16 MiB (32 MiB inflated).`,
+        ],
+      },
+    };
+  } finally {
+    scratch.remove();
+  }
+}
