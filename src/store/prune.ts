@@ -32,7 +32,10 @@ function selection(options: PruneOptions, params: SqlParams): string {
   return conditions.join(" AND ");
 }
 
-/** Deletes old runs and their stages in one transaction (or counts them, for a dry run). */
+/**
+ * Deletes old runs, their stages and the spans the OTLP receiver kept of them, in one
+ * transaction (or counts them, for a dry run).
+ */
 export async function pruneRuns(
   session: StoreSession,
   options: PruneOptions,
@@ -52,6 +55,11 @@ export async function pruneRuns(
   return session.transaction(async () => {
     const result = await count();
     await session.run(`DELETE FROM stages WHERE run_id IN (${doomed})`, params.values);
+    // What the OTLP receiver kept of the runs' spans goes with them.
+    await session.run(
+      `DELETE FROM otlp_spans WHERE trace_id IN (SELECT trace_id FROM runs WHERE ${where})`,
+      params.values,
+    );
     await session.run(`DELETE FROM runs WHERE ${where}`, params.values);
     return result;
   });

@@ -150,6 +150,20 @@ describe("POST /v1/traces", () => {
     expect(stored?.n).toBe(4);
   });
 
+  it("lets go of the spans it kept when their runs are deleted", async () => {
+    const db = tempStore();
+    const s = await served(db);
+    const r = pythonRun();
+    await sendJson(s, [r.root, r.extract]);
+    const deleted = await getJson(s.app, "/api/runs?older_than=1d", { method: "DELETE" });
+    expect(deleted).toMatchObject({ status: 200, body: { runs: 1, stages: 1 } });
+    await stop(s);
+    const stored = await withStore(db, (session) =>
+      session.one<{ n: number }>("SELECT count(*)::INTEGER AS n FROM otlp_spans"),
+    );
+    expect(stored?.n).toBe(0);
+  });
+
   it("loses nothing when the server restarts between two requests of a trace", async () => {
     const db = tempStore();
     const r = pythonRun();
