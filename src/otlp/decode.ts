@@ -31,6 +31,9 @@ const MAX_VALUE_DEPTH = 8;
 const NANOS = 1_000_000_000n;
 const SERVICE_NAME = "service.name";
 const HEX = /^[0-9a-fA-F]*$/;
+/** What most spans have of the attributes and events runtrail reads: none, shared. */
+const NO_ATTRIBUTES: Attributes = Object.freeze({});
+const NO_EVENTS: readonly SpanEventView[] = Object.freeze([]);
 
 /** Collects the spans of a request, one span at a time, rejecting the invalid ones. */
 class Collector {
@@ -156,15 +159,18 @@ function pbObject(values: PbKeyValue[], depth: number): Record<string, unknown> 
 }
 
 function pbAttributes(list: PbKeyValue[] | undefined, keep: (key: string) => boolean): Attributes {
-  const attributes: Attributes = {};
-  if (list === undefined) return attributes;
+  let attributes: Attributes | undefined;
+  if (list === undefined) return NO_ATTRIBUTES;
   for (const kv of list) {
     const key = kv.key;
     if (!key || !keep(key)) continue;
     const value = pbValue(kv.value, 0);
-    if (value !== undefined) attributes[key] = value;
+    if (value !== undefined) {
+      attributes ??= {};
+      attributes[key] = value;
+    }
   }
-  return attributes;
+  return attributes ?? NO_ATTRIBUTES;
 }
 
 function pbSpan(span: PbSpan, serviceName: string | undefined): RemoteSpan {
@@ -191,7 +197,7 @@ function pbSpan(span: PbSpan, serviceName: string | undefined): RemoteSpan {
     end,
     statusOf(span.status?.code ?? 0, span.status?.message),
     pbAttributes(span.attributes, isReadAttribute),
-    events,
+    events.length === 0 ? NO_EVENTS : events,
     serviceName,
   );
 }
@@ -298,14 +304,17 @@ function jsonObject(values: unknown, depth: number): Record<string, unknown> {
 }
 
 function jsonAttributes(list: unknown, keep: (key: string) => boolean): Attributes {
-  const attributes: Attributes = {};
-  if (!Array.isArray(list)) return attributes;
+  let attributes: Attributes | undefined;
+  if (!Array.isArray(list)) return NO_ATTRIBUTES;
   for (const kv of list) {
     if (!isObject(kv) || typeof kv.key !== "string" || !keep(kv.key)) continue;
     const value = jsonValue(kv.value, 0);
-    if (value !== undefined) attributes[kv.key] = value;
+    if (value !== undefined) {
+      attributes ??= {};
+      attributes[kv.key] = value;
+    }
   }
-  return attributes;
+  return attributes ?? NO_ATTRIBUTES;
 }
 
 function jsonId(
@@ -358,7 +367,7 @@ function jsonSpan(span: unknown, serviceName: string | undefined): RemoteSpan {
     end,
     statusOf(code, message),
     jsonAttributes(span.attributes, isReadAttribute),
-    events,
+    events.length === 0 ? NO_EVENTS : events,
     serviceName,
   );
 }

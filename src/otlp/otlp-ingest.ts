@@ -5,7 +5,7 @@ import { columnsOf } from "../store/column-batch.js";
 import { STAGE_COLUMNS } from "../store/row-columns.js";
 import { stageValues } from "../store/stage-columns.js";
 import type { StoreSession } from "../store/store-session.js";
-import { columnBatchOf, SPAN_COLUMNS, type StoredSpan, writeColumns } from "../store/write-rows.js";
+import { columnBatchOf, type StoredSpan, writeColumns } from "../store/write-rows.js";
 import { RemoteSpan } from "./remote-span.js";
 import { TraceFilter } from "./trace-filter.js";
 import { traceRows } from "./trace-rows.js";
@@ -278,7 +278,7 @@ export class OtlpIngest {
             ),
           }),
           {
-            spans: columnsOf(SPAN_COLUMNS, stored),
+            spans: stored,
             newStages: columnsOf(STAGE_COLUMNS, [...newStages.values()]),
             staleRuns,
             staleStages,

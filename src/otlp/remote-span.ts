@@ -34,10 +34,22 @@ export function isReadExceptionAttribute(key: string): boolean {
  * the attributes of {@link isReadAttribute}, `exception` events and the service name. The
  * recorder reads it as it reads a live span, so both paths give the same rows.
  */
-export class RemoteSpan implements SpanView {
-  readonly parentSpanContext: SpanContext | undefined;
-  readonly resource: { readonly attributes: Attributes };
+/** Resources by service name: one object for all the spans of a service. */
+const resources = new Map<string | undefined, { readonly attributes: Attributes }>();
 
+function resourceOf(serviceName: string | undefined): { readonly attributes: Attributes } {
+  let resource = resources.get(serviceName);
+  if (resource === undefined) {
+    resource = {
+      attributes: serviceName === undefined ? {} : { [SemconvAttributes.serviceName]: serviceName },
+    };
+    // Service names are few; a flood of distinct ones is not kept.
+    if (resources.size < 10_000) resources.set(serviceName, resource);
+  }
+  return resource;
+}
+
+export class RemoteSpan implements SpanView {
   constructor(
     readonly traceId: string,
     readonly spanId: string,
@@ -49,14 +61,18 @@ export class RemoteSpan implements SpanView {
     readonly attributes: Attributes,
     readonly events: readonly SpanEventView[],
     readonly serviceName: string | undefined,
-  ) {
-    this.parentSpanContext =
-      parentSpanId === undefined
-        ? undefined
-        : { traceId, spanId: parentSpanId, traceFlags: TraceFlags.SAMPLED };
-    this.resource = {
-      attributes: serviceName === undefined ? {} : { [SemconvAttributes.serviceName]: serviceName },
-    };
+  ) {}
+
+  // Made when asked for: a span waits in memory with as few objects of its own as it can.
+  get parentSpanContext(): SpanContext | undefined {
+    const parent = this.parentSpanId;
+    return parent === undefined
+      ? undefined
+      : { traceId: this.traceId, spanId: parent, traceFlags: TraceFlags.SAMPLED };
+  }
+
+  get resource(): { readonly attributes: Attributes } {
+    return resourceOf(this.serviceName);
   }
 
   spanContext(): SpanContext {

@@ -1,3 +1,4 @@
+import { DuckDBTimestampTZValue } from "@duckdb/node-api";
 import type { RunRow, StageRow } from "../record/rows.js";
 import {
   type Columns,
@@ -147,16 +148,25 @@ export interface StoredSpan {
   span: string;
 }
 
-export const SPAN_COLUMNS: readonly Column[] = [
-  { name: "trace_id", kind: "text" },
-  { name: "span_id", kind: "text" },
-  { name: "tenant_id", kind: "text" },
-  { name: "received_at", kind: "time" },
-  { name: "span", kind: "text" },
-];
-
-const APPEND_SPANS = `INSERT INTO otlp_spans (${SPAN_COLUMNS.map((c) => c.name).join(", ")})
-${stagedSelect(SPAN_COLUMNS, "runtrail_staged_spans")}`;
+/** Appends spans to `otlp_spans` in the session's transaction, a row at a time. */
+async function appendSpans(session: StoreSession, spans: readonly StoredSpan[]): Promise<void> {
+  const appender = await session.connection.createAppender("otlp_spans");
+  try {
+    for (const span of spans) {
+      appender.appendVarchar(span.trace_id);
+      appender.appendVarchar(span.span_id);
+      if (span.tenant_id === null) appender.appendNull();
+      else appender.appendVarchar(span.tenant_id);
+      appender.appendTimestampTZ(new DuckDBTimestampTZValue(BigInt(span.received_at)));
+      // JSON text: a NUL in a value is written \u0000, so the C string is whole.
+      appender.appendVarchar(span.span);
+      appender.endRow();
+    }
+    appender.flushSync();
+  } finally {
+    appender.closeSync();
+  }
+}
 
 export const APPEND_STAGES = `INSERT INTO stages (${STAGE_NAMES}) ${stagedSelect(STAGE_COLUMNS, "runtrail_staged_stages")}`;
 
@@ -182,7 +192,7 @@ export async function writeRows(session: StoreSession, batch: RowBatch): Promise
 /** What a write of spans received over OTLP adds to its batch of rows, in the same transaction. */
 export interface WriteExtras {
   /** Spans to append to `otlp_spans`. */
-  spans?: Columns;
+  spans?: readonly StoredSpan[];
   /** Stage rows of runs first seen in this batch: appended, unless the store has them. */
   newStages?: Columns;
   /** Rows the same traces gave before that they no longer give: deleted. */
@@ -219,9 +229,6 @@ export async function writeColumns(
     if (stages.count > 0) {
       await stageColumns(session, "runtrail_staged_stages", STAGE_COLUMNS, stages, values);
     }
-    if (spans !== undefined && spans.count > 0) {
-      await stageColumns(session, "runtrail_staged_spans", SPAN_COLUMNS, spans, values);
-    }
     const newStages = extras.newStages;
     if (newStages !== undefined && newStages.count > 0) {
       await stageColumns(session, "runtrail_staged_new_stages", STAGE_COLUMNS, newStages, values);
@@ -237,7 +244,7 @@ export async function writeColumns(
         stage.span_id,
       ]);
     }
-    if (spans !== undefined && spans.count > 0) await session.run(APPEND_SPANS);
+    if (spans !== undefined && spans.length > 0) await appendSpans(session, spans);
     if (runs.count > 0) await session.run(MERGE_RUNS, [bound(RUN_COLUMNS, runs)]);
     if (newRuns.count > 0) await session.run(APPEND_RUNS, [bound(RUN_COLUMNS, newRuns)]);
     if (stagesToMerge.count > 0) {
