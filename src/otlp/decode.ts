@@ -29,6 +29,8 @@ class InvalidSpan extends Error {}
 /** Nesting of array and key-value list attribute values beyond this is flattened to text. */
 const MAX_VALUE_DEPTH = 8;
 const NANOS = 1_000_000_000n;
+/** OTLP times are fixed64: a JSON number past this is not a time. */
+const MAX_NANOS = 2n ** 64n - 1n;
 const SERVICE_NAME = "service.name";
 const HEX = /^[0-9a-fA-F]*$/;
 /** What most spans have of the attributes and events runtrail reads: none, shared. */
@@ -74,6 +76,9 @@ function hrTimeOf(nanos: bigint): HrTime {
 function spanTimes(start: bigint | undefined, end: bigint | undefined): [HrTime, HrTime] {
   if (start === undefined || start <= 0n) throw new InvalidSpan("start_time_unix_nano is not set");
   if (end === undefined || end <= 0n) throw new InvalidSpan("end_time_unix_nano is not set");
+  if (start > MAX_NANOS || end > MAX_NANOS) {
+    throw new InvalidSpan("a time is past the 64-bit range of OTLP times");
+  }
   if (end < start) throw new InvalidSpan("end_time_unix_nano is before start_time_unix_nano");
   return [hrTimeOf(start), hrTimeOf(end)];
 }

@@ -394,9 +394,15 @@ function codeRefOf(attributes: Attributes): string | null {
   );
 }
 
+/** The last instant a deadline may be, in epoch microseconds: 9999-12-31T23:59:59Z. */
+const LAST_DEADLINE = 253_402_300_799_000_000;
+
+/** A deadline past any date a store or a `Date` holds is no deadline. */
 function deadlineOf(attributes: Attributes, startedAt: number): number | null {
   const ms = countAttribute(attributes[R.deadlineMs]);
-  return ms === undefined ? null : startedAt + Math.round(ms * 1000);
+  if (ms === undefined) return null;
+  const at = startedAt + Math.round(ms * 1000);
+  return at <= LAST_DEADLINE ? at : null;
 }
 
 function statusReasonOf(
