@@ -303,7 +303,7 @@ export class OtlpIngest {
       }
     }
     this.evict();
-    return { results, runs: runs.size };
+    return { results, runs: runs.size + newRuns.size };
   }
 
   /** Reads the stored spans of traces into memory. */
