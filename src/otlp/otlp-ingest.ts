@@ -41,6 +41,12 @@ export class IngestClosedError extends Error {
   override readonly name = "IngestClosedError";
 }
 
+/**
+ * Spans written in one transaction at most: larger writes are no faster per span and hold
+ * more memory in DuckDB while they run.
+ */
+const MAX_WRITE_SPANS = 25_000;
+
 interface Submission {
   spans: RemoteSpan[];
   tenant: string | null;
@@ -144,9 +150,14 @@ export class OtlpIngest {
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
-      const batch = this.queue;
-      this.queue = [];
-      const count = batch.reduce((n, s) => n + s.spans.length, 0);
+      // A write takes requests in the order they came, up to MAX_WRITE_SPANS (at least one).
+      let count = 0;
+      let taken = 0;
+      while (taken < this.queue.length && (taken === 0 || count < MAX_WRITE_SPANS)) {
+        count += (this.queue[taken] as Submission).spans.length;
+        taken += 1;
+      }
+      const batch = this.queue.splice(0, taken);
       const began = performance.now();
       try {
         const { results, runs } = await this.store.write((session) => this.write(session, batch));

@@ -40,6 +40,10 @@ describe("the OpenTelemetry OTLP exporters against a real server", () => {
           .filter((l) => l.startsWith("run "))
           .map((l) => l.slice(4));
         expect(ids).toHaveLength(3);
+        const metrics = await (await fetch(`${server.url}/metrics`)).text();
+        const accepted = metrics.match(/^runtrail_otlp_spans_total\{result="accepted"\} (\d+)$/m);
+        expect(Number(accepted?.[1])).toBeGreaterThanOrEqual(18);
+        expect(metrics).toMatch(/^runtrail_ingest_rows_total\{source="otlp"\} \d+$/m);
       } finally {
         await server.close();
       }
