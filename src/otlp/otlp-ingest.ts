@@ -360,18 +360,9 @@ export class OtlpIngest {
   }
 
   private async rebuildFilter(session: StoreSession): Promise<void> {
-    const row = await session.one<{ n: number }>(
-      "SELECT count(DISTINCT trace_id)::BIGINT AS n FROM otlp_spans",
-    );
-    const count = Number(row?.n ?? 0);
-    const filter = new TraceFilter(Math.max(1 << 20, count * 2));
-    const result = await session.connection.stream("SELECT DISTINCT trace_id FROM otlp_spans");
-    for (;;) {
-      const chunk = await result.fetchChunk();
-      if (chunk === null || chunk.rowCount === 0) break;
-      const column = chunk.getColumnValues(0);
-      for (const id of column) filter.add(String(id));
-    }
+    const ids = await session.all<{ trace_id: string }>("SELECT DISTINCT trace_id FROM otlp_spans");
+    const filter = new TraceFilter(Math.max(1 << 20, ids.length * 2));
+    for (const row of ids) filter.add(row.trace_id);
     this.filter = filter;
   }
 }
