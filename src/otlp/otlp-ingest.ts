@@ -149,6 +149,9 @@ export class OtlpIngest {
   }
 
   private async drain(): Promise<void> {
+    // Requests that arrived together go together: a write starts once the I/O already under
+    // way (other requests' bodies) has been read.
+    await new Promise((resolve) => setImmediate(resolve));
     while (this.queue.length > 0) {
       // A write takes requests in the order they came, up to MAX_WRITE_SPANS (at least one).
       let count = 0;
