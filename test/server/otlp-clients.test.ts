@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { RunRow } from "../../src/record/rows.js";
 import { startServer } from "../../src/server/serve.js";
-import { startFixture } from "../helpers/processes.js";
+import { runtrail, startFixture } from "../helpers/processes.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
 
@@ -65,4 +65,26 @@ describe("the OpenTelemetry OTLP exporters against a real server", () => {
       expect(await storedStages(served)).toEqual(await storedStages(inProcess));
     }, 60_000);
   }
+
+  it("include runtrail demo --otlp, which sends the example pipeline over OTLP", async () => {
+    const db = tempStore();
+    const server = await startServer({ db, port: 0, log: () => undefined });
+    let finished: Awaited<ReturnType<typeof runtrail>>;
+    try {
+      finished = await runtrail(["demo", "--otlp", server.url, "--runs", "4", "--pace", "0"]);
+    } finally {
+      await server.close();
+    }
+    expect(finished.code).toBe(0);
+    expect(finished.stderr).toContain(
+      `Sending 4 runs of the demo pipeline to ${server.url}/v1/traces`,
+    );
+    const sent = finished.stdout.match(/[0-9a-f-]{36}/g) ?? [];
+    expect(sent).toHaveLength(4);
+    const runs = await storedRuns(db);
+    expect(runs.map((r) => r.run_id).sort()).toEqual([...sent].sort());
+    expect(runs.every((r) => r.service_name === "runtrail-demo" && r.status !== "running")).toBe(
+      true,
+    );
+  }, 60_000);
 });

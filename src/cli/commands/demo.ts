@@ -1,6 +1,12 @@
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
+import { CompressionAlgorithm } from "@opentelemetry/otlp-exporter-base";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
-import { runDemo } from "../../demo/demo-pipeline.js";
+import {
+  BatchSpanProcessor,
+  NodeTracerProvider,
+  type SpanProcessor,
+} from "@opentelemetry/sdk-trace-node";
+import { type DemoRunSummary, runDemo } from "../../demo/demo-pipeline.js";
 import { RunTrailSpanProcessor } from "../../ingest/span-processor.js";
 import { resolveStorePath } from "../../store/store-path.js";
 import { COMMON_OPTIONS, COMMON_USAGE, type Command, stringValue } from "../_command.js";
@@ -17,13 +23,23 @@ export const demoCommand: Command = {
   name: "demo",
   summary: "run the bundled example pipeline into the store",
   usage: [
-    "runtrail demo [--runs 12] [--pace 1]",
+    "runtrail demo [--runs 12] [--pace 1] [--otlp URL] [--every S]",
     "",
     "  --runs N           how many runs (default 12)",
     "  --pace X           scale of the simulated stage times; 0 for no waiting (default 1)",
+    "  --otlp URL         send the spans over OTLP/HTTP (protobuf, gzip) to URL, such as a",
+    "                     Collector's http://localhost:4318 or a runtrail server, instead of",
+    "                     recording them into the store",
+    "  --every S          after those runs, one more every S seconds until stopped",
     ...COMMON_USAGE,
   ].join("\n"),
-  options: { ...COMMON_OPTIONS, runs: { type: "string" }, pace: { type: "string" } },
+  options: {
+    ...COMMON_OPTIONS,
+    runs: { type: "string" },
+    pace: { type: "string" },
+    otlp: { type: "string" },
+    every: { type: "string" },
+  },
   async run({ values, io }) {
     const runs = Number(stringValue(values, "runs") ?? "12");
     const pace = Number(stringValue(values, "pace") ?? "1");
@@ -31,24 +47,73 @@ export const demoCommand: Command = {
       throw new CliError("--runs: give a whole number of runs", ExitCode.usage);
     if (!Number.isFinite(pace) || pace < 0)
       throw new CliError("--pace: give a number from 0", ExitCode.usage);
-    const db = resolveStorePath(stringValue(values, "db"), io.env);
-    const processor = new RunTrailSpanProcessor({ db });
+    const everyText = stringValue(values, "every");
+    const every = everyText === undefined ? undefined : Number(everyText);
+    if (every !== undefined && !(Number.isFinite(every) && every > 0))
+      throw new CliError("--every: give a number of seconds above 0", ExitCode.usage);
+    const otlp = stringValue(values, "otlp");
+    let processor: SpanProcessor;
+    let where: string;
+    if (otlp !== undefined) {
+      let url: URL;
+      try {
+        url = new URL(otlp);
+      } catch {
+        throw new CliError(`--otlp: "${otlp}" is not a URL`, ExitCode.usage);
+      }
+      if (!url.pathname.endsWith("/v1/traces")) {
+        url.pathname = `${url.pathname.replace(/\/+$/, "")}/v1/traces`;
+      }
+      where = url.href;
+      processor = new BatchSpanProcessor(
+        new OTLPTraceExporter({ url: url.href, compression: CompressionAlgorithm.GZIP }),
+        { scheduledDelayMillis: 1000 },
+      );
+    } else {
+      where = resolveStorePath(stringValue(values, "db"), io.env);
+      processor = new RunTrailSpanProcessor({ db: where });
+    }
     const provider = new NodeTracerProvider({
       resource: resourceFromAttributes({ "service.name": "runtrail-demo" }),
       spanProcessors: [processor],
     });
     const tracer = provider.getTracer("runtrail-demo");
-    io.stderr(`Recording ${runs} runs of the demo pipeline into ${db}\n`);
-    const summaries = await runDemo({
-      tracer,
-      runs,
-      pace,
-      onRun: (s) => {
-        if (!values.json)
-          io.stdout(`  ${s.runId}  ${s.pipeline}  ${paintStatus(io.style, s.outcome)}\n`);
-      },
-    });
-    await provider.shutdown();
+    io.stderr(
+      `${otlp ? "Sending" : "Recording"} ${runs} runs of the demo pipeline ${otlp ? "to" : "into"} ${where}${every ? `, then one every ${every} s` : ""}\n`,
+    );
+    // Stops between runs on Ctrl-C, and on SIGTERM (as a container is stopped).
+    let stopping = false;
+    const stop = () => {
+      stopping = true;
+    };
+    void io.interrupted.then(stop);
+    process.once("SIGTERM", stop);
+    const onRun = (s: DemoRunSummary) => {
+      if (!values.json)
+        io.stdout(`  ${s.runId}  ${s.pipeline}  ${paintStatus(io.style, s.outcome)}\n`);
+    };
+    let summaries: DemoRunSummary[];
+    try {
+      summaries = await runDemo({ tracer, runs, pace, onRun, shouldStop: () => stopping });
+      if (every !== undefined) {
+        await provider.forceFlush();
+        await runDemo({
+          tracer,
+          runs: Number.MAX_SAFE_INTEGER,
+          pace,
+          first: runs + 1,
+          betweenMs: every * 1000,
+          shouldStop: () => stopping,
+          onRun: (s) => {
+            onRun(s);
+            void provider.forceFlush();
+          },
+        });
+      }
+    } finally {
+      process.off("SIGTERM", stop);
+      await provider.shutdown();
+    }
     if (values.json) {
       io.stdout(`${JSON.stringify(summaries, null, 2)}\n`);
       return ExitCode.ok;
