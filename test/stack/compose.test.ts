@@ -1,0 +1,475 @@
+/**
+ * The compose stack and the runtrail image, checked without Docker: docker-compose.yml and the
+ * Dockerfile are read as text and their references to each other and to the repo are followed.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { ROOT } from "../helpers/paths.js";
+
+interface Healthcheck {
+  test?: string | string[];
+  disable?: boolean;
+}
+
+interface PortLong {
+  target: number;
+  published?: number | string;
+  protocol?: string;
+}
+
+interface VolumeLong {
+  type?: string;
+  source?: string;
+  target: string;
+  read_only?: boolean;
+}
+
+interface Service {
+  image?: string;
+  build?: string | { context?: string };
+  command?: string | string[];
+  environment?: Record<string, string | number | boolean | null> | string[];
+  ports?: (string | number | PortLong)[];
+  volumes?: (string | VolumeLong)[];
+  depends_on?: string[] | Record<string, { condition?: string }>;
+  healthcheck?: Healthcheck;
+  restart?: string;
+}
+
+interface Compose {
+  version?: unknown;
+  services: Record<string, Service>;
+  volumes?: Record<string, unknown>;
+}
+
+const COMPOSE_TEXT = readFileSync(join(ROOT, "docker-compose.yml"), "utf8");
+const compose = parse(COMPOSE_TEXT) as Compose;
+const services = compose.services;
+const DOCKERFILE = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+
+/** Paths other people's files provide, which may not be there yet: checked when present. */
+const OPTIONAL_PREFIXES = ["./prometheus/", "./grafana/"];
+
+function service(name: string): Service {
+  const found = services[name];
+  if (found === undefined) throw new Error(`docker-compose.yml has no service ${name}`);
+  return found;
+}
+
+function commandOf(s: Service): string[] {
+  if (s.command === undefined) return [];
+  return typeof s.command === "string" ? s.command.split(/\s+/).filter(Boolean) : s.command;
+}
+
+function environmentOf(s: Service): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (Array.isArray(s.environment)) {
+    for (const entry of s.environment) {
+      const at = entry.indexOf("=");
+      if (at === -1) env[entry] = "";
+      else env[entry.slice(0, at)] = entry.slice(at + 1);
+    }
+  } else {
+    for (const [key, value] of Object.entries(s.environment ?? {})) env[key] = String(value ?? "");
+  }
+  return env;
+}
+
+function buildContextOf(s: Service): string | undefined {
+  if (s.build === undefined) return undefined;
+  return typeof s.build === "string" ? s.build : (s.build.context ?? ".");
+}
+
+/** The tag of an image reference (`name[:tag][@digest]`), if it names one. */
+function tagOf(image: string): string | undefined {
+  const name = image.split("@")[0] ?? image;
+  const colon = name.indexOf(":", name.lastIndexOf("/") + 1);
+  return colon === -1 ? undefined : name.slice(colon + 1);
+}
+
+interface Published {
+  host: number | undefined;
+  container: number;
+  protocol: string;
+}
+
+function portsOf(s: Service): Published[] {
+  return (s.ports ?? []).map((port): Published => {
+    if (typeof port === "object") {
+      return {
+        host: port.published === undefined ? undefined : Number(port.published),
+        container: Number(port.target),
+        protocol: port.protocol ?? "tcp",
+      };
+    }
+    const [spec = "", protocol = "tcp"] = String(port).split("/");
+    const parts = spec.split(":");
+    const container = Number(parts.at(-1));
+    const host = parts.length >= 2 ? Number(parts.at(-2)) : undefined;
+    return { host, container, protocol };
+  });
+}
+
+interface Mount {
+  kind: "bind" | "volume";
+  source: string;
+  target: string;
+}
+
+function mountsOf(s: Service): Mount[] {
+  return (s.volumes ?? []).map((volume): Mount => {
+    let source: string;
+    let target: string;
+    let type: string | undefined;
+    if (typeof volume === "string") {
+      const parts = volume.split(":");
+      source = parts[0] ?? "";
+      target = parts[1] ?? "";
+    } else {
+      source = volume.source ?? "";
+      target = volume.target;
+      type = volume.type;
+    }
+    const bind = type === "bind" || /^[./~]/.test(source);
+    return { kind: bind ? "bind" : "volume", source, target };
+  });
+}
+
+function hasHealthcheck(s: Service): boolean {
+  return s.healthcheck !== undefined && s.healthcheck.disable !== true && !!s.healthcheck.test;
+}
+
+function dependenciesOf(s: Service): [string, { condition?: string } | undefined][] {
+  if (s.depends_on === undefined) return [];
+  if (Array.isArray(s.depends_on)) return s.depends_on.map((name) => [name, undefined]);
+  return Object.entries(s.depends_on);
+}
+
+interface Instruction {
+  keyword: string;
+  args: string;
+}
+
+/** The Dockerfile's instructions, continuation lines joined, grouped by stage (`FROM`). */
+function dockerStages(text: string): Instruction[][] {
+  const logical: string[] = [];
+  let pending = "";
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (pending === "" && (line === "" || line.startsWith("#"))) continue;
+    if (line.endsWith("\\")) {
+      pending += `${line.slice(0, -1).trim()} `;
+      continue;
+    }
+    logical.push(pending + line);
+    pending = "";
+  }
+  if (pending !== "") logical.push(pending.trim());
+  const stages: Instruction[][] = [];
+  for (const line of logical) {
+    const match = /^(\S+)\s*(.*)$/.exec(line);
+    if (!match) continue;
+    const instruction = { keyword: (match[1] ?? "").toUpperCase(), args: match[2] ?? "" };
+    if (instruction.keyword === "FROM") stages.push([]);
+    stages.at(-1)?.push(instruction);
+  }
+  return stages;
+}
+
+const stages = dockerStages(DOCKERFILE);
+const runtimeStage = stages.at(-1) ?? [];
+
+function all(stage: Instruction[], keyword: string): string[] {
+  return stage.filter((i) => i.keyword === keyword).map((i) => i.args);
+}
+
+/** The exec-form command after `CMD` in a HEALTHCHECK instruction. */
+function dockerHealthcheck(): string[] {
+  const args = all(runtimeStage, "HEALTHCHECK")[0];
+  if (args === undefined) throw new Error("the runtime stage has no HEALTHCHECK");
+  const cmd = /\bCMD\s+(\[.*\])\s*$/.exec(args)?.[1];
+  if (cmd === undefined) throw new Error(`HEALTHCHECK is not in exec form: ${args}`);
+  return JSON.parse(cmd) as string[];
+}
+
+describe("docker-compose.yml", () => {
+  it("has the six services of the stack and no version key", () => {
+    expect(Object.keys(services).sort()).toEqual(
+      ["demo", "grafana", "jaeger", "otel-collector", "prometheus", "runtrail"].sort(),
+    );
+    expect(compose.version).toBeUndefined();
+  });
+
+  it("pins every image to a version, or builds runtrail:local from the repo", () => {
+    const built = new Set(
+      Object.values(services)
+        .filter((s) => buildContextOf(s) === "." && s.image !== undefined)
+        .map((s) => s.image),
+    );
+    expect(built).toEqual(new Set(["runtrail:local"]));
+    for (const [name, s] of Object.entries(services)) {
+      const image = s.image;
+      expect(image, `${name} names its image`).toBeDefined();
+      if (image === undefined) continue;
+      if (image === "runtrail:local") {
+        expect(built.has(image), `${name}: runtrail:local is built by a service`).toBe(true);
+        continue;
+      }
+      const tag = tagOf(image);
+      expect(tag, `${name}: ${image} has a tag`).toBeDefined();
+      expect(tag, `${name}: ${image}`).not.toBe("latest");
+      expect(tag, `${name}: ${image} is a full version`).toMatch(/^v?\d+\.\d+\.\d+/);
+    }
+  });
+
+  it("uses the major lines of each image the configuration is written for", () => {
+    expect(service("otel-collector").image).toMatch(
+      /^otel\/opentelemetry-collector-contrib:0\.1\d\d\.\d+$/,
+    );
+    expect(service("jaeger").image).toMatch(/^jaegertracing\/jaeger:2\.\d+\.\d+$/);
+    expect(service("prometheus").image).toMatch(/^prom\/prometheus:v3\.\d+\.\d+$/);
+    expect(service("grafana").image).toMatch(/^grafana\/grafana:11\.\d+\.\d+$/);
+    expect(service("demo").image).toBe("runtrail:local");
+  });
+
+  it("publishes each host port once", () => {
+    const seen = new Map<string, string>();
+    for (const [name, s] of Object.entries(services)) {
+      for (const port of portsOf(s)) {
+        expect(Number.isInteger(port.container), `${name}: ${JSON.stringify(port)}`).toBe(true);
+        if (port.host === undefined) continue;
+        const key = `${port.host}/${port.protocol}`;
+        expect(seen.get(key), `host port ${key} of ${name}`).toBeUndefined();
+        seen.set(key, name);
+      }
+    }
+    // The Collector owns OTLP on the host; Jaeger takes it inside the network only.
+    expect(seen.get("4317/tcp")).toBe("otel-collector");
+    expect(seen.get("4318/tcp")).toBe("otel-collector");
+    expect(seen.get("16686/tcp")).toBe("jaeger");
+  });
+
+  it("declares every named volume it uses, and uses every one it declares", () => {
+    const used = new Set(
+      Object.values(services).flatMap((s) =>
+        mountsOf(s)
+          .filter((m) => m.kind === "volume")
+          .map((m) => m.source),
+      ),
+    );
+    const declared = new Set(Object.keys(compose.volumes ?? {}));
+    expect(used).toEqual(declared);
+    expect(declared).toEqual(new Set(["runtrail-data", "prometheus-data", "grafana-data"]));
+  });
+
+  it("names existing services with a condition in every depends_on", () => {
+    for (const [name, s] of Object.entries(services)) {
+      for (const [dependency, options] of dependenciesOf(s)) {
+        expect(services[dependency], `${name} depends on ${dependency}`).toBeDefined();
+        expect(options?.condition, `${name} -> ${dependency} has a condition`).toMatch(
+          /^service_(started|healthy|completed_successfully)$/,
+        );
+      }
+    }
+  });
+
+  it("waits for service_healthy only on services that have a health check", () => {
+    for (const [name, s] of Object.entries(services)) {
+      for (const [dependency, options] of dependenciesOf(s)) {
+        if (options?.condition !== "service_healthy") continue;
+        const target = services[dependency];
+        expect(target && hasHealthcheck(target), `${name} -> ${dependency}`).toBe(true);
+      }
+    }
+    // The Collector's image cannot probe itself, so those who need it wait for its start.
+    expect(hasHealthcheck(service("otel-collector"))).toBe(false);
+  });
+
+  it("starts runtrail's dependents once its store is ready", () => {
+    for (const name of ["otel-collector", "prometheus"]) {
+      const dependencies = new Map(dependenciesOf(service(name)));
+      expect(dependencies.get("runtrail")?.condition, name).toBe("service_healthy");
+    }
+    const grafana = new Map(dependenciesOf(service("grafana")));
+    expect(grafana.get("prometheus")?.condition).toBe("service_healthy");
+    expect(grafana.has("jaeger")).toBe(true);
+    expect(new Map(dependenciesOf(service("demo"))).has("otel-collector")).toBe(true);
+  });
+
+  const bindMounts = Object.entries(services).flatMap(([name, s]) =>
+    mountsOf(s)
+      .filter((m) => m.kind === "bind")
+      .map((m) => ({ name, ...m })),
+  );
+
+  it("bind-mounts only paths inside the repo", () => {
+    expect(bindMounts.length).toBeGreaterThan(0);
+    for (const mount of bindMounts) expect(mount.source, mount.name).toMatch(/^\.\/[^.]/);
+  });
+
+  for (const mount of bindMounts) {
+    const optional = OPTIONAL_PREFIXES.some((prefix) => mount.source.startsWith(prefix));
+    const present = existsSync(join(ROOT, mount.source));
+    it.skipIf(optional && !present)(`has ${mount.source}, which ${mount.name} mounts`, () => {
+      expect(present).toBe(true);
+    });
+  }
+
+  it("mounts the configuration file each service's command names", () => {
+    const collectorConfig = commandOf(service("otel-collector"))
+      .find((a) => a.startsWith("--config="))
+      ?.slice("--config=".length);
+    expect(collectorConfig).toBe("/etc/otelcol-contrib/config.yaml");
+    expect(mountsOf(service("otel-collector"))).toContainEqual({
+      kind: "bind",
+      source: "./collector/otel-collector.yaml",
+      target: collectorConfig,
+    });
+
+    const prometheus = commandOf(service("prometheus"));
+    const prometheusConfig = prometheus
+      .find((a) => a.startsWith("--config.file="))
+      ?.slice("--config.file=".length);
+    expect(mountsOf(service("prometheus"))).toContainEqual({
+      kind: "bind",
+      source: "./prometheus/prometheus.yml",
+      target: prometheusConfig,
+    });
+    const storage = prometheus
+      .find((a) => a.startsWith("--storage.tsdb.path="))
+      ?.slice("--storage.tsdb.path=".length);
+    expect(mountsOf(service("prometheus"))).toContainEqual({
+      kind: "volume",
+      source: "prometheus-data",
+      target: storage,
+    });
+    expect(prometheus).toContain("--enable-feature=exemplar-storage");
+  });
+
+  const home = environmentOf(service("grafana")).GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH ?? "";
+  const homeMount = mountsOf(service("grafana")).find(
+    (m) => m.kind === "bind" && home.startsWith(`${m.target}/`),
+  );
+  const homeFile = homeMount
+    ? join(ROOT, homeMount.source, home.slice(homeMount.target.length))
+    : "";
+  it.skipIf(homeMount !== undefined && !existsSync(homeFile))(
+    "opens Grafana on a dashboard file it mounts",
+    () => {
+      expect(homeMount, `${home} is under a bind mount`).toBeDefined();
+      expect(existsSync(homeFile)).toBe(true);
+    },
+  );
+
+  it("runs runtrail on the port it publishes, open only with --insecure", () => {
+    const runtrail = service("runtrail");
+    const command = commandOf(runtrail);
+    expect(command[0]).toBe("serve");
+    expect(command[command.indexOf("--host") + 1]).toBe("0.0.0.0");
+    expect(command[command.indexOf("--port") + 1]).toBe("4319");
+    expect(command).toContain("--insecure");
+    expect(portsOf(runtrail)).toContainEqual({ host: 4319, container: 4319, protocol: "tcp" });
+    expect(mountsOf(runtrail)).toContainEqual({
+      kind: "volume",
+      source: "runtrail-data",
+      target: "/data",
+    });
+    expect(environmentOf(runtrail).RUNTRAIL_JAEGER_URL).toBe("http://localhost:16686");
+    expect(COMPOSE_TEXT).toMatch(/RUNTRAIL_TOKENS/);
+  });
+
+  it("checks runtrail's health as the image does", () => {
+    const test = service("runtrail").healthcheck?.test;
+    expect(test).toEqual(["CMD", ...dockerHealthcheck()]);
+  });
+
+  it("sends the demo's spans to the Collector's OTLP/HTTP port", () => {
+    const command = commandOf(service("demo"));
+    expect(command[0]).toBe("demo");
+    const url = new URL(command[command.indexOf("--otlp") + 1] ?? "");
+    expect(url.hostname).toBe("otel-collector");
+    expect(portsOf(service("otel-collector")).map((p) => p.container)).toContain(Number(url.port));
+    expect(command[command.indexOf("--every") + 1]).toBe("10");
+    expect(service("demo").restart).toBe("unless-stopped");
+    // Its image's health check asks for a server this container does not run.
+    expect(service("demo").healthcheck?.disable).toBe(true);
+  });
+});
+
+describe("Dockerfile", () => {
+  it("builds in one stage and runs from another, both on the same pinned Node 20 image", () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    const bases = stages.map((stage) => (stage[0]?.args ?? "").split(/\s+/)[0]);
+    for (const base of bases) expect(base).toMatch(/^node:20\.\d+\.\d+-bookworm-slim$/);
+    expect(new Set(bases).size).toBe(1);
+  });
+
+  it("installs every dependency and builds dist/ in the build stage", () => {
+    const build = stages[0] ?? [];
+    const runs = all(build, "RUN").join("\n");
+    expect(runs).toMatch(/\bnpm ci\b/);
+    expect(runs).toMatch(/\bnpm run build\b/);
+    expect(runs).not.toMatch(/--omit=dev/);
+  });
+
+  it("installs production dependencies only, without scripts, in the runtime stage", () => {
+    const install = all(runtimeStage, "RUN").find((r) => /\bnpm ci\b/.test(r));
+    expect(install).toBeDefined();
+    expect(install).toMatch(/--omit=dev\b/);
+    expect(install).toMatch(/--ignore-scripts\b/);
+    const buildName = /\bAS\s+(\S+)/i.exec(stages[0]?.[0]?.args ?? "")?.[1];
+    expect(all(runtimeStage, "COPY")).toContainEqual(
+      expect.stringMatching(new RegExp(`^--from=${buildName}\\s+/app/dist\\s`)),
+    );
+  });
+
+  it("runs as a user that is not root", () => {
+    const users = all(runtimeStage, "USER");
+    expect(users.length).toBeGreaterThan(0);
+    const user = (users.at(-1) ?? "").split(":")[0];
+    expect(user).not.toMatch(/^(root|0)$/);
+  });
+
+  it("keeps the store on a volume the user owns, and serves port 4319", () => {
+    const env = all(runtimeStage, "ENV").join(" ");
+    expect(env).toMatch(/\bRUNTRAIL_DB=\/data\/runs\.duckdb\b/);
+    expect(all(runtimeStage, "VOLUME").join(" ")).toMatch(/"\/data"|\/data\b/);
+    expect(all(runtimeStage, "RUN").join("\n")).toMatch(/chown node:node \/data/);
+    expect(all(runtimeStage, "EXPOSE").flatMap((e) => e.split(/\s+/))).toContain("4319");
+  });
+
+  it("checks readiness over HTTP with node itself", () => {
+    const command = dockerHealthcheck();
+    expect(command[0]).toBe("node");
+    expect(command.join(" ")).toContain("http://127.0.0.1:4319/readyz");
+  });
+
+  it("starts the server by default, and any runtrail command when given one", () => {
+    expect(all(runtimeStage, "ENTRYPOINT")).toEqual(['["node", "/app/dist/cli/main.js"]']);
+    const cmd = JSON.parse(all(runtimeStage, "CMD").at(-1) ?? "[]") as string[];
+    expect(cmd).toEqual(["serve", "--host", "0.0.0.0", "--port", "4319", "--insecure"]);
+  });
+
+  it("leaves out of the build context what is installed or built, and nothing it copies", () => {
+    const ignored = readFileSync(join(ROOT, ".dockerignore"), "utf8")
+      .split("\n")
+      .map((line) => line.trim())
+      .filter((line) => line !== "" && !line.startsWith("#"));
+    for (const entry of ["node_modules", "dist", ".git", ".runtrail"]) {
+      expect(ignored).toContain(entry);
+    }
+    const copied = stages
+      .flatMap((stage) => all(stage, "COPY"))
+      .filter((args) => !args.startsWith("--from="))
+      .flatMap((args) => args.split(/\s+/).slice(0, -1));
+    expect(copied).toEqual(
+      expect.arrayContaining(["package.json", "package-lock.json", "tsconfig.json", "src"]),
+    );
+    for (const path of copied) {
+      expect(ignored, path).not.toContain(path);
+      expect(existsSync(join(ROOT, path)), path).toBe(true);
+    }
+  });
+});
