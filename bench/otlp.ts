@@ -3,8 +3,9 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { decodeJson, decodeProtobuf } from "../dist/otlp/decode.js";
-import { ExportRequest, ExportResponse } from "../dist/otlp/otlp-schema.js";
+import { ExportResponse } from "../dist/otlp/otlp-schema.js";
 import { withStore } from "../dist/store/open-store.js";
+import { protobufOf } from "../test/otlp/_bodies.js";
 import {
   type BenchOptions,
   type BenchResult,
@@ -151,24 +152,7 @@ function requests(count: number, seed: number): Record<string, unknown>[] {
   return out;
 }
 
-function protobufOf(request: Record<string, unknown>): Uint8Array {
-  const copy = structuredClone(request) as {
-    resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[];
-  };
-  for (const rs of copy.resourceSpans) {
-    for (const ss of rs.scopeSpans) {
-      for (const span of ss.spans) {
-        for (const field of ["traceId", "spanId", "parentSpanId"]) {
-          if (typeof span[field] === "string")
-            span[field] = Buffer.from(span[field] as string, "hex");
-        }
-      }
-    }
-  }
-  return ExportRequest.encode(ExportRequest.fromObject(copy)).finish();
-}
-
-export function bodiesOf(format: Format, count: number, seed: number): Bodies {
+function bodiesOf(format: Format, count: number, seed: number): Bodies {
   const made = requests(count, seed);
   const encoder = new TextEncoder();
   const bodies = made.map((r) =>
@@ -204,7 +188,7 @@ interface Sent {
   partial: boolean;
 }
 
-export async function send(url: string, format: Format, body: Uint8Array): Promise<Sent> {
+async function send(url: string, format: Format, body: Uint8Array): Promise<Sent> {
   const response = await fetch(`${url}/v1/traces`, {
     method: "POST",
     headers: { "content-type": CONTENT_TYPE[format] },

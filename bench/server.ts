@@ -8,6 +8,7 @@ import autocannon from "autocannon";
 import type { RunRow, StageRow } from "../dist/record/rows.js";
 import { withStore } from "../dist/store/open-store.js";
 import { spoolRows } from "../dist/store/spool.js";
+import { blankRun } from "../test/helpers/run-row.js";
 import {
   type BenchOptions,
   type BenchResult,
@@ -405,45 +406,29 @@ function metricRows(endUs: number, random: () => number): { runs: RunRow[]; stag
       });
       at += us;
     });
-    runs.push({
-      run_id: runId,
-      trace_id: runId.replaceAll("-", ""),
-      span_id: runSpan,
-      tenant_id: null,
-      pipeline: metricPipeline(p),
-      service_name: "bench-service",
-      status: "completed",
-      status_reason: null,
-      error: null,
-      error_type: null,
-      error_message: null,
-      error_stack: null,
-      failed_stage: null,
-      input_fingerprint: null,
-      code_ref: null,
-      config_hash: null,
-      started_at: startUs,
-      finished_at: endUs,
-      duration_seconds: runUs / 1e6,
-      deadline_at: null,
-      rows_in: 1000,
-      rows_out: 1000,
-      llm_calls: METRIC_STAGES,
-      tokens: 900 * METRIC_STAGES,
-      input_tokens: 700 * METRIC_STAGES,
-      output_tokens: 200 * METRIC_STAGES,
-      stages_expected: METRIC_STAGES,
-      stages_completed: METRIC_STAGES,
-      stages_executed: [...METRIC_STAGE_NAMES],
-      stages_failed: [],
-      retry_count: 0,
-      current_stage: null,
-      metadata: null,
-      owner_host: null,
-      owner_pid: null,
-      owner_started_at: null,
-      last_heartbeat: endUs,
-    });
+    runs.push(
+      blankRun({
+        run_id: runId,
+        trace_id: runId.replaceAll("-", ""),
+        span_id: runSpan,
+        pipeline: metricPipeline(p),
+        service_name: "bench-service",
+        status: "completed",
+        started_at: startUs,
+        finished_at: endUs,
+        duration_seconds: runUs / 1e6,
+        rows_in: 1000,
+        rows_out: 1000,
+        llm_calls: METRIC_STAGES,
+        tokens: 900 * METRIC_STAGES,
+        input_tokens: 700 * METRIC_STAGES,
+        output_tokens: 200 * METRIC_STAGES,
+        stages_expected: METRIC_STAGES,
+        stages_completed: METRIC_STAGES,
+        stages_executed: [...METRIC_STAGE_NAMES],
+        last_heartbeat: endUs,
+      }),
+    );
   }
   return { runs, stages };
 }

@@ -186,7 +186,5 @@ export interface PbExportRequest {
 export const RpcCode = {
   invalidArgument: 3,
   resourceExhausted: 8,
-  unauthenticated: 16,
-  permissionDenied: 7,
   unavailable: 14,
 } as const;

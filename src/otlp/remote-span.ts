@@ -1,6 +1,5 @@
 import {
   type Attributes,
-  type AttributeValue,
   type HrTime,
   type SpanContext,
   type SpanStatus,
@@ -151,5 +150,3 @@ export function statusOf(code: number, message: string | undefined): SpanStatus 
     code === SpanStatusCode.OK || code === SpanStatusCode.ERROR ? code : SpanStatusCode.UNSET;
   return message ? { code: known, message } : { code: known };
 }
-
-export type { AttributeValue };

@@ -166,7 +166,7 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
             ? decodeProtobuf(body)
             : decodeJson(Buffer.from(body.buffer, body.byteOffset, body.length).toString("utf8"));
       } catch (error) {
-        if (error instanceof OtlpDecodeError || error instanceof RangeError) {
+        if (error instanceof OtlpDecodeError) {
           return statusResponse(format, 400, RpcCode.invalidArgument, error.message);
         }
         throw error;

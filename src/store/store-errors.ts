@@ -11,9 +11,7 @@ export type StoreErrorKind =
   /** The store was written by a newer runtrail. */
   | "too_new"
   /** The store refused the rows themselves: a value out of range, a missing field. */
-  | "invalid"
-  /** A runtrail server holds the store: rows reach it through the spool. */
-  | "served";
+  | "invalid";
 
 export class StoreError extends Error {
   override readonly name = "StoreError";

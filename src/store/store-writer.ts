@@ -267,11 +267,12 @@ export class StoreWriter implements RecordSink {
       this.failing = false;
       return;
     }
-    if (outcome.error?.kind === "served" && outcome.spooled) {
-      // Not a failure: with a server holding the store, the spool is the way in.
+    if (outcome.server !== undefined && outcome.spooled) {
       if (!this.warned.has("served")) {
         this.warned.add("served");
-        diag.info(`runtrail: ${outcome.error.message}; rows reach it through the spool`);
+        diag.info(
+          `runtrail: the store ${this.options.path} is held by the runtrail server at ${outcome.server}; rows reach it through the spool`,
+        );
       }
       this.stats.spooledSegments += 1;
       return;

@@ -24,6 +24,8 @@ export interface BatchOutcome {
   error?: { kind: StoreErrorKind; message: string };
   /** Not written but kept in the spool. */
   spooled: boolean;
+  /** A runtrail server holds the store (its URL): the spool is the way in, not a failure. */
+  server?: string;
   spoolError?: string;
   /** Neither written nor spooled: the rows, handed back for the caller to keep. */
   returned?: ColumnBatch;
@@ -84,11 +86,14 @@ export class BatchWriter {
     if (claim !== undefined) {
       // The server writes the spool in within a fraction of a second: no wait for the file.
       this.close();
-      outcome.error = {
-        kind: "served",
-        message: `the store ${this.path} is held by the runtrail server at ${claim.url}`,
-      };
+      outcome.server = claim.url;
       await this.spool(batch, outcome);
+      if (!outcome.spooled) {
+        outcome.error = {
+          kind: "locked",
+          message: `the store ${this.path} is held by the runtrail server at ${claim.url}`,
+        };
+      }
       outcome.sessionMs = performance.now() - started;
       return outcome;
     }

@@ -1,3 +1,5 @@
+import { ExportRequest } from "../../src/otlp/otlp-schema.js";
+
 /**
  * OTLP/JSON bodies written by hand, as SDKs of other languages send them: ids in hex (upper
  * case here), 64-bit integers as decimal strings, resource and scope attributes, and
@@ -90,6 +92,33 @@ export function jsonBody(spans: HandSpan[], service = "py-etl"): string {
       },
     ],
   });
+}
+
+/**
+ * An export request in OTLP's JSON shape as protobuf: the same message, its hex ids as bytes.
+ * The benchmarks build their protobuf bodies with it too.
+ */
+export function protobufOf(request: object): Uint8Array {
+  const copy = structuredClone(request) as {
+    resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[];
+  };
+  for (const rs of copy.resourceSpans) {
+    for (const ss of rs.scopeSpans) {
+      for (const span of ss.spans) {
+        for (const field of ["traceId", "spanId", "parentSpanId"]) {
+          if (typeof span[field] === "string") {
+            span[field] = Buffer.from(span[field] as string, "hex");
+          }
+        }
+      }
+    }
+  }
+  return ExportRequest.encode(ExportRequest.fromObject(copy)).finish();
+}
+
+/** {@link jsonBody}'s request, in protobuf. */
+export function protobufBody(spans: HandSpan[], service?: string): Uint8Array {
+  return protobufOf(JSON.parse(jsonBody(spans, service)) as object);
 }
 
 const TRACE = "5B8EFFF798038103D269B633813FC60C";

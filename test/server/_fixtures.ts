@@ -3,6 +3,7 @@
  * the real processor, then the store opened by a real `ServedStore` behind the real app.
  */
 
+import { afterEach } from "vitest";
 import { OtlpIngest, type OtlpIngestOptions } from "../../src/otlp/otlp-ingest.js";
 import { type AppOptions, ChangeFeed, createApp, type RunTrailApp } from "../../src/server/app.js";
 import { ServedStore } from "../../src/server/served-store.js";
@@ -150,6 +151,32 @@ export async function serveInProcess(
       changes.close();
       await ingest.close();
       await store.close();
+    },
+  };
+}
+
+/**
+ * Serves stores for the tests of a file and closes each after its test, failed or not: `stop`
+ * closes one sooner, to read its file or open it again.
+ */
+export function servedPerTest(): {
+  serve(db: string, options?: Parameters<typeof serveInProcess>[1]): Promise<Served>;
+  stop(served: Served): Promise<void>;
+} {
+  const open: Served[] = [];
+  afterEach(async () => {
+    for (const served of open.splice(0)) await served.close();
+  });
+  return {
+    async serve(db, options = {}) {
+      const served = await serveInProcess(db, options);
+      open.push(served);
+      return served;
+    },
+    async stop(served) {
+      const index = open.indexOf(served);
+      if (index >= 0) open.splice(index, 1);
+      await served.close();
     },
   };
 }

@@ -8,12 +8,13 @@
 
 import { gzipSync } from "node:zlib";
 import fc from "fast-check";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ExportRequest, ExportResponse, RpcStatus } from "../../src/otlp/otlp-schema.js";
+import { RUN_STATUSES } from "../../src/record/run-status.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import { BASE_MS, type HandSpan, jsonBody, jsonSpan, pythonRun } from "../otlp/_bodies.js";
-import { getJson, type Served, serveInProcess } from "./_fixtures.js";
+import { getJson, type Served, servedPerTest } from "./_fixtures.js";
 
 const PROTOBUF = "application/x-protobuf";
 const JSON_TYPE = "application/json";
@@ -30,25 +31,15 @@ interface Fuzzed {
   logs: string[];
 }
 
-const open: Served[] = [];
+const stores = servedPerTest();
+const stop = stores.stop;
 
-async function serve(options: Parameters<typeof serveInProcess>[1] = {}): Promise<Fuzzed> {
+async function serve(options: Parameters<typeof stores.serve>[1] = {}): Promise<Fuzzed> {
   const db = tempStore();
   const logs: string[] = [];
-  const served = await serveInProcess(db, { ...options, log: (message) => logs.push(message) });
-  open.push(served);
+  const served = await stores.serve(db, { ...options, log: (message) => logs.push(message) });
   return { served, db, logs };
 }
-
-async function stop(s: Served): Promise<void> {
-  const index = open.indexOf(s);
-  if (index >= 0) open.splice(index, 1);
-  await s.close();
-}
-
-afterEach(async () => {
-  for (const s of open.splice(0)) await s.close();
-});
 
 interface Answer {
   status: number;
@@ -117,16 +108,6 @@ function expectOtlpAnswer(answer: Answer, format: Format, f: Fuzzed): void {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const RUN_STATUSES: readonly string[] = [
-  "running",
-  "completed",
-  "failed",
-  "degraded",
-  "rejected",
-  "cancelled",
-  "timed_out",
-  "crashed",
-];
 const COUNTERS = [
   "llm_calls",
   "tokens",
@@ -167,7 +148,7 @@ async function expectWellFormedStore(f: Fuzzed): Promise<number> {
     if (
       !UUID.test(run.run_id) ||
       !/^[0-9a-f]{32}$/.test(run.trace_id) ||
-      !RUN_STATUSES.includes(run.status) ||
+      !(RUN_STATUSES as readonly string[]).includes(run.status) ||
       !Number.isFinite(run.started_at)
     ) {
       throw new Error(`a run row is not well-formed: ${where()}`);

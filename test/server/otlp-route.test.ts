@@ -1,31 +1,24 @@
 import { gzipSync } from "node:zlib";
-import { afterEach, describe, expect, it } from "vitest";
-import { ExportRequest, ExportResponse, RpcStatus } from "../../src/otlp/otlp-schema.js";
+import { describe, expect, it } from "vitest";
+import { ExportResponse, RpcStatus } from "../../src/otlp/otlp-schema.js";
 import type { RunRow } from "../../src/record/rows.js";
 import { TokenSet } from "../../src/server/tokens.js";
 import { withStore } from "../../src/store/open-store.js";
 import { reapCrashedRuns } from "../../src/store/reap.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
-import { type HandSpan, jsonBody, pythonRun } from "../otlp/_bodies.js";
-import { getJson, type Served, serveInProcess } from "./_fixtures.js";
+import { type HandSpan, jsonBody, protobufBody, pythonRun } from "../otlp/_bodies.js";
+import { getJson, type Served, servedPerTest } from "./_fixtures.js";
 
-const open: Served[] = [];
+const { serve: served, stop } = servedPerTest();
 
-async function served(db: string, options: Parameters<typeof serveInProcess>[1] = {}) {
-  const s = await serveInProcess(db, options);
-  open.push(s);
-  return s;
+/** The spans the receiver kept, read from the store once the server has let go of it. */
+async function storedSpanCount(db: string): Promise<number | undefined> {
+  const row = await withStore(db, (session) =>
+    session.one<{ n: number }>("SELECT count(*)::INTEGER AS n FROM otlp_spans"),
+  );
+  return row?.n;
 }
-
-async function stop(s: Served): Promise<void> {
-  open.splice(open.indexOf(s), 1);
-  await s.close();
-}
-
-afterEach(async () => {
-  for (const s of open.splice(0)) await s.close();
-});
 
 interface Sent {
   status: number;
@@ -144,10 +137,7 @@ describe("POST /v1/traces", () => {
     expect(again).toMatchObject({ llm_calls: 1, tokens: 1500 });
     expect(again.stages).toEqual(first.stages);
     await stop(s);
-    const stored = await withStore(db, (session) =>
-      session.one<{ n: number }>("SELECT count(*)::INTEGER AS n FROM otlp_spans"),
-    );
-    expect(stored?.n).toBe(4);
+    expect(await storedSpanCount(db)).toBe(4);
   });
 
   it("lets go of the spans it kept when their runs are deleted", async () => {
@@ -158,10 +148,7 @@ describe("POST /v1/traces", () => {
     const deleted = await getJson(s.app, "/api/runs?older_than=1d", { method: "DELETE" });
     expect(deleted).toMatchObject({ status: 200, body: { runs: 1, stages: 1 } });
     await stop(s);
-    const stored = await withStore(db, (session) =>
-      session.one<{ n: number }>("SELECT count(*)::INTEGER AS n FROM otlp_spans"),
-    );
-    expect(stored?.n).toBe(0);
+    expect(await storedSpanCount(db)).toBe(0);
   });
 
   it("loses nothing when the server restarts between two requests of a trace", async () => {
@@ -187,7 +174,7 @@ describe("POST /v1/traces", () => {
   it("takes protobuf with gzip, and answers in protobuf", async () => {
     const s = await served(tempStore());
     const r = pythonRun();
-    const body = exportRequestBody([r.root, r.extract]);
+    const body = protobufBody([r.root, r.extract]);
     const sent = await post(s, gzipSync(body), {
       "content-type": "application/x-protobuf",
       "content-encoding": "gzip",
@@ -213,7 +200,7 @@ describe("POST /v1/traces", () => {
     });
     expect(await runOf(s, r.traceId)).toMatchObject({ stages_executed: ["summarize"] });
 
-    const pb = await post(s, exportRequestBody([{ ...r.llm, traceId: "00".repeat(16) }]), {
+    const pb = await post(s, protobufBody([{ ...r.llm, traceId: "00".repeat(16) }]), {
       "content-type": "application/x-protobuf",
     });
     expect(pb.status).toBe(200);
@@ -355,21 +342,3 @@ describe("POST /v1/traces with tokens", () => {
     expect(run).toMatchObject({ tenant_id: "acme", llm_calls: 0, stages_executed: ["extract"] });
   });
 });
-
-/** A protobuf export request of hand-written spans, through the same JSON shape. */
-function exportRequestBody(spans: HandSpan[]): Uint8Array {
-  const json = JSON.parse(jsonBody(spans)) as {
-    resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[];
-  };
-  for (const rs of json.resourceSpans) {
-    for (const ss of rs.scopeSpans) {
-      for (const span of ss.spans) {
-        for (const field of ["traceId", "spanId", "parentSpanId"]) {
-          if (typeof span[field] === "string")
-            span[field] = Buffer.from(span[field] as string, "hex");
-        }
-      }
-    }
-  }
-  return ExportRequest.encode(ExportRequest.fromObject(json)).finish();
-}

@@ -7,6 +7,7 @@ import { withStore } from "../../src/store/open-store.js";
 import type { StoreSession } from "../../src/store/store-session.js";
 import { writeRows } from "../../src/store/write-rows.js";
 import { promtool, promtoolMissing } from "../helpers/promtool.js";
+import { blankRun } from "../helpers/run-row.js";
 import { tempStore } from "../helpers/temp-dir.js";
 
 const SECOND = 1000;
@@ -44,7 +45,7 @@ function runRow(spec: RunSpec): RunRow {
   const finished = spec.ms !== undefined;
   const input = spec.inputTokens ?? 0;
   const output = spec.outputTokens ?? 0;
-  return {
+  return blankRun({
     run_id: randomUUID(),
     trace_id: hex(16),
     span_id: hex(8),
@@ -52,37 +53,20 @@ function runRow(spec: RunSpec): RunRow {
     pipeline: spec.pipeline ?? "etl",
     service_name: "svc",
     status: spec.status ?? (finished ? "completed" : "running"),
-    status_reason: null,
-    error: null,
-    error_type: null,
-    error_message: null,
-    error_stack: null,
-    failed_stage: null,
-    input_fingerprint: null,
-    code_ref: null,
-    config_hash: null,
     started_at: spec.start * 1000,
     finished_at: finished ? (spec.start + (spec.ms ?? 0)) * 1000 : null,
     duration_seconds: finished ? (spec.ms ?? 0) / 1000 : null,
-    deadline_at: null,
     rows_in: spec.rowsIn ?? null,
     rows_out: spec.rowsOut ?? null,
     llm_calls: spec.llmCalls ?? 0,
     tokens: input + output,
     input_tokens: input,
     output_tokens: output,
-    stages_expected: null,
-    stages_completed: 0,
-    stages_executed: [],
-    stages_failed: [],
-    retry_count: 0,
-    current_stage: null,
-    metadata: null,
     owner_host: "host",
     owner_pid: 1,
     owner_started_at: spec.start * 1000,
     last_heartbeat: spec.start * 1000,
-  };
+  });
 }
 
 /** The same run, finished `ms` after it started. */

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -226,42 +226,39 @@ describe("Grafana provisioning", () => {
     }
   });
 
-  it.skipIf(!existsSync(COMPOSE))(
-    "matches docker-compose.yml: mounts, and the Infinity plugin installed",
-    () => {
-      const compose: unknown = parse(readFileSync(COMPOSE, "utf8"));
-      const services = isObject(compose) ? compose.services : undefined;
-      const grafana = isObject(services) ? services.grafana : undefined;
-      expect(isObject(grafana), "a grafana service").toBe(true);
-      if (!isObject(grafana)) return;
-      const mounts = new Map<string, string>();
-      for (const volume of Array.isArray(grafana.volumes) ? grafana.volumes : []) {
-        if (typeof volume === "string") {
-          const [source = "", target = ""] = volume.split(":");
-          mounts.set(source.replace(/\/$/, ""), target);
-        } else if (isObject(volume) && typeof volume.source === "string") {
-          mounts.set(volume.source.replace(/\/$/, ""), String(volume.target));
-        }
+  it("matches docker-compose.yml: mounts, and the Infinity plugin installed", () => {
+    const compose: unknown = parse(readFileSync(COMPOSE, "utf8"));
+    const services = isObject(compose) ? compose.services : undefined;
+    const grafana = isObject(services) ? services.grafana : undefined;
+    expect(isObject(grafana), "a grafana service").toBe(true);
+    if (!isObject(grafana)) return;
+    const mounts = new Map<string, string>();
+    for (const volume of Array.isArray(grafana.volumes) ? grafana.volumes : []) {
+      if (typeof volume === "string") {
+        const [source = "", target = ""] = volume.split(":");
+        mounts.set(source.replace(/\/$/, ""), target);
+      } else if (isObject(volume) && typeof volume.source === "string") {
+        mounts.set(volume.source.replace(/\/$/, ""), String(volume.target));
       }
-      expect(mounts.get("./grafana/dashboards")).toBe(DASHBOARDS_MOUNT);
-      expect(mounts.get("./grafana/provisioning")).toBe(PROVISIONING_MOUNT);
+    }
+    expect(mounts.get("./grafana/dashboards")).toBe(DASHBOARDS_MOUNT);
+    expect(mounts.get("./grafana/provisioning")).toBe(PROVISIONING_MOUNT);
 
-      const environment = grafana.environment;
-      let plugins: unknown;
-      if (Array.isArray(environment)) {
-        const entry = environment.find(
-          (e): e is string => typeof e === "string" && e.startsWith("GF_INSTALL_PLUGINS="),
-        );
-        plugins = entry?.slice("GF_INSTALL_PLUGINS=".length);
-      } else if (isObject(environment)) {
-        plugins = environment.GF_INSTALL_PLUGINS;
-      }
-      const installed = String(plugins ?? "")
-        .split(",")
-        .map((p) => p.trim().split(/\s+/)[0]);
-      expect(installed).toContain(INFINITY);
-    },
-  );
+    const environment = grafana.environment;
+    let plugins: unknown;
+    if (Array.isArray(environment)) {
+      const entry = environment.find(
+        (e): e is string => typeof e === "string" && e.startsWith("GF_INSTALL_PLUGINS="),
+      );
+      plugins = entry?.slice("GF_INSTALL_PLUGINS=".length);
+    } else if (isObject(environment)) {
+      plugins = environment.GF_INSTALL_PLUGINS;
+    }
+    const installed = String(plugins ?? "")
+      .split(",")
+      .map((p) => p.trim().split(/\s+/)[0]);
+    expect(installed).toContain(INFINITY);
+  });
 });
 
 describe("Grafana dashboards", () => {
