@@ -125,6 +125,9 @@ export function makeDataset(n: number, seed = 42): Dataset {
         input_tokens: input,
         output_tokens: output,
         metadata: seq === 0 ? { source: "s3", bucket: "orders-raw" } : null,
+        snapshot: null,
+        cache_key: null,
+        cached_from: null,
       });
       at += duration + 500;
     }
@@ -169,6 +172,11 @@ export function makeDataset(n: number, seed = 42): Dataset {
       owner_pid: pid,
       owner_started_at: ownerStartedAt,
       last_heartbeat: finishedAt,
+      resumed_from: null,
+      cached_from: null,
+      entry_point: null,
+      input_snapshot: null,
+      artifacts: null,
     });
     stages.push(...runStages);
   }

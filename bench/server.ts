@@ -403,6 +403,9 @@ function metricRows(endUs: number, random: () => number): { runs: RunRow[]; stag
         input_tokens: 700,
         output_tokens: 200,
         metadata: null,
+        snapshot: null,
+        cache_key: null,
+        cached_from: null,
       });
       at += us;
     });

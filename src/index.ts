@@ -5,11 +5,25 @@ export {
   type RunTrailStats,
 } from "./ingest/span-processor.js";
 // Helpers for pipelines.
+export type { Artifact, ArtifactContent, ArtifactOptions } from "./pipeline/artifacts.js";
 export { detectCodeRef } from "./pipeline/code-ref.js";
+export {
+  definePipeline,
+  isPipeline,
+  Pipeline,
+  type PipelineDefinition,
+  type PipelineRunOptions,
+  RESUMABLE_STATUSES,
+  ResumeError,
+  type ResumeOptions,
+  type StageDefinition,
+  type StageProgress,
+} from "./pipeline/define-pipeline.js";
 export { fingerprint } from "./pipeline/fingerprint.js";
 export type { LlmCall } from "./pipeline/llm-call.js";
-export { PipelineStage, type RowCounts } from "./pipeline/pipeline-stage.js";
+export { PipelineStage, type RowCounts, SpanRecorder } from "./pipeline/pipeline-stage.js";
 export {
+  type CachedStage,
   PipelineRun,
   type RunPipelineOptions,
   runPipeline,
@@ -28,7 +42,7 @@ export {
 } from "./query/run-stats.js";
 // The words.
 export { LlmAttributes, RunTrailAttributes, SemconvAttributes } from "./record/attributes.js";
-export type { RunRow, StageRow } from "./record/rows.js";
+export type { ArtifactRow, RunRow, StageRow } from "./record/rows.js";
 export {
   RUN_STATUSES,
   type RunStatus,

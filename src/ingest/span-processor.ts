@@ -5,6 +5,7 @@ import type { SpanView } from "../record/span-view.js";
 import { currentOwner } from "../store/process-owner.js";
 import { resolveStorePath } from "../store/store-path.js";
 import { StoreWriter, type StoreWriterStats } from "../store/store-writer.js";
+import { envEnabled } from "../util/enabled.js";
 
 /** Options of {@link RunTrailSpanProcessor}. Every one has a default. */
 export interface RunTrailSpanProcessorOptions {
@@ -74,11 +75,6 @@ const QUEUE_ENTRIES = 1024;
 const MAX_QUEUED_MS = 100;
 /** Marks an end in the queue, where a start has its parent context. */
 const ENDED = Symbol("ended");
-
-function envEnabled(env: NodeJS.ProcessEnv): boolean {
-  const value = env.RUNTRAIL_ENABLED?.trim().toLowerCase();
-  return !(value === "false" || value === "0" || value === "no" || value === "off");
-}
 
 /**
  * An OpenTelemetry span processor that records every run and stage in a DuckDB store, from the

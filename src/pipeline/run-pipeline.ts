@@ -3,6 +3,7 @@ import {
   type Attributes,
   context,
   isSpanContextValid,
+  type Link,
   type Span,
   SpanStatusCode,
   type Tracer,
@@ -11,6 +12,9 @@ import {
 import { RunTrailAttributes as R } from "../record/attributes.js";
 import { runIdOf } from "../record/run-id.js";
 import { START_MARKER_KIND, START_MARKER_NAME } from "../record/start-marker.js";
+import { resolveStorePath } from "../store/store-path.js";
+import { envEnabled } from "../util/enabled.js";
+import { RunArtifacts } from "./artifacts.js";
 import { detectCodeRef } from "./code-ref.js";
 import { PipelineStage, SpanRecorder } from "./pipeline-stage.js";
 
@@ -40,6 +44,33 @@ export interface RunPipelineOptions {
    * Default true.
    */
   startMarker?: boolean;
+  /**
+   * The store whose folder keeps the run's artifacts (and, for `definePipeline`, snapshots).
+   * Default: `RUNTRAIL_DB`, else `.runtrail/runs.duckdb`, as the span processor's.
+   */
+  store?: string;
+  /** Links of the run span, such as to the run it resumes. */
+  links?: Link[];
+  /**
+   * Keep artifacts (and snapshots). Default: true, unless `RUNTRAIL_ENABLED=false`. Spans are
+   * made either way; whether they are recorded is the span processor's switch.
+   */
+  tracking?: boolean;
+}
+
+/** Whether a run keeps artifacts and snapshots: its option, else `RUNTRAIL_ENABLED`. */
+export function trackingOn(option: boolean | undefined): boolean {
+  return option ?? envEnabled(process.env);
+}
+
+/** A stage that was not run: its output came from an earlier run's snapshot. */
+export interface CachedStage {
+  /** Snapshot of its output, when it was kept. */
+  snapshot?: string;
+  /** The run that produced the output. */
+  cachedFrom: string;
+  /** Its content address, when it has one. */
+  cacheKey?: string;
 }
 
 export interface StageOptions {
@@ -64,8 +95,9 @@ export class PipelineRun extends SpanRecorder {
     /** The run id runtrail gives this run, known from its first moment. */
     readonly runId: string,
     signal: AbortSignal | undefined,
+    artifacts: RunArtifacts | undefined,
   ) {
-    super(span, tracer);
+    super(span, tracer, artifacts, null);
     this.signal = signal ?? new AbortController().signal;
   }
 
@@ -100,7 +132,7 @@ export class PipelineRun extends SpanRecorder {
       );
       try {
         const result = await context.with(trace.setSpan(parent, span), () =>
-          body(new PipelineStage(span, this.tracer, name, attempt)),
+          body(new PipelineStage(span, this.tracer, this.artifacts, name, attempt)),
         );
         span.end();
         return result;
@@ -111,6 +143,30 @@ export class PipelineRun extends SpanRecorder {
         if (options.retryDelayMs) await sleep(options.retryDelayMs);
       }
     }
+  }
+
+  /**
+   * Records a stage that is not run because its output is known: reused from an earlier run
+   * (a cache hit, or a stage a resumed run does not repeat). Its row is `cached`.
+   */
+  cachedStage(name: string, stage: CachedStage): void {
+    const now = Date.now();
+    this.tracer
+      .startSpan(
+        name,
+        {
+          startTime: now,
+          attributes: {
+            [R.kind]: "stage",
+            [R.stageSeq]: this.stageCount++,
+            ...(stage.snapshot ? { [R.stageSnapshot]: stage.snapshot } : {}),
+            [R.stageCachedFrom]: stage.cachedFrom,
+            ...(stage.cacheKey ? { [R.stageCacheKey]: stage.cacheKey } : {}),
+          },
+        },
+        trace.setSpan(context.active(), this.span),
+      )
+      .end(now);
   }
 
   /** Declares the run rejected (its input refused); it ends `rejected` however it returns. */
@@ -138,7 +194,7 @@ export class PipelineRun extends SpanRecorder {
   }
 }
 
-function failSpan(span: Span, error: unknown): void {
+export function failSpan(span: Span, error: unknown): void {
   if (error instanceof Error) {
     // `class QuotaError extends Error {}` keeps the name "Error": its class names it better.
     const name = error.name === "Error" ? error.constructor.name : error.name;
@@ -200,10 +256,18 @@ export async function runPipeline<T>(
   timer?.unref();
   const parent = options.root ? undefined : trace.getSpanContext(context.active());
   const isTraceRoot = parent === undefined || !isSpanContextValid(parent);
-  return tracer.startActiveSpan(name, { attributes, root: options.root ?? false }, async (span) => {
+  const spanOptions = {
+    attributes,
+    root: options.root ?? false,
+    ...(options.links ? { links: options.links } : {}),
+  };
+  return tracer.startActiveSpan(name, spanOptions, async (span) => {
     const ids = span.spanContext();
     const runId = runIdOf(ids.traceId, ids.spanId, isTraceRoot);
-    const run = new PipelineRun(span, tracer, name, runId, deadline?.signal);
+    const artifacts = trackingOn(options.tracking)
+      ? new RunArtifacts(resolveStorePath(options.store), runId, tracer)
+      : undefined;
+    const run = new PipelineRun(span, tracer, name, runId, deadline?.signal, artifacts);
     if (options.startMarker ?? true) {
       tracer
         .startSpan(

@@ -39,6 +39,31 @@ export const RunTrailAttributes = {
    * in the same millisecond; this can.
    */
   stageSeq: "runtrail.stage.seq",
+  /** Run id of the failed run this run resumes. */
+  resumedFrom: "runtrail.run.resumed_from",
+  /** Run id of the run whose output this run reused whole, without running a stage. */
+  runCachedFrom: "runtrail.run.cached_from",
+  /** URL of the module that defines the pipeline, for `runtrail resume`. */
+  entryPoint: "runtrail.run.entry_point",
+  /** Snapshot of the run's input (see `snapshotRef`). */
+  inputSnapshot: "runtrail.run.input_snapshot",
+  /** Snapshot of a stage's output. */
+  stageSnapshot: "runtrail.stage.snapshot",
+  /** Content address of a stage: name, input fingerprint, code ref and config hash. */
+  stageCacheKey: "runtrail.stage.cache_key",
+  /** Run id whose snapshot a reused stage took its output from; the stage is then `cached`. */
+  stageCachedFrom: "runtrail.stage.cached_from",
+  /** Attributes of an artifact span (`runtrail.kind = "artifact"`). */
+  artifactSeq: "runtrail.artifact.seq",
+  artifactKind: "runtrail.artifact.kind",
+  artifactFile: "runtrail.artifact.file",
+  artifactMediaType: "runtrail.artifact.media_type",
+  artifactSize: "runtrail.artifact.size",
+  artifactSha256: "runtrail.artifact.sha256",
+  /** The artifact's metadata, as JSON text. */
+  artifactMetadata: "runtrail.artifact.metadata",
+  /** The stage it was made in. */
+  artifactStage: "runtrail.artifact.stage",
   /** Prefix of free-form metadata: `runtrail.metadata.source = "s3"` becomes `{ "source": "s3" }`. */
   metadataPrefix: "runtrail.metadata.",
 } as const;
@@ -77,3 +102,9 @@ export const LlmAttributes = {
   llmRequestType: "llm.request.type",
   llmTotalTokens: "llm.usage.total_tokens",
 } as const;
+
+/**
+ * `runtrail.kind` of the span an artifact is recorded with: a leaf child of the span that was
+ * current when it was made, ended at once, carrying the artifact's `runtrail.artifact.*`.
+ */
+export const ARTIFACT_KIND = "artifact";

@@ -1,4 +1,4 @@
-import { RunTrailAttributes as R } from "./attributes.js";
+import { ARTIFACT_KIND, RunTrailAttributes as R } from "./attributes.js";
 import { isLlmSpanAtStart, type LlmUsage, readLlmUsage } from "./llm-usage.js";
 import type { RunOwner } from "./owner.js";
 import type { StageRow } from "./rows.js";
@@ -155,8 +155,15 @@ export class RunRecorder {
   /** A span that never had children ended: it counts through its parent. */
   private endLeaf(span: SpanView, parent: FollowedSpan): void {
     const usage = readLlmUsage(span.attributes);
+    if (usage === undefined) {
+      if (span.attributes[R.kind] === ARTIFACT_KIND) {
+        parent.run.addArtifact(span, parent.stage);
+        this.sink.runChanged(parent.run);
+      }
+      return;
+    }
     // A leaf has nothing below it, so an unclassified one is a call too.
-    if (usage === undefined || usage.role === "aggregate") return;
+    if (usage.role === "aggregate") return;
     this.count(usage, parent.stage, parent.run, parent);
   }
 

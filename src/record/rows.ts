@@ -46,6 +46,33 @@ export interface RunRow {
   owner_pid: number | null;
   owner_started_at: number | null;
   last_heartbeat: number | null;
+  /** The failed run this one resumed. */
+  resumed_from: string | null;
+  /** The run whose output this one reused whole. */
+  cached_from: string | null;
+  /** URL of the module defining the pipeline, for `runtrail resume`. */
+  entry_point: string | null;
+  /** Snapshot of the run's input. */
+  input_snapshot: string | null;
+  /** The run's artifacts in order of creation. */
+  artifacts: ArtifactRow[] | null;
+}
+
+/** An artifact of a run: a file in `<store dir>/artifacts/<run_id>/`. */
+export interface ArtifactRow {
+  /** 1, 2, ... in order of creation. */
+  seq: number;
+  kind: string;
+  /** File name in the run's artifact folder, `NN_<kind>.<ext>`. */
+  file: string;
+  media_type: string;
+  size: number;
+  sha256: string;
+  metadata: Record<string, unknown> | null;
+  /** The stage it was made in, if any. */
+  stage: string | null;
+  /** ISO 8601. */
+  created_at: string;
 }
 
 /** Fields of run and stage rows that hold times (epoch microseconds in a row). */
@@ -101,6 +128,12 @@ export interface StageRow {
   input_tokens: number;
   output_tokens: number;
   metadata: Record<string, unknown> | null;
+  /** Snapshot of the stage's output. */
+  snapshot: string | null;
+  /** Content address of the stage execution, when it could be cached. */
+  cache_key: string | null;
+  /** For a `cached` stage: the run whose output it reused. */
+  cached_from: string | null;
 }
 
 /**

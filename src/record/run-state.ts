@@ -1,8 +1,9 @@
 import type { Attributes } from "@opentelemetry/api";
+import { isoOfMicros } from "../util/duration.js";
 import { RunTrailAttributes as R, SemconvAttributes as S } from "./attributes.js";
 import type { LlmUsage } from "./llm-usage.js";
 import type { RunOwner } from "./owner.js";
-import type { RunRow, StageRow } from "./rows.js";
+import type { ArtifactRow, RunRow, StageRow } from "./rows.js";
 import {
   finishedRunStatus,
   parseDeclaredResult,
@@ -110,6 +111,12 @@ export class RunState extends LlmTotals {
   deadlineAt: number | null;
   stagesExpected: number | null;
   metadata: Record<string, unknown> | null = null;
+  resumedFrom: string | null;
+  cachedFrom: string | null;
+  entryPoint: string | null;
+  inputSnapshot: string | null;
+  /** Artifacts in order of creation; see {@link addArtifact}. */
+  artifacts: ArtifactRow[] | null = null;
   explicitRowsIn: number | null = null;
   explicitRowsOut: number | null = null;
   explicitRetryCount: number | null = null;
@@ -165,6 +172,51 @@ export class RunState extends LlmTotals {
     this.configHash = stringAttribute(attributes[R.configHash]) ?? null;
     this.deadlineAt = deadlineOf(attributes, startedAt);
     this.stagesExpected = countAttribute(attributes[R.stagesExpected]) ?? null;
+    this.resumedFrom = stringAttribute(attributes[R.resumedFrom]) ?? null;
+    this.cachedFrom = stringAttribute(attributes[R.runCachedFrom]) ?? null;
+    this.entryPoint = stringAttribute(attributes[R.entryPoint]) ?? null;
+    this.inputSnapshot = stringAttribute(attributes[R.inputSnapshot]) ?? null;
+  }
+
+  /**
+   * Adds the artifact an artifact span describes (a span of `runtrail.kind = "artifact"`), in
+   * order of its sequence number; the same one twice is kept once.
+   */
+  addArtifact(span: SpanView, stage: StageState | undefined): void {
+    const a = span.attributes;
+    const seq = countAttribute(a[R.artifactSeq]);
+    const file = stringAttribute(a[R.artifactFile]);
+    if (seq === undefined || file === undefined) return;
+    let metadata: Record<string, unknown> | null = null;
+    const text = stringAttribute(a[R.artifactMetadata]);
+    if (text !== undefined) {
+      try {
+        const parsed: unknown = JSON.parse(text);
+        metadata =
+          parsed !== null && typeof parsed === "object"
+            ? (parsed as Record<string, unknown>)
+            : { value: parsed };
+      } catch {
+        metadata = { value: text };
+      }
+    }
+    const row: ArtifactRow = {
+      seq,
+      kind: stringAttribute(a[R.artifactKind]) ?? "artifact",
+      file,
+      media_type: stringAttribute(a[R.artifactMediaType]) ?? "application/octet-stream",
+      size: countAttribute(a[R.artifactSize]) ?? 0,
+      sha256: stringAttribute(a[R.artifactSha256]) ?? "",
+      metadata,
+      stage: stringAttribute(a[R.artifactStage]) ?? stage?.name ?? null,
+      created_at: isoOfMicros(hrTimeToMicros(span.startTime)),
+    };
+    const list = this.artifacts ?? [];
+    this.artifacts = list;
+    if (list.some((other) => other.seq === seq)) return;
+    let at = list.length;
+    while (at > 0 && (list[at - 1] as ArtifactRow).seq > seq) at--;
+    list.splice(at, 0, row);
   }
 
   get ended(): boolean {
@@ -221,9 +273,10 @@ export class RunState extends LlmTotals {
       if (index >= 0) this.openStages.splice(index, 1);
     }
     const failed = spanFailed(span);
-    const status: StageStatus = failed ? "failed" : "completed";
-    const error = failed ? spanError(span) : null;
     const attributes = span.attributes;
+    const cachedFrom = failed ? null : (stringAttribute(attributes[R.stageCachedFrom]) ?? null);
+    const status: StageStatus = failed ? "failed" : cachedFrom !== null ? "cached" : "completed";
+    const error = failed ? spanError(span) : null;
     const rowsIn = countAttribute(attributes[R.rowsIn]) ?? null;
     const rowsOut = countAttribute(attributes[R.rowsOut]) ?? null;
     const bits = this.stageNames.get(stage.name) ?? 0;
@@ -266,6 +319,9 @@ export class RunState extends LlmTotals {
       input_tokens: stage.inputTokens,
       output_tokens: stage.outputTokens,
       metadata: metadataOf(attributes),
+      snapshot: stringAttribute(attributes[R.stageSnapshot]) ?? null,
+      cache_key: stringAttribute(attributes[R.stageCacheKey]) ?? null,
+      cached_from: cachedFrom,
     };
     if (this.endedSpan !== undefined) this.end(this.endedSpan);
     return stage.row;
@@ -288,6 +344,10 @@ export class RunState extends LlmTotals {
     this.explicitRowsOut = countAttribute(attributes[R.rowsOut]) ?? null;
     this.explicitRetryCount = countAttribute(attributes[R.retryCount]) ?? null;
     this.metadata = metadataOf(attributes);
+    this.resumedFrom = stringAttribute(attributes[R.resumedFrom]) ?? this.resumedFrom;
+    this.cachedFrom = stringAttribute(attributes[R.runCachedFrom]) ?? this.cachedFrom;
+    this.entryPoint = stringAttribute(attributes[R.entryPoint]) ?? this.entryPoint;
+    this.inputSnapshot = stringAttribute(attributes[R.inputSnapshot]) ?? this.inputSnapshot;
 
     const declared =
       parseDeclaredResult(attributes[R.result]) ??
@@ -299,7 +359,8 @@ export class RunState extends LlmTotals {
       declared,
       deadlineExceeded,
       stageFailed: this.failedNames > 0,
-      retried: this.retryCount() > 0,
+      // A resumed run counts the run it resumes as a try; only its own retries degrade it.
+      retried: this.resumedFrom === null ? this.retryCount() > 0 : this.retries > 0,
     });
     const rootError = rootFailed ? spanError(span) : null;
     const stageError = this.lastFailedStage;
@@ -372,6 +433,11 @@ export class RunState extends LlmTotals {
       owner_pid: this.owner?.pid ?? null,
       owner_started_at: this.owner?.startedAt ?? null,
       last_heartbeat: heartbeat,
+      resumed_from: this.resumedFrom,
+      cached_from: this.cachedFrom,
+      entry_point: this.entryPoint,
+      input_snapshot: this.inputSnapshot,
+      artifacts: this.artifacts === null ? null : [...this.artifacts],
     };
   }
 }

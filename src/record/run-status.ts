@@ -11,7 +11,8 @@ export const RUN_STATUSES = [
 ] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
-export const STAGE_STATUSES = ["running", "completed", "failed"] as const;
+/** `cached`: completed by reusing an earlier execution's output, its body not run. */
+export const STAGE_STATUSES = ["running", "completed", "failed", "cached"] as const;
 export type StageStatus = (typeof STAGE_STATUSES)[number];
 
 export function isRunStatus(value: string): value is RunStatus {

@@ -115,9 +115,24 @@ export const StageSchema = z
   .object({ ...rowSchema(STAGE_COLUMNS), status: z.enum(STAGE_STATUSES) })
   .openapi("Stage");
 
+export const ArtifactSchema = z
+  .object({
+    seq: z.number().int(),
+    kind: z.string(),
+    file: z.string(),
+    media_type: z.string(),
+    size: z.number().int(),
+    sha256: z.string(),
+    metadata: z.record(z.string(), z.unknown()).nullable(),
+    stage: z.string().nullable(),
+    created_at: z.string().openapi({ format: "date-time" }),
+  })
+  .openapi("Artifact");
+
 export const RunSchema = z
   .object({
     ...rowSchema(RUN_COLUMNS),
+    artifacts: z.array(ArtifactSchema).nullable(),
     run_id: z.string().openapi({ format: "uuid" }),
     pipeline: z.string(),
     status: z.enum(RUN_STATUSES),

@@ -100,6 +100,24 @@ CREATE TABLE otlp_spans (
   span VARCHAR NOT NULL
 )`;
 
+/** Resume, cached stages and artifacts. Columns are added at the end, in row order. */
+const RESUME_V3 = [
+  "ALTER TABLE runs ADD COLUMN resumed_from UUID",
+  "ALTER TABLE runs ADD COLUMN cached_from UUID",
+  "ALTER TABLE runs ADD COLUMN entry_point VARCHAR",
+  "ALTER TABLE runs ADD COLUMN input_snapshot VARCHAR",
+  "ALTER TABLE runs ADD COLUMN artifacts JSON",
+  "ALTER TABLE stages ADD COLUMN snapshot VARCHAR",
+  "ALTER TABLE stages ADD COLUMN cache_key VARCHAR",
+  "ALTER TABLE stages ADD COLUMN cached_from UUID",
+  // Artifacts live in their run's row; this reads them as rows of their own.
+  `CREATE VIEW artifacts AS
+   SELECT r.run_id, a.seq::INTEGER AS seq, a.kind, a.file, a.media_type, a.size::BIGINT AS size,
+     a.sha256, a.metadata, a.stage, a.created_at::TIMESTAMPTZ AS created_at
+   FROM runs r, unnest(from_json(r.artifacts, '[{"seq":"INTEGER","kind":"VARCHAR","file":"VARCHAR","media_type":"VARCHAR","size":"BIGINT","sha256":"VARCHAR","metadata":"JSON","stage":"VARCHAR","created_at":"VARCHAR"}]')) AS t(a)
+   WHERE r.artifacts IS NOT NULL`,
+];
+
 const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -126,6 +144,13 @@ const MIGRATIONS: readonly Migration[] = [
     description: "spans received over OTLP, kept to rebuild their runs as more arrive",
     async up(session) {
       await session.run(OTLP_SPANS_V2);
+    },
+  },
+  {
+    version: 3,
+    description: "resumed and cached runs and stages, snapshots, artifacts",
+    async up(session) {
+      for (const statement of RESUME_V3) await session.run(statement);
     },
   },
 ];

@@ -1,7 +1,15 @@
-import { existsSync, renameSync, rmSync, statSync } from "node:fs";
+import { existsSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { SqlParams } from "../query/sql-params.js";
 import type { RunStatus } from "../record/run-status.js";
 import { sqlIdentifier, sqlString } from "./sql-literal.js";
+import {
+  artifactFolderOf,
+  checkpointFolderOf,
+  snapshotFileOf,
+  snapshotFolderOf,
+} from "./store-files.js";
 import type { StoreSession } from "./store-session.js";
 
 export interface PruneOptions {
@@ -13,11 +21,20 @@ export interface PruneOptions {
   tenant?: string;
   /** Count what would go, change nothing. */
   dryRun: boolean;
+  /**
+   * Snapshots no run or stage refers to any more are deleted once they are this old: a
+   * pipeline may have written one whose row has not reached the store yet. Default 1 hour.
+   */
+  snapshotGraceMs?: number;
 }
 
 export interface PruneResult {
   runs: number;
   stages: number;
+  /** Artifact folders removed with their runs. */
+  artifactFolders?: number;
+  /** Snapshot files no remaining run refers to, removed. */
+  snapshots?: number;
 }
 
 function selection(options: PruneOptions, params: SqlParams): string {
@@ -52,7 +69,11 @@ export async function pruneRuns(
     return { runs: row?.runs ?? 0, stages: row?.stages ?? 0 };
   };
   if (options.dryRun) return count();
-  return session.transaction(async () => {
+  const withArtifacts = await session.all<{ run_id: string }>(
+    `SELECT run_id::VARCHAR AS run_id FROM runs WHERE ${where} AND artifacts IS NOT NULL`,
+    params.values,
+  );
+  const result = await session.transaction(async () => {
     const result = await count();
     await session.run(`DELETE FROM stages WHERE run_id IN (${doomed})`, params.values);
     // What the OTLP receiver kept of the runs' spans goes with them.
@@ -63,6 +84,78 @@ export async function pruneRuns(
     await session.run(`DELETE FROM runs WHERE ${where}`, params.values);
     return result;
   });
+  // The rows are gone: their files go after them, so no row is left pointing at nothing.
+  let artifactFolders = 0;
+  for (const { run_id } of withArtifacts) {
+    const folder = artifactFolderOf(session.path, run_id);
+    if (existsSync(folder)) {
+      rmSync(folder, { recursive: true, force: true });
+      artifactFolders++;
+    }
+  }
+  const snapshots =
+    result.runs > 0 ? await collectSnapshots(session, options.snapshotGraceMs ?? 3_600_000) : 0;
+  return { ...result, artifactFolders, snapshots };
+}
+
+/**
+ * Deletes snapshot files that no run or stage of the store refers to and that are older than
+ * `graceMs`, then the checkpoints that named them. Snapshots are shared by content, so one
+ * stays while any run still uses it.
+ */
+export async function collectSnapshots(session: StoreSession, graceMs: number): Promise<number> {
+  const folder = snapshotFolderOf(session.path);
+  if (!existsSync(folder)) return 0;
+  const referenced = new Set(
+    (
+      await session.all<{ ref: string }>(
+        `SELECT snapshot AS ref FROM stages WHERE snapshot IS NOT NULL
+         UNION SELECT input_snapshot FROM runs WHERE input_snapshot IS NOT NULL`,
+      )
+    ).map((r) => r.ref.slice(r.ref.indexOf(":") + 1)),
+  );
+  const cutoff = Date.now() - graceMs;
+  let removed = 0;
+  for (const shard of readdirSync(folder)) {
+    const shardFolder = join(folder, shard);
+    if (!/^[0-9a-f]{2}$/.test(shard)) continue;
+    for (const file of readdirSync(shardFolder)) {
+      const match = /^([0-9a-f]{64})\.(json|bin)$/.exec(file);
+      if (match === null || referenced.has(match[1] as string)) continue;
+      const path = join(shardFolder, file);
+      if (statSync(path).mtimeMs > cutoff) continue;
+      rmSync(path, { force: true });
+      removed++;
+    }
+  }
+  if (removed > 0) await dropDanglingCheckpoints(session.path);
+  return removed;
+}
+
+/** Checkpoints whose snapshots are gone can never be used again. */
+async function dropDanglingCheckpoints(storePath: string): Promise<void> {
+  const folder = checkpointFolderOf(storePath);
+  if (!existsSync(folder)) return;
+  const exists = (ref: string) => {
+    if (ref === "none") return true;
+    const file = snapshotFileOf(storePath, ref);
+    return file !== undefined && existsSync(file);
+  };
+  for (const file of readdirSync(folder)) {
+    if (!file.endsWith(".json")) continue;
+    const path = join(folder, file);
+    try {
+      const checkpoint = JSON.parse(await readFile(path, "utf8")) as {
+        snapshot?: string;
+        stages?: { snapshot: string }[];
+      };
+      const refs = [checkpoint.snapshot ?? "", ...(checkpoint.stages ?? []).map((s) => s.snapshot)];
+      if (refs.every(exists)) continue;
+    } catch {
+      // An unreadable checkpoint is of no use either.
+    }
+    rmSync(path, { force: true });
+  }
 }
 
 /**

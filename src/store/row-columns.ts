@@ -62,6 +62,11 @@ export const RUN_COLUMNS = columns<RunRow>({
   owner_pid: "integer",
   owner_started_at: "time",
   last_heartbeat: "time",
+  resumed_from: "uuid",
+  cached_from: "uuid",
+  entry_point: "text",
+  input_snapshot: "text",
+  artifacts: "json",
 });
 
 /** Every column of `stages`, in table order. */
@@ -86,6 +91,9 @@ export const STAGE_COLUMNS = columns<StageRow>({
   input_tokens: "bigint",
   output_tokens: "bigint",
   metadata: "json",
+  snapshot: "text",
+  cache_key: "text",
+  cached_from: "uuid",
 });
 
 /** SQL that reads a column into its row-object form: numbers, strings and arrays. */

@@ -40,6 +40,11 @@ export function blankRun(
     owner_pid: null,
     owner_started_at: null,
     last_heartbeat: null,
+    resumed_from: null,
+    cached_from: null,
+    entry_point: null,
+    input_snapshot: null,
+    artifacts: null,
     ...fields,
   };
 }

@@ -110,6 +110,9 @@ function stageRow(
     input_tokens: 0,
     output_tokens: 0,
     metadata: null,
+    snapshot: null,
+    cache_key: null,
+    cached_from: null,
   };
 }
 
