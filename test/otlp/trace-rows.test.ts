@@ -38,7 +38,7 @@ async function recordBothWays(): Promise<{
     resource: resourceFromAttributes({ "service.name": "otlp-test" }),
     spanProcessors: [processor, new SimpleSpanProcessor(exporter)],
   });
-  await sampleRuns(provider.getTracer("t"));
+  await sampleRuns(provider.getTracer("t"), db);
   // Taken before shutting down, which empties the exporter.
   const spans = [...exporter.getFinishedSpans()];
   await provider.shutdown();
@@ -80,6 +80,15 @@ describe("the rows of spans received over OTLP", () => {
       ingest: "failed",
       classify: "completed",
     });
+    // The artifacts and the reused stage travel as spans like the rest.
+    const classify = inProcess.runs.find((r) => r.pipeline === "classify");
+    expect(classify?.artifacts?.map((a) => [a.file, a.stage])).toEqual([
+      ["01_input.txt", null],
+      ["02_labels.json", "label"],
+    ]);
+    expect(
+      inProcess.stages.filter((s) => s.run_id === classify?.run_id).map((s) => s.status),
+    ).toEqual(["cached", "completed"]);
     const json = decodeJson(
       new TextDecoder().decode(JsonTraceSerializer.serializeRequest(inProcess.spans)),
     );
