@@ -41,6 +41,8 @@ export interface PipelineDefinition {
 
 /** What a stage did, told as it happens (for progress output). */
 export interface StageProgress {
+  /** The run the stage belongs to. */
+  runId: string;
   /** 1-based place of the stage. */
   index: number;
   total: number;
@@ -254,13 +256,6 @@ export class Pipeline<In = unknown, Out = unknown> {
       });
     }
     const { onProgress, cache: _cache, ...runOptions } = options;
-    const tell = (progress: StageProgress) => {
-      try {
-        onProgress?.(progress);
-      } catch (error) {
-        diag.warn(`runtrail: onProgress threw: ${(error as Error).message}`);
-      }
-    };
 
     return runPipeline(
       this.name,
@@ -273,6 +268,13 @@ export class Pipeline<In = unknown, Out = unknown> {
         ...(links.length > 0 ? { links } : {}),
       },
       async (run) => {
+        const tell = (progress: Omit<StageProgress, "runId">) => {
+          try {
+            onProgress?.({ runId: run.runId, ...progress });
+          } catch (error) {
+            diag.warn(`runtrail: onProgress threw: ${(error as Error).message}`);
+          }
+        };
         if (wholeRun) {
           wholeRun.stages?.forEach((stage, i) => {
             run.cachedStage(stage.name, { snapshot: stage.snapshot, cachedFrom: wholeRun.run_id });

@@ -195,7 +195,7 @@ describe("runtrail serve", () => {
     try {
       const pipeline = startFixture(
         "pipeline.ts",
-        ["--runs", "1", "--stages", "4", "--stage-ms", "400"],
+        ["--runs", "1", "--stages", "4", "--stage-ms", "400", "--defined"],
         { env: { RUNTRAIL_DB: db } },
       );
       const runId = (await pipeline.line((l) => l.startsWith("started "))).split(" ")[1];
@@ -218,7 +218,13 @@ describe("runtrail serve", () => {
       expect(completedStages).toEqual(["stage_0", "stage_1", "stage_2", "stage_3"]);
       const statuses = events.filter((e) => e.event === "status").map((e) => e.data);
       // Seen while it ran, stage by stage, then finished.
-      expect(statuses.filter((s) => s.status === "running").length).toBeGreaterThanOrEqual(2);
+      const running = statuses.filter((s) => s.status === "running");
+      expect(running.length).toBeGreaterThanOrEqual(2);
+      // Progress "k/n" of the declared stages, rising while the run goes.
+      const progress = running.map((s) => s.progress as string);
+      expect(progress.every((p) => /^[0-3]\/4$/.test(p))).toBe(true);
+      expect(new Set(progress).size).toBeGreaterThanOrEqual(2);
+      expect(statuses.at(-1)).toMatchObject({ progress: "4/4" });
       expect(statuses.at(-1)).toMatchObject({ status: "completed", finished: true });
       expect(events.at(-1)?.event).toBe("end");
       await pipeline.exited;
