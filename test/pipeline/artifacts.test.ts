@@ -69,6 +69,27 @@ describe("artifacts", () => {
       const bytes = readFileSync(join(folder, a.file));
       expect([bytes.length, sha256(bytes)]).toEqual([a.size, a.sha256]);
     }
+    // The store's artifacts view reads the same list as rows.
+    const viewed = await withStore(r.db, (session) =>
+      session.all<{
+        run_id: string;
+        seq: number;
+        file: string;
+        size: number;
+        stage: string | null;
+      }>(
+        "SELECT run_id::VARCHAR AS run_id, seq, file, size::DOUBLE AS size, stage FROM artifacts ORDER BY seq",
+      ),
+    );
+    expect(viewed).toEqual(
+      artifacts.map((a) => ({
+        run_id: run.run_id,
+        seq: a.seq,
+        file: a.file,
+        size: a.size,
+        stage: a.stage,
+      })),
+    );
     expect(JSON.parse(readFileSync(join(folder, "07_error.json"), "utf8"))).toMatchObject({
       type: "RangeError",
       message: "too wide",
