@@ -15,6 +15,7 @@ import { InvalidIdPrefixError, normalizeIdPrefix } from "../record/run-id.js";
 import { isFinished, type RunStatus } from "../record/run-status.js";
 import { pruneRuns } from "../store/prune.js";
 import { isoOfMicros, parseDuration, parseTimePoint } from "../util/duration.js";
+import { registerArtifactRoutes } from "./artifact-routes.js";
 import { registerOtlpRoute } from "./otlp-route.js";
 import {
   DeleteResultSchema,
@@ -667,6 +668,8 @@ export function createApp(options: AppOptions) {
       return c.json({ ...result, dry_run: dryRun }, 200);
     },
   );
+
+  registerArtifactRoutes(app, { findOne, storePath: () => store().path });
 
   registerOtlpRoute(app, {
     ingest: () => (options.store()?.ready ? options.otlp?.() : undefined),

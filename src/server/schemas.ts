@@ -129,6 +129,31 @@ export const ArtifactSchema = z
   })
   .openapi("Artifact");
 
+export const ArtifactLinkSchema = ArtifactSchema.extend({
+  url: z.string().openapi({
+    description: "where its file is served: /api/runs/<run_id>/artifacts/<seq>",
+    example: "/api/runs/0af7651b-6f3d-4b2c-9a1e-3f0c2d8e4b5a/artifacts/1",
+  }),
+}).openapi("ArtifactLink");
+
+export const ArtifactListSchema = z
+  .object({ run_id: z.string(), artifacts: z.array(ArtifactLinkSchema) })
+  .openapi("ArtifactList");
+
+export const ArtifactRefParam = IdParam.extend({
+  ref: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/,
+      "a sequence number, or an artifact kind (letters, digits, _ and -)",
+    )
+    .openapi({
+      param: { name: "ref", in: "path" },
+      description:
+        "an artifact's sequence number (digits), or a kind, for the latest artifact of that kind",
+    }),
+});
+
 export const RunSchema = z
   .object({
     ...rowSchema(RUN_COLUMNS),
