@@ -12,7 +12,10 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` would run the build before the sources are copied; it is the next
 # step. No dependency needs an install script (DuckDB's bindings come prebuilt in a package).
-RUN npm ci --ignore-scripts --no-audit --no-fund
+# `npm install` rather than `npm ci`: the lock file pins every version, but lists the prebuilt
+# DuckDB and Biome packages of the platform it was made on only, and `npm ci` refuses a lock
+# file without those of every platform; `npm install` adds the image's own from the registry.
+RUN npm install --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build && rm -f dist/.tsbuildinfo
@@ -23,7 +26,7 @@ ENV NODE_ENV=production \
     RUNTRAIL_DB=/data/runs.duckdb
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm install --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 # The store, its write-ahead log, spool and claim file live in /data: the only place written.
 RUN mkdir -p /data && chown node:node /data

@@ -2,11 +2,13 @@
  * The compose stack and the runtrail image, checked without Docker: docker-compose.yml and the
  * Dockerfile are read as text and their references to each other and to the repo are followed.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { ROOT } from "../helpers/paths.js";
+import { start } from "../helpers/processes.js";
+import { tempDir } from "../helpers/temp-dir.js";
 
 interface Healthcheck {
   test?: string | string[];
@@ -401,13 +403,13 @@ describe("Dockerfile", () => {
   it("installs every dependency and builds dist/ in the build stage", () => {
     const build = stages[0] ?? [];
     const runs = all(build, "RUN").join("\n");
-    expect(runs).toMatch(/\bnpm ci\b/);
+    expect(runs).toMatch(/\bnpm install\b/);
     expect(runs).toMatch(/\bnpm run build\b/);
     expect(runs).not.toMatch(/--omit=dev/);
   });
 
   it("installs production dependencies only, without scripts, in the runtime stage", () => {
-    const install = all(runtimeStage, "RUN").find((r) => /\bnpm ci\b/.test(r));
+    const install = all(runtimeStage, "RUN").find((r) => /\bnpm install\b/.test(r));
     expect(install).toBeDefined();
     expect(install).toMatch(/--omit=dev\b/);
     expect(install).toMatch(/--ignore-scripts\b/);
@@ -416,6 +418,22 @@ describe("Dockerfile", () => {
       expect.stringMatching(new RegExp(`^--from=${buildName}\\s+/app/dist\\s`)),
     );
   });
+
+  it("has install steps npm accepts with this lock file (each run with --dry-run)", async () => {
+    const installs = stages
+      .flatMap((stage) => all(stage, "RUN"))
+      .map((run) => /\bnpm (?:install|ci)\b[^&]*/.exec(run)?.[0].trim())
+      .filter((command): command is string => command !== undefined);
+    expect(installs).toHaveLength(2);
+    const folder = tempDir();
+    copyFileSync(join(ROOT, "package.json"), join(folder, "package.json"));
+    copyFileSync(join(ROOT, "package-lock.json"), join(folder, "package-lock.json"));
+    for (const command of installs) {
+      const [, ...args] = command.split(/\s+/);
+      const done = await start("npm", [...args, "--dry-run"], { cwd: folder }).exited;
+      expect(done.code, `${command}: ${done.stderr}`).toBe(0);
+    }
+  }, 120_000);
 
   it("runs as a user that is not root", () => {
     const users = all(runtimeStage, "USER");
