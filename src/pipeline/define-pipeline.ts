@@ -6,7 +6,7 @@ import { detectCodeRef } from "./code-ref.js";
 import { fingerprint } from "./fingerprint.js";
 import type { PipelineStage } from "./pipeline-stage.js";
 import { type RunPipelineOptions, runPipeline, trackingOn } from "./run-pipeline.js";
-import { runCacheKey, type SnapshotRef, SnapshotStore, stageCacheKey } from "./snapshots.js";
+import { contentAddress, type SnapshotRef, SnapshotStore } from "./snapshots.js";
 import { readStoredRun, type StoredRun } from "./stored-run.js";
 
 /** One named stage: a function from the previous stage's output (or the run's input) to its own. */
@@ -220,9 +220,9 @@ export class Pipeline<In = unknown, Out = unknown> {
       options.inputFingerprint ?? (resume ? undefined : tryFingerprint(input));
     const runKey =
       cacheOn && !resume && inputFingerprint !== undefined
-        ? runCacheKey({
+        ? contentAddress("run", {
             pipeline: this.name,
-            stages: this.stages.map((s) => s.name),
+            stage: this.stages.map((s) => s.name),
             inputFingerprint,
             codeRef,
             configHash,
@@ -313,7 +313,7 @@ export class Pipeline<In = unknown, Out = unknown> {
           const key =
             fingerprintOfInput === undefined || codeRef === undefined
               ? undefined
-              : stageCacheKey({
+              : contentAddress("stage", {
                   pipeline: this.name,
                   stage: name,
                   inputFingerprint: fingerprintOfInput,

@@ -137,46 +137,24 @@ export class SnapshotStore {
   }
 }
 
-/** The content address of a stage: a SHA-256 of its name, input fingerprint, code ref and config. */
-export function stageCacheKey(parts: {
-  pipeline: string;
-  stage: string;
-  inputFingerprint: string;
-  codeRef: string;
-  configHash: string | null;
-}): string {
+/**
+ * A content address: the SHA-256 of what decides an output. For a stage, its pipeline and name,
+ * the fingerprint of its input, the code ref and the config hash; for a whole run, its pipeline,
+ * its stage names, its input's fingerprint, the code ref and the config hash.
+ */
+export function contentAddress(
+  of: "stage" | "run",
+  parts: {
+    pipeline: string;
+    /** The stage's name, or the run's stage names. */
+    stage: string | readonly string[];
+    inputFingerprint: string;
+    codeRef: string;
+    configHash: string | null;
+  },
+): string {
+  const { pipeline, stage, inputFingerprint, codeRef, configHash } = parts;
   return createHash("sha256")
-    .update(
-      JSON.stringify([
-        "stage",
-        parts.pipeline,
-        parts.stage,
-        parts.inputFingerprint,
-        parts.codeRef,
-        parts.configHash,
-      ]),
-    )
-    .digest("hex");
-}
-
-/** The content address of a whole run: its pipeline, stages, input, code ref and config. */
-export function runCacheKey(parts: {
-  pipeline: string;
-  stages: readonly string[];
-  inputFingerprint: string;
-  codeRef: string;
-  configHash: string | null;
-}): string {
-  return createHash("sha256")
-    .update(
-      JSON.stringify([
-        "run",
-        parts.pipeline,
-        parts.stages,
-        parts.inputFingerprint,
-        parts.codeRef,
-        parts.configHash,
-      ]),
-    )
+    .update(JSON.stringify([of, pipeline, stage, inputFingerprint, codeRef, configHash]))
     .digest("hex");
 }

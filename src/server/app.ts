@@ -15,14 +15,17 @@ import { InvalidIdPrefixError, normalizeIdPrefix } from "../record/run-id.js";
 import { isFinished, type RunStatus } from "../record/run-status.js";
 import { pruneRuns } from "../store/prune.js";
 import { isoOfMicros, parseDuration, parseTimePoint } from "../util/duration.js";
+import { ApiError } from "./api-error.js";
 import { registerArtifactRoutes } from "./artifact-routes.js";
 import { registerOtlpRoute } from "./otlp-route.js";
 import {
   DeleteResultSchema,
   DeleteRunsQuery,
+  API_ERRORS as ERRORS,
   ErrorSchema,
   HealthSchema,
   IdParam,
+  jsonContent as json,
   ListRunsQuery,
   PipelineRunSchema,
   PipelineRunsQuery,
@@ -101,35 +104,11 @@ export class ChangeFeed {
   }
 }
 
-/** A client's mistake, answered with `{ error, detail }`. */
-export class ApiError extends Error {
-  constructor(
-    readonly status: 400 | 401 | 403 | 404 | 409 | 413 | 503,
-    readonly error: string,
-    readonly detail: string,
-    readonly extra: Record<string, unknown> = {},
-  ) {
-    super(detail);
-  }
-}
-
 type Env = { Variables: { grant: Grant } };
 
 const DEFAULT_STUCK_AFTER_MS = 3_600_000;
 const OTLP_PATH = "/v1/traces";
 const MAX_LIMIT = 1000;
-
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  content: { "application/json": { schema } },
-  description,
-});
-
-const ERRORS = {
-  400: json(ErrorSchema, "invalid request"),
-  401: json(ErrorSchema, "missing or unknown token"),
-  403: json(ErrorSchema, "the token may not do this"),
-  503: json(ErrorSchema, "the store is not open"),
-} as const;
 
 function micros(name: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;

@@ -1,12 +1,19 @@
 import { constants, type Stats } from "node:fs";
 import { type FileHandle, lstat, open } from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
-import { createRoute, type OpenAPIHono, type z } from "@hono/zod-openapi";
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Context, Env } from "hono";
 import type { ArtifactRow, RunRow } from "../record/rows.js";
 import { artifactFolderOf } from "../store/store-files.js";
-import { ApiError } from "./app.js";
-import { ArtifactListSchema, ArtifactRefParam, ErrorSchema, IdParam } from "./schemas.js";
+import { ApiError } from "./api-error.js";
+import {
+  API_ERRORS,
+  ArtifactListSchema,
+  ArtifactRefParam,
+  ErrorSchema,
+  IdParam,
+  jsonContent as json,
+} from "./schemas.js";
 
 export interface ArtifactRouteDeps<E extends Env> {
   /** The run an id or prefix names, as the request's token may see it; throws an `ApiError` otherwise. */
@@ -30,18 +37,10 @@ const ARTIFACT_CSP = "default-src 'none'; sandbox";
 
 const CHUNK_BYTES = 64 * 1024;
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  content: { "application/json": { schema } },
-  description,
-});
-
 const ERRORS = {
-  400: json(ErrorSchema, "invalid request"),
-  401: json(ErrorSchema, "missing or unknown token"),
-  403: json(ErrorSchema, "the token may not do this"),
+  ...API_ERRORS,
   404: json(ErrorSchema, "no run matches, or no such artifact, or its file is gone"),
   409: json(ErrorSchema, "the prefix matches several runs"),
-  503: json(ErrorSchema, "the store is not open"),
 } as const;
 
 function artifactUrlOf(runId: string, seq: number): string {

@@ -249,3 +249,17 @@ export const DeleteResultSchema = z
   .openapi("DeleteResult");
 
 export const HealthSchema = z.object({ status: z.string(), detail: z.string().optional() });
+
+/** A JSON response of an OpenAPI route. */
+export const jsonContent = <T extends z.ZodType>(schema: T, description: string) => ({
+  content: { "application/json": { schema } },
+  description,
+});
+
+/** The error responses every API route may give. */
+export const API_ERRORS = {
+  400: jsonContent(ErrorSchema, "invalid request"),
+  401: jsonContent(ErrorSchema, "missing or unknown token"),
+  403: jsonContent(ErrorSchema, "the token may not do this"),
+  503: jsonContent(ErrorSchema, "the store is not open"),
+} as const;
