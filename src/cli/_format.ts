@@ -11,6 +11,21 @@ export function formatCount(value: number | null): string {
   return value === null ? "-" : Math.round(value).toLocaleString("en-US");
 }
 
+/** A size in bytes, in decimal units: `512 B`, `12.3 kB`, `4.5 MB`. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1000) return `${bytes} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = "B";
+  for (const next of units) {
+    // 999.96 kB would show as 1000.0 kB: that is 1.0 MB.
+    if (value < 999.95) break;
+    value /= 1000;
+    unit = next;
+  }
+  return `${value.toFixed(1)} ${unit}`;
+}
+
 export function shortId(runId: string): string {
   return runId.slice(0, 8);
 }

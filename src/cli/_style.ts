@@ -1,4 +1,4 @@
-import type { RunStatus } from "../record/run-status.js";
+import type { RunStatus, StageStatus } from "../record/run-status.js";
 
 export interface Style {
   color: boolean;
@@ -21,7 +21,8 @@ export function paint(style: Style, tint: Tint, text: string): string {
   return style.color ? `\u001b[${CODES[tint]}m${text}\u001b[0m` : text;
 }
 
-const STATUS_TINTS: Record<RunStatus, Tint> = {
+/** Colours of run statuses, and of stage statuses (`cached`: reused, not run). */
+const STATUS_TINTS: Record<RunStatus | StageStatus, Tint> = {
   completed: "green",
   running: "yellow",
   failed: "red",
@@ -30,10 +31,11 @@ const STATUS_TINTS: Record<RunStatus, Tint> = {
   degraded: "magenta",
   rejected: "cyan",
   cancelled: "dim",
+  cached: "cyan",
 };
 
 export function paintStatus(style: Style, status: string): string {
-  const tint = STATUS_TINTS[status as RunStatus];
+  const tint = STATUS_TINTS[status as RunStatus | StageStatus];
   return tint ? paint(style, tint, status) : status;
 }
 

@@ -5,6 +5,7 @@ import { demoCommand } from "./commands/demo.js";
 import { exportCommand } from "./commands/export.js";
 import { pruneCommand } from "./commands/prune.js";
 import { reapCommand } from "./commands/reap.js";
+import { resumeCommand } from "./commands/resume.js";
 import { serveCommand } from "./commands/serve.js";
 import { showCommand } from "./commands/show.js";
 import { statsCommand } from "./commands/stats.js";
@@ -13,6 +14,7 @@ import { tailCommand } from "./commands/tail.js";
 const COMMANDS: readonly Command[] = [
   tailCommand,
   showCommand,
+  resumeCommand,
   statsCommand,
   pruneCommand,
   exportCommand,

@@ -135,14 +135,19 @@ export class Pipeline<In = unknown, Out = unknown> {
     }
     await flushGlobalProvider();
     const store = resolveStorePath(options.store);
-    const lookup = await readStoredRun(
-      {
-        store,
-        ...(options.url ? { url: options.url } : {}),
-        ...(options.token ? { token: options.token } : {}),
-      },
-      runId,
-    );
+    let lookup: Awaited<ReturnType<typeof readStoredRun>>;
+    try {
+      lookup = await readStoredRun(
+        {
+          store,
+          ...(options.url ? { url: options.url } : {}),
+          ...(options.token ? { token: options.token } : {}),
+        },
+        runId,
+      );
+    } catch (error) {
+      throw new ResumeError(`cannot read run "${runId}": ${(error as Error).message}`);
+    }
     if (lookup.found === "none") {
       throw new ResumeError(
         `no run matches "${runId}" in ${store}: it did not run there, or it was pruned`,

@@ -172,6 +172,7 @@ export class RunState extends LlmTotals {
     this.configHash = stringAttribute(attributes[R.configHash]) ?? null;
     this.deadlineAt = deadlineOf(attributes, startedAt);
     this.stagesExpected = countAttribute(attributes[R.stagesExpected]) ?? null;
+    this.explicitRetryCount = countAttribute(attributes[R.retryCount]) ?? null;
     this.resumedFrom = stringAttribute(attributes[R.resumedFrom]) ?? null;
     this.cachedFrom = stringAttribute(attributes[R.runCachedFrom]) ?? null;
     this.entryPoint = stringAttribute(attributes[R.entryPoint]) ?? null;
@@ -342,7 +343,7 @@ export class RunState extends LlmTotals {
     this.stagesExpected = countAttribute(attributes[R.stagesExpected]) ?? this.stagesExpected;
     this.explicitRowsIn = countAttribute(attributes[R.rowsIn]) ?? null;
     this.explicitRowsOut = countAttribute(attributes[R.rowsOut]) ?? null;
-    this.explicitRetryCount = countAttribute(attributes[R.retryCount]) ?? null;
+    this.explicitRetryCount = countAttribute(attributes[R.retryCount]) ?? this.explicitRetryCount;
     this.metadata = metadataOf(attributes);
     this.resumedFrom = stringAttribute(attributes[R.resumedFrom]) ?? this.resumedFrom;
     this.cachedFrom = stringAttribute(attributes[R.runCachedFrom]) ?? this.cachedFrom;

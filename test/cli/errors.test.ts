@@ -4,7 +4,17 @@ import { runtrail } from "../helpers/processes.js";
 import { tempDir, tempStore } from "../helpers/temp-dir.js";
 import { finish, linesOf, recorder, recordRun } from "./_fixtures.js";
 
-const COMMANDS = ["tail", "show", "stats", "prune", "export", "reap", "serve", "demo"] as const;
+const COMMANDS = [
+  "tail",
+  "show",
+  "resume",
+  "stats",
+  "prune",
+  "export",
+  "reap",
+  "serve",
+  "demo",
+] as const;
 
 /** A store path where there is no store. */
 function nowhere(): string {

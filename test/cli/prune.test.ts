@@ -1,5 +1,7 @@
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync, utimesSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { definePipeline } from "../../src/pipeline/define-pipeline.js";
 import { withStore } from "../../src/store/open-store.js";
 import { runtrail } from "../helpers/processes.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
@@ -207,5 +209,52 @@ describe("runtrail prune --status failed", () => {
     const stages = await storedStages(db);
     expect(stages.filter((s) => s.run_id === data.oldFailed.runId)).toEqual([]);
     expect(stages.filter((s) => s.run_id === data.recent[1]?.runId)).toHaveLength(2);
+  });
+});
+
+describe("runtrail prune of runs with files", () => {
+  it("removes the runs' artifact folders and the snapshots no run uses any more", async () => {
+    const db = tempStore();
+    const t = recorder(db);
+    const pipeline = definePipeline<{ n: number }, { n: number }>({
+      name: "with-files",
+      stages: [
+        {
+          name: "draw",
+          run: async (input, stage) => {
+            await stage.artifact("image", "not really an image");
+            return { n: (input as { n: number }).n + 1 };
+          },
+        },
+        { name: "count", run: (input) => ({ n: (input as { n: number }).n + 1 }) },
+      ],
+    });
+    await pipeline.run({ n: 1 }, { tracer: t.tracer, store: db, codeRef: "c1" });
+    const kept = recordRun(t, { pipeline: "still-running", start: Date.now() });
+    await finish(t);
+    const runId = (await storedRuns(db)).find((r) => r.pipeline === "with-files")?.run_id ?? "";
+    const folder = join(dirname(db), "artifacts", runId);
+    expect(readdirSync(folder)).toEqual(["01_image.txt"]);
+    // Snapshots are kept an hour after the last run that used them goes: make them older.
+    const snapshots = join(dirname(db), "snapshots");
+    const files = readdirSync(snapshots, { recursive: true, withFileTypes: true }).filter((f) =>
+      f.isFile(),
+    );
+    expect(files).toHaveLength(3);
+    const earlier = new Date(Date.now() - 2 * HOUR);
+    for (const f of files) utimesSync(join(f.parentPath, f.name), earlier, earlier);
+
+    const result = await runtrail(["prune", "--older-than", "0s", "--db", db]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe("");
+    const [counts, removed, sizes] = result.stdout.split("\n");
+    expect(counts).toBe("Pruned 1 runs and 2 stages older than 0s");
+    expect(removed).toBe("Removed 1 artifact folder and 3 unused snapshot files");
+    expect(sizes).toMatch(/^Store .*: \d+\.\d MB → \d+\.\d MB$/);
+    expect(existsSync(folder)).toBe(false);
+    expect(
+      readdirSync(snapshots, { recursive: true, withFileTypes: true }).filter((f) => f.isFile()),
+    ).toEqual([]);
+    expect(await storedIds(db)).toEqual([kept.runId]);
   });
 });

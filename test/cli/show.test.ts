@@ -1,6 +1,11 @@
+import { dirname, join, sep } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { runPipeline } from "../../src/pipeline/run-pipeline.js";
+import { RunTrailAttributes as R } from "../../src/record/attributes.js";
+import type { ArtifactRow } from "../../src/record/rows.js";
 import { runIdOf } from "../../src/record/run-id.js";
-import { runtrail } from "../helpers/processes.js";
+import { CLI } from "../helpers/paths.js";
+import { runtrail, start } from "../helpers/processes.js";
 import {
   finish,
   linesOf,
@@ -254,5 +259,135 @@ describe("runtrail show", () => {
     const two = await show("1a2b", "abcd");
     expect(two.code).toBe(2);
     expect(linesOf(two.stderr)).toHaveLength(1);
+  });
+});
+
+describe("runtrail show: artifacts, resumed and reused runs", () => {
+  const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]);
+  let filesDb: string;
+  let resumedId: string;
+  let reusedId: string;
+
+  beforeAll(async () => {
+    filesDb = sharedStore();
+    const t = recorder(filesDb);
+    resumedId = await runPipeline(
+      "with-files",
+      { tracer: t.tracer, store: filesDb, attributes: { [R.resumedFrom]: FAILED } },
+      async (run) => {
+        await run.artifact("input", "hello");
+        run.cachedStage("load", { cachedFrom: FAILED });
+        await run.stage("render", async (stage) => {
+          await stage.artifact("image", PNG);
+          await stage.artifact("report", "x".repeat(2500), undefined, {
+            mediaType: "text/markdown",
+          });
+        });
+        return run.runId;
+      },
+    );
+    reusedId = await runPipeline(
+      "reused",
+      { tracer: t.tracer, store: filesDb, attributes: { [R.runCachedFrom]: COMPLETED } },
+      (run) => run.runId,
+    );
+    await finish(t);
+  });
+
+  it("lists the run's artifacts with their folder", async () => {
+    const result = await runtrail(["show", resumedId, "--db", filesDb]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe("");
+    const at = result.stdout.indexOf("\nArtifacts: ");
+    expect(at).toBeGreaterThan(result.stdout.indexOf("\nStages:\n"));
+    const section = result.stdout.slice(at + 1);
+    expect(linesOf(section)[0]).toBe(
+      `Artifacts: ${join(dirname(filesDb), "artifacts", resumedId)}${sep}`,
+    );
+    const { header, rows } = parseTable(section);
+    expect(header).toEqual(["#", "Kind", "File", "Media Type", "Size", "Stage"]);
+    expect(rows).toEqual([
+      ["1", "input", "01_input.txt", "text/plain; charset=utf-8", "5 B", "-"],
+      ["2", "image", "02_image.png", "image/png", "12 B", "render"],
+      ["3", "report", "03_report.md", "text/markdown", "2.5 kB", "render"],
+    ]);
+  });
+
+  it("lists them the same through the runtrail server that holds the store", async () => {
+    const direct = await runtrail(["show", resumedId, "--db", filesDb]);
+    const server = start(process.execPath, [
+      CLI,
+      "serve",
+      "--db",
+      filesDb,
+      "--port",
+      "0",
+      "--json",
+    ]);
+    try {
+      const { url } = JSON.parse(await server.line((l) => l.startsWith("{"), 60_000)) as {
+        url: string;
+      };
+      const byClaim = await runtrail(["show", resumedId, "--db", filesDb]);
+      expect(byClaim.stdout).toBe(direct.stdout);
+      const byUrl = await runtrail(["show", resumedId, "--db", filesDb, "--url", url]);
+      expect(byUrl.stdout).toBe(direct.stdout);
+      // A server named alone may keep its store anywhere.
+      const elsewhere = await runtrail(["show", resumedId, "--url", url], {
+        env: { RUNTRAIL_DB: "" },
+      });
+      expect(elsewhere.stdout).toContain(
+        `Artifacts: artifacts/${resumedId}/ next to the server's store\n`,
+      );
+    } finally {
+      server.child.kill("SIGTERM");
+      await server.exited;
+    }
+  });
+
+  it("shows the run it resumed and its cached stage", async () => {
+    const result = await runtrail(["show", resumedId, "--db", filesDb]);
+    expect(result.stdout).toContain(`│ Resumed from: ${FAILED} `);
+    expect(result.stdout).not.toContain("Reused from:");
+    const stages = result.stdout.slice(
+      result.stdout.indexOf("\nStages:\n"),
+      result.stdout.indexOf("\nArtifacts: "),
+    );
+    expect(parseTable(stages).rows.map((r) => [r[1], r[2]])).toEqual([
+      ["load", "cached"],
+      ["render", "completed"],
+    ]);
+  });
+
+  it("paints a cached stage cyan with FORCE_COLOR=1", async () => {
+    const result = await runtrail(["show", resumedId, "--db", filesDb], {
+      env: { NO_COLOR: "", FORCE_COLOR: "1" },
+    });
+    const stages = result.stdout.slice(result.stdout.indexOf("\nStages:\n"));
+    expect(parseTable(stages).rows[0]?.[2]).toBe("\u001b[36mcached\u001b[0m");
+  });
+
+  it("shows the run whose output a run reused, and no artifacts section when it has none", async () => {
+    const result = await runtrail(["show", reusedId, "--db", filesDb]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`│ Reused from:  ${COMPLETED} `);
+    expect(result.stdout).not.toContain("Resumed from:");
+    expect(result.stdout).not.toContain("Artifacts:");
+  });
+
+  it("gives the artifacts, resumed_from and cached stages in --json", async () => {
+    const result = await runtrail(["show", resumedId, "--json", "--db", filesDb]);
+    const run = JSON.parse(result.stdout) as {
+      resumed_from: string;
+      artifacts: ArtifactRow[];
+      stages: { name: string; status: string; cached_from: string | null }[];
+    };
+    expect(run.resumed_from).toBe(FAILED);
+    expect(run.artifacts.map((a) => [a.seq, a.file, a.size, a.stage])).toEqual([
+      [1, "01_input.txt", 5, null],
+      [2, "02_image.png", 12, "render"],
+      [3, "03_report.md", 2500, "render"],
+    ]);
+    expect(run.stages[0]).toMatchObject({ name: "load", status: "cached", cached_from: FAILED });
   });
 });

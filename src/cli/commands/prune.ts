@@ -12,15 +12,22 @@ import { formatCount, jsonOf } from "../_format.js";
 import { parseTimeOption, useStore } from "../_store.js";
 import { CliError, ExitCode } from "../cli-error.js";
 
+function counted(n: number, one: string, many: string): string {
+  return `${formatCount(n)} ${n === 1 ? one : many}`;
+}
+
 function megabytes(bytes: number): string {
   return `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
 export const pruneCommand: Command = {
   name: "prune",
-  summary: "delete old runs and their stages, then give the space back",
+  summary: "delete old runs, their stages and files, then give the space back",
   usage: [
     "runtrail prune --older-than 30d [--status S[,S]] [--dry-run]",
+    "",
+    "  The artifact folders of the runs pruned go with them, and so do snapshot files that no",
+    "  run left refers to.",
     "",
     "  --older-than DUR   runs that started longer ago than this (required)",
     "  --status S         only runs with these statuses (running runs are never pruned)",
@@ -65,6 +72,13 @@ export const pruneCommand: Command = {
     }
     const what = `${formatCount(result.runs)} runs and ${formatCount(result.stages)} stages older than ${olderThan}`;
     io.stdout(dryRun ? `Would prune ${what}\n` : `Pruned ${what}\n`);
+    const folders = result.artifactFolders ?? 0;
+    const snapshots = result.snapshots ?? 0;
+    if (folders > 0 || snapshots > 0) {
+      io.stdout(
+        `Removed ${counted(folders, "artifact folder", "artifact folders")} and ${counted(snapshots, "unused snapshot file", "unused snapshot files")}\n`,
+      );
+    }
     if (result.space) {
       io.stdout(
         `Store ${path}: ${megabytes(result.space.bytesBefore)} → ${megabytes(result.space.bytesAfter)}\n`,

@@ -1,10 +1,22 @@
+import { sep } from "node:path";
 import { lookupRun } from "../../query/find-run.js";
 import { runStages } from "../../query/run-stages.js";
-import { type RunRow, type StageRow, withIsoTimes } from "../../record/rows.js";
+import { type ArtifactRow, type RunRow, type StageRow, withIsoTimes } from "../../record/rows.js";
 import { InvalidIdPrefixError, normalizeIdPrefix } from "../../record/run-id.js";
+import { liveClaim } from "../../store/server-claim.js";
+import { artifactFolderOf } from "../../store/store-files.js";
+import { resolveStorePath } from "../../store/store-path.js";
 import { formatSeconds } from "../../util/duration.js";
-import { COMMON_OPTIONS, COMMON_USAGE, type Command } from "../_command.js";
 import {
+  type CliIo,
+  COMMON_OPTIONS,
+  COMMON_USAGE,
+  type Command,
+  type ParsedValues,
+  stringValue,
+} from "../_command.js";
+import {
+  formatBytes,
   formatCount,
   formatProgress,
   formatRunDuration,
@@ -26,6 +38,9 @@ function detailLines(run: RunRow, style: Style): string[] {
     `Status:   ${paintStatus(style, run.status)}${run.status_reason ? ` - ${run.status_reason}` : ""}`,
   ];
   if (run.tenant_id) lines.push(`Tenant:   ${run.tenant_id}`);
+  if (run.resumed_from) lines.push(`Resumed from: ${run.resumed_from}`);
+  if (run.cached_from) lines.push(`Reused from:  ${run.cached_from}`);
+  if (run.entry_point) lines.push(`Entry point:  ${run.entry_point}`);
   lines.push(
     "",
     "Timestamps:",
@@ -103,6 +118,89 @@ function stageTable(stages: StageRow[], style: Style): string {
   );
 }
 
+/** A run found by a prefix of its run id or trace id, with its stages. */
+export interface FoundRun {
+  run: RunRow;
+  stages: StageRow[];
+  /** The store's file, when the run was read from it or through the server that holds it. */
+  storePath: string | undefined;
+}
+
+/**
+ * The one run a prefix names: read through the runtrail server when one holds the store (or
+ * `--url` names one), else from the store file. No match and several matches are CliErrors.
+ */
+export async function findRun(values: ParsedValues, io: CliIo, prefix: string): Promise<FoundRun> {
+  try {
+    normalizeIdPrefix(prefix);
+  } catch (error) {
+    if (error instanceof InvalidIdPrefixError) throw new CliError(error.message, ExitCode.usage);
+    throw error;
+  }
+  const remote = remoteOf(values, io);
+  const { path, result } = remote
+    ? { path: remote.url, result: await remoteRun(remote, prefix) }
+    : await useStore(values, io, async (session) => {
+        let lookup: Awaited<ReturnType<typeof lookupRun>>;
+        try {
+          lookup = await lookupRun(session, prefix);
+        } catch (error) {
+          if (error instanceof InvalidIdPrefixError)
+            throw new CliError(error.message, ExitCode.usage);
+          throw error;
+        }
+        if (lookup.found !== "one") return lookup;
+        return { ...lookup, stages: await runStages(session, lookup.run) };
+      });
+  if (result === undefined || result.found === "none") {
+    throw new CliError(
+      result === undefined
+        ? `no run matches "${prefix}": there is no store at ${path}`
+        : `no run matches "${prefix}"`,
+    );
+  }
+  if (result.found === "many") {
+    throw new CliError(
+      `"${prefix}" matches ${result.candidates.length >= 10 ? "10 or more" : result.candidates.length} runs; give more of the id:`,
+      ExitCode.usage,
+      result.candidates.map(
+        (r) => `  ${r.run_id}  ${r.pipeline}  ${r.status}  ${formatTime(r.started_at)}`,
+      ),
+    );
+  }
+  // A server named by --url (or RUNTRAIL_URL) may keep its store anywhere: the store here is
+  // its store only when the store's claim file names that server.
+  const local = resolveStorePath(stringValue(values, "db"), io.env);
+  const storePath =
+    remote === undefined || liveClaim(local)?.url.replace(/\/+$/, "") === remote.url
+      ? local
+      : undefined;
+  return { run: result.run, stages: result.stages, storePath };
+}
+
+function artifactTable(artifacts: readonly ArtifactRow[]): string {
+  return renderTable(
+    [
+      { header: "#", align: "right" },
+      { header: "Kind" },
+      { header: "File" },
+      { header: "Media Type" },
+      { header: "Size", align: "right" },
+      { header: "Stage" },
+    ],
+    [...artifacts]
+      .sort((a, b) => a.seq - b.seq)
+      .map((a) => [
+        String(a.seq),
+        a.kind,
+        a.file,
+        a.media_type,
+        formatBytes(a.size),
+        a.stage ?? "-",
+      ]),
+  );
+}
+
 export const showCommand: Command = {
   name: "show",
   summary: "one run in detail, by a prefix of its run id or trace id",
@@ -120,51 +218,21 @@ export const showCommand: Command = {
     if (prefix === undefined || extra !== undefined) {
       throw new CliError("show takes one run id or trace id prefix", ExitCode.usage);
     }
-    try {
-      normalizeIdPrefix(prefix);
-    } catch (error) {
-      if (error instanceof InvalidIdPrefixError) throw new CliError(error.message, ExitCode.usage);
-      throw error;
-    }
-    const remote = remoteOf(values, io);
-    const { path, result } = remote
-      ? { path: remote.url, result: await remoteRun(remote, prefix) }
-      : await useStore(values, io, async (session) => {
-          let lookup: Awaited<ReturnType<typeof lookupRun>>;
-          try {
-            lookup = await lookupRun(session, prefix);
-          } catch (error) {
-            if (error instanceof InvalidIdPrefixError)
-              throw new CliError(error.message, ExitCode.usage);
-            throw error;
-          }
-          if (lookup.found !== "one") return lookup;
-          return { ...lookup, stages: await runStages(session, lookup.run) };
-        });
-    if (result === undefined || result.found === "none") {
-      throw new CliError(
-        result === undefined
-          ? `no run matches "${prefix}": there is no store at ${path}`
-          : `no run matches "${prefix}"`,
-      );
-    }
-    if (result.found === "many") {
-      throw new CliError(
-        `"${prefix}" matches ${result.candidates.length >= 10 ? "10 or more" : result.candidates.length} runs; give more of the id:`,
-        ExitCode.usage,
-        result.candidates.map(
-          (r) => `  ${r.run_id}  ${r.pipeline}  ${r.status}  ${formatTime(r.started_at)}`,
-        ),
-      );
-    }
+    const { run, stages, storePath } = await findRun(values, io, prefix);
     if (values.json) {
-      io.stdout(
-        `${jsonOf({ ...withIsoTimes(result.run), stages: result.stages.map(withIsoTimes) })}\n`,
-      );
+      io.stdout(`${jsonOf({ ...withIsoTimes(run), stages: stages.map(withIsoTimes) })}\n`);
     } else {
-      const title = `Run Details: ${result.run.pipeline} ${shortId(result.run.run_id)}`;
-      io.stdout(`${renderPanel(title, detailLines(result.run, io.style))}\n`);
-      if (result.stages.length > 0) io.stdout(`Stages:\n${stageTable(result.stages, io.style)}\n`);
+      const title = `Run Details: ${run.pipeline} ${shortId(run.run_id)}`;
+      io.stdout(`${renderPanel(title, detailLines(run, io.style))}\n`);
+      if (stages.length > 0) io.stdout(`Stages:\n${stageTable(stages, io.style)}\n`);
+      const artifacts = run.artifacts ?? [];
+      if (artifacts.length > 0) {
+        const folder =
+          storePath === undefined
+            ? `artifacts/${run.run_id}/ next to the server's store`
+            : `${artifactFolderOf(storePath, run.run_id)}${sep}`;
+        io.stdout(`Artifacts: ${folder}\n${artifactTable(artifacts)}\n`);
+      }
     }
     return ExitCode.ok;
   },
