@@ -1,6 +1,11 @@
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from "@opentelemetry/sdk-trace-base";
 import { describe, expect, it } from "vitest";
 import { sniffMediaType } from "../../src/pipeline/artifacts.js";
 import { runPipeline } from "../../src/pipeline/run-pipeline.js";
@@ -110,6 +115,33 @@ describe("artifacts", () => {
       expect(existsSync(artifactFolderOf(r.db, run.runId))).toBe(false);
     });
     await r.provider.shutdown();
+  });
+
+  it("records each artifact as an event on the span it was made under, and as a span below it", async () => {
+    const db = tempStore();
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({
+      spanProcessors: [new SimpleSpanProcessor(exporter)],
+    });
+    await runPipeline("events", { tracer: provider.getTracer("t"), store: db }, async (run) => {
+      await run.stage("draw", (stage) => stage.artifact("image", PNG, { prompt: "a cat" }));
+    });
+    const spans = exporter.getFinishedSpans();
+    const stage = spans.find((s) => s.name === "draw");
+    expect(stage?.events.map((e) => [e.name, e.attributes?.["runtrail.artifact.file"]])).toEqual([
+      ["runtrail.artifact", "01_image.png"],
+    ]);
+    const span = spans.find((s) => s.attributes["runtrail.kind"] === "artifact");
+    expect(span?.parentSpanContext?.spanId).toBe(stage?.spanContext().spanId);
+    expect(span?.attributes).toMatchObject({
+      "runtrail.artifact.seq": 1,
+      "runtrail.artifact.media_type": "image/png",
+      "runtrail.artifact.size": PNG.length,
+      "runtrail.artifact.sha256": sha256(PNG),
+      "runtrail.artifact.stage": "draw",
+      "runtrail.artifact.metadata": JSON.stringify({ prompt: "a cat" }),
+    });
+    await provider.shutdown();
   });
 
   it("tells media types from the first bytes", () => {
