@@ -15,6 +15,8 @@ import { InvalidIdPrefixError, normalizeIdPrefix } from "../record/run-id.js";
 import { isFinished, type RunStatus } from "../record/run-status.js";
 import { pruneRuns } from "../store/prune.js";
 import { isoOfMicros, parseDuration, parseTimePoint } from "../util/duration.js";
+import { cookieToken, errorPage, isPublicWebPath, wantsHtml } from "../web/page.js";
+import { registerWebRoutes } from "../web/web-routes.js";
 import { ApiError } from "./api-error.js";
 import { registerArtifactRoutes } from "./artifact-routes.js";
 import { registerOtlpRoute } from "./otlp-route.js";
@@ -201,7 +203,9 @@ function runStatusOf(run: RunRow, stages: StageRow[], now = Date.now()) {
       run.stages_expected === null ? null : `${run.stages_completed}/${run.stages_expected}`,
     stages_completed: run.stages_completed,
     stages_expected: run.stages_expected,
-    completed_stages: stages.filter((s) => s.status === "completed").map((s) => s.name),
+    completed_stages: stages
+      .filter((s) => s.status === "completed" || s.status === "cached")
+      .map((s) => s.name),
     failed_stages: stages.filter((s) => s.status === "failed").map((s) => s.name),
     seconds_since_heartbeat:
       run.last_heartbeat === null ? null : Math.max(0, now * 1000 - run.last_heartbeat) / 1e6,
@@ -209,6 +213,26 @@ function runStatusOf(run: RunRow, stages: StageRow[], now = Date.now()) {
     finished_at: run.finished_at === null ? null : isoOfMicros(run.finished_at),
     duration_seconds: run.duration_seconds,
   };
+}
+
+/** The title of an error page. */
+function titleOf(status: number): string {
+  switch (status) {
+    case 400:
+      return "Bad request";
+    case 401:
+      return "Sign in needed";
+    case 403:
+      return "Not allowed";
+    case 404:
+      return "Not found";
+    case 409:
+      return "More than one match";
+    case 503:
+      return "The store is not open yet";
+    default:
+      return "Something went wrong";
+  }
 }
 
 /** Seed 001's words for how a run ended. */
@@ -315,6 +339,17 @@ export function createApp(options: AppOptions) {
   };
 
   app.onError((error, c) => {
+    if (wantsHtml(c)) {
+      if (error instanceof ApiError) {
+        if (error.status === 503) c.header("Retry-After", "1");
+        const status = error.status === 413 ? 400 : error.status;
+        return errorPage(c, status, titleOf(status), error.detail);
+      }
+      log(
+        `runtrail serve: ${c.req.method} ${c.req.path} failed: ${(error as Error).stack ?? String(error)}`,
+      );
+      return errorPage(c, 500, "Something went wrong", "The server failed; see its log.");
+    }
     if (error instanceof ApiError) {
       if (error.status === 503) c.header("Retry-After", "1");
       return c.json(errorBody(error), error.status);
@@ -331,7 +366,12 @@ export function createApp(options: AppOptions) {
     return c.json({ error: "internal", detail: "the server failed; see its log" }, 500);
   });
   app.notFound((c) =>
-    c.json({ error: "not_found", detail: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404),
+    wantsHtml(c)
+      ? errorPage(c, 404, "Not found", `There is no page at ${c.req.path}.`)
+      : c.json(
+          { error: "not_found", detail: `no such endpoint: ${c.req.method} ${c.req.path}` },
+          404,
+        ),
   );
 
   app.use("*", async (c, next) => {
@@ -366,12 +406,23 @@ export function createApp(options: AppOptions) {
       return next();
     }
     const path = c.req.path;
-    if (path === "/healthz" || path === "/readyz" || path === "/openapi.json") {
+    if (
+      path === "/healthz" ||
+      path === "/readyz" ||
+      path === "/openapi.json" ||
+      isPublicWebPath(path)
+    ) {
       c.set("grant", { name: "anonymous", tenant: null, scopes: new Set() });
       return next();
     }
-    const token = header?.match(/^Bearer\s+(.+)$/i)?.[1]?.trim();
+    // A browser sends the token it gave the login page in a cookie.
+    const token =
+      header?.match(/^Bearer\s+(.+)$/i)?.[1]?.trim() ?? cookieToken(c.req.header("cookie"));
     const grant = token ? options.tokens.authenticate(token) : undefined;
+    if (grant === undefined && wantsHtml(c)) {
+      const next = encodeURIComponent(c.req.url.slice(new URL(c.req.url).origin.length));
+      return c.redirect(`/login?next=${next}${token ? "&failed=1" : ""}`, 303);
+    }
     if (grant === undefined) {
       c.header("WWW-Authenticate", 'Bearer realm="runtrail"');
       throw new ApiError(
@@ -649,6 +700,15 @@ export function createApp(options: AppOptions) {
   );
 
   registerArtifactRoutes(app, { findOne, storePath: () => store().path });
+
+  registerWebRoutes(app, {
+    store,
+    readGrant: (c) => need(c, "read"),
+    findOne,
+    jaegerUrl,
+    stuckAfterMs,
+    tokensRequired: options.tokens.size > 0,
+  });
 
   registerOtlpRoute(app, {
     ingest: () => (options.store()?.ready ? options.otlp?.() : undefined),

@@ -1,0 +1,111 @@
+import type { Context } from "hono";
+import type { Env } from "hono/types";
+import type { RunRow } from "../record/rows.js";
+import type { ServedStore } from "../server/served-store.js";
+import type { Grant } from "../server/tokens.js";
+import { documentOf, Layout } from "./layout.js";
+
+/** The cookie a browser keeps its token in, once given on the login page. */
+export const TOKEN_COOKIE = "runtrail_token";
+
+/** What the pages need of the server. */
+export interface WebDeps<E extends Env> {
+  /** The open store; throws an `ApiError` (503) while there is none. */
+  store: () => ServedStore;
+  /** The request's grant, with the read scope; throws an `ApiError` (403) without it. */
+  readGrant: (c: Context<E>) => Grant;
+  /** The run an id or prefix names, for this grant; throws an `ApiError` (400, 404, 409). */
+  findOne: (c: Context<E>, id: string) => Promise<RunRow>;
+  /** Base URL of the Jaeger UI, for links to traces. */
+  jaegerUrl: string | undefined;
+  /** A running run older than this is stuck. */
+  stuckAfterMs: number;
+  /** The server wants tokens: pages need one, from the login page's cookie. */
+  tokensRequired: boolean;
+}
+
+/** Paths of the pages and their files: what the browser asks for, as opposed to the API. */
+export function isWebPath(path: string): boolean {
+  return (
+    path === "/" ||
+    path === "/trends" ||
+    path.startsWith("/runs/") ||
+    path.startsWith("/ui/") ||
+    path === "/login" ||
+    path === "/logout"
+  );
+}
+
+/** Paths a browser may load without a token: the login page and the static files. */
+export function isPublicWebPath(path: string): boolean {
+  return path === "/login" || path === "/logout" || path.startsWith("/ui/");
+}
+
+/** Style sheets of the pages, joined after the base one. */
+export const PAGE_STYLES: string[] = [];
+/** Scripts of the pages by file name, served from `/ui/<name>`. */
+export const PAGE_SCRIPTS = new Map<string, string>();
+
+/** Adds a page's style rules to `/ui/style.css`, and its scripts to `/ui/`. */
+export function addPageAssets(styles: string, scripts: Record<string, string> = {}): void {
+  PAGE_STYLES.push(styles);
+  for (const [name, source] of Object.entries(scripts)) PAGE_SCRIPTS.set(name, source);
+}
+
+/** An HTML page as the answer. */
+export async function htmlPage(
+  c: Context,
+  status: 200 | 400 | 401 | 403 | 404 | 409 | 500 | 503,
+  element: Parameters<typeof documentOf>[0],
+): Promise<Response> {
+  c.header(
+    "Content-Security-Policy",
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+  );
+  c.header("X-Content-Type-Options", "nosniff");
+  c.header("Referrer-Policy", "same-origin");
+  return c.html(await documentOf(element), status);
+}
+
+/** The page of an error, for a browser: what went wrong, and a way back. */
+export function errorPage(
+  c: Context,
+  status: 400 | 401 | 403 | 404 | 409 | 500 | 503,
+  title: string,
+  detail: string,
+): Promise<Response> {
+  return htmlPage(
+    c,
+    status,
+    <Layout title={title} section="error">
+      <h1>{title}</h1>
+      <p class="notice" role="alert">
+        {detail}
+      </p>
+      <p>
+        <a href="/">Back to the runs</a>
+      </p>
+    </Layout>,
+  );
+}
+
+/** Whether a request comes from a browser that wants a page rather than JSON. */
+export function wantsHtml(c: Context): boolean {
+  return isWebPath(c.req.path) && !c.req.path.startsWith("/ui/");
+}
+
+/** The token in a request's cookie, if any. */
+export function cookieToken(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  for (const part of header.split(";")) {
+    const [name, ...value] = part.trim().split("=");
+    if (name === TOKEN_COOKIE) {
+      try {
+        return decodeURIComponent(value.join("=")) || undefined;
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
