@@ -2,6 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Tracer } from "@opentelemetry/api";
 import { fingerprint } from "../pipeline/fingerprint.js";
 import { type PipelineRun, runPipeline } from "../pipeline/run-pipeline.js";
+import { barChartPng } from "./png.js";
 
 /** A small deterministic random source, so every demo tells the same story. */
 function random(seed: number): () => number {
@@ -17,6 +18,8 @@ function random(seed: number): () => number {
 
 export interface DemoOptions {
   tracer: Tracer;
+  /** The store whose folder keeps the runs' artifacts. Default: as `runPipeline`'s. */
+  store?: string;
   /** How many runs. Default 12. */
   runs?: number;
   /** Multiplies the simulated stage durations; 0 runs as fast as possible. Default 1. */
@@ -72,6 +75,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoRunSummary[]> {
       const fetched = await run.stage("fetch", async (s) => {
         await wait(60);
         s.rows({ out: tickets });
+        await s.artifact("tickets", { inbox: i % 2 === 0 ? "billing" : "support", count: tickets });
         return tickets;
       });
       if (fetched === 0) {
@@ -92,7 +96,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoRunSummary[]> {
           await wait(30);
           if (i % 5 === 0 && b === 1) {
             outcome = "failed";
-            throw new RateLimitError("429 Too Many Requests: quota exceeded for gpt-4o-mini");
+            const error = new RateLimitError(
+              "429 Too Many Requests: quota exceeded for gpt-4o-mini",
+            );
+            await s.errorArtifact(error, { batch: b, model: config.model });
+            throw error;
           }
           s.llmCall({
             model: config.model,
@@ -103,6 +111,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoRunSummary[]> {
           });
         }
         s.rows({ out: batches });
+        const perBatch = Array.from({ length: batches }, (_, b) =>
+          Math.min(config.batch, cleaned - b * config.batch),
+        );
+        await s.artifact("digest", digestText(i, cleaned, batches));
+        await s.artifact("batches", barChartPng(perBatch), { batches });
       });
       let attempts = 0;
       await run.stage(
@@ -125,6 +138,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoRunSummary[]> {
         "support-digest",
         {
           tracer: options.tracer,
+          ...(options.store ? { store: options.store } : {}),
           stages: 4,
           inputFingerprint: fingerprint({ inbox: i % 2, day: i }),
           configHash: fingerprint(config),
@@ -142,4 +156,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoRunSummary[]> {
     options.onRun?.(summary);
   }
   return summaries;
+}
+
+function digestText(run: number, tickets: number, batches: number): string {
+  return [
+    `Support digest #${run}`,
+    "",
+    `${tickets} tickets in ${batches} batches.`,
+    "Most asked about: refunds, password resets, invoice downloads.",
+    "",
+  ].join("\n");
 }

@@ -94,11 +94,21 @@ export const demoCommand: Command = {
     };
     let summaries: DemoRunSummary[];
     try {
-      summaries = await runDemo({ tracer, runs, pace, onRun, shouldStop: () => stopping });
+      // Over OTLP the artifacts stay in this process's store folder (see docs/pipelines.md).
+      const store = otlp === undefined ? where : undefined;
+      summaries = await runDemo({
+        tracer,
+        ...(store ? { store } : {}),
+        runs,
+        pace,
+        onRun,
+        shouldStop: () => stopping,
+      });
       if (every !== undefined) {
         await provider.forceFlush();
         await runDemo({
           tracer,
+          ...(store ? { store } : {}),
           runs: Number.MAX_SAFE_INTEGER,
           pace,
           first: runs + 1,

@@ -100,6 +100,7 @@ export const serveCommand: Command = {
       io.stdout(
         [
           `runtrail serving ${db}`,
+          `  web:      ${server.url}/`,
           `  API:      ${info.api}`,
           `  metrics:  ${info.metrics}`,
           `  OpenAPI:  ${info.openapi}`,
@@ -125,6 +126,7 @@ export const serveCommand: Command = {
       io.stdout(
         [
           "Feeding it the demo pipeline. Open:",
+          `  ${server.url}/                      the runs in a browser`,
           `  ${info.api}?status=failed     failed runs`,
           `  ${server.url}/api/stats             failure rate and durations`,
           "  npm run runtrail -- tail            the same, in the terminal (reads through the server)",
@@ -157,9 +159,10 @@ async function feedDemo(
   });
   const tracer = provider.getTracer("runtrail-demo");
   try {
-    await runDemo({ tracer, runs: 12, shouldStop, onRun });
+    await runDemo({ tracer, store: db, runs: 12, shouldStop, onRun });
     await runDemo({
       tracer,
+      store: db,
       runs: Number.MAX_SAFE_INTEGER,
       first: 13,
       betweenMs: 10_000,
