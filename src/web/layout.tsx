@@ -21,6 +21,7 @@ export function Layout(props: LayoutProps) {
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>{`${props.title} · runtrail`}</title>
+        <link rel="icon" href="data:," />
         <link rel="stylesheet" href="/ui/style.css" />
         {(props.styles ?? []).map((href) => (
           <link rel="stylesheet" href={href} />
