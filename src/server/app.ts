@@ -6,20 +6,27 @@ import { streamSSE } from "hono/streaming";
 import { timeout } from "hono/timeout";
 import type { OtlpIngest } from "../otlp/otlp-ingest.js";
 import { lookupRun, type RunLookup } from "../query/find-run.js";
-import { listRuns, type RunCursor } from "../query/list-runs.js";
-import type { RunFilter } from "../query/run-filter.js";
+import { listRuns } from "../query/list-runs.js";
 import { runStages } from "../query/run-stages.js";
 import { runStats, type StatsGroup } from "../query/run-stats.js";
 import { type RunRow, type StageRow, withIsoTimes } from "../record/rows.js";
 import { InvalidIdPrefixError, normalizeIdPrefix } from "../record/run-id.js";
 import { isFinished, type RunStatus } from "../record/run-status.js";
 import { pruneRuns } from "../store/prune.js";
-import { isoOfMicros, parseDuration, parseTimePoint } from "../util/duration.js";
+import { isoOfMicros } from "../util/duration.js";
 import { cookieToken, errorPage, isPublicWebPath, wantsHtml } from "../web/page.js";
 import { registerWebRoutes } from "../web/web-routes.js";
 import { ApiError } from "./api-error.js";
 import { registerArtifactRoutes } from "./artifact-routes.js";
 import { registerOtlpRoute } from "./otlp-route.js";
+import {
+  decodeCursor,
+  durationMs,
+  encodeCursor,
+  filterOf,
+  limitOf,
+  statusesOf,
+} from "./run-query.js";
 import {
   DeleteResultSchema,
   DeleteRunsQuery,
@@ -33,7 +40,6 @@ import {
   PipelineRunsQuery,
   PipelineRunsSchema,
   RunDetailSchema,
-  type RunFilterQuery,
   RunPageSchema,
   RunStatusSchema,
   StatsQuery,
@@ -110,89 +116,6 @@ type Env = { Variables: { grant: Grant } };
 
 const DEFAULT_STUCK_AFTER_MS = 3_600_000;
 const OTLP_PATH = "/v1/traces";
-const MAX_LIMIT = 1000;
-
-function micros(name: string, text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  try {
-    return parseTimePoint(text);
-  } catch (error) {
-    throw new ApiError(400, "invalid_parameter", `${name}: ${(error as Error).message}`);
-  }
-}
-
-function durationMs(name: string, text: string): number {
-  if (/^\d+(\.\d+)?$/.test(text.trim())) return Number(text) * 1000;
-  try {
-    return parseDuration(text);
-  } catch (error) {
-    throw new ApiError(400, "invalid_parameter", `${name}: ${(error as Error).message}`);
-  }
-}
-
-function statusesOf(value: string | string[] | undefined): RunStatus[] | undefined {
-  if (value === undefined) return undefined;
-  const list = (Array.isArray(value) ? value : [value]).flatMap((v) => v.split(","));
-  return [...new Set(list)] as RunStatus[];
-}
-
-function limitOf(text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > MAX_LIMIT) {
-    throw new ApiError(400, "invalid_parameter", `limit: "${text}" is not from 1 to ${MAX_LIMIT}`);
-  }
-  return n;
-}
-
-function encodeCursor(cursor: RunCursor): string {
-  return Buffer.from(JSON.stringify([cursor.startedAt, cursor.runId])).toString("base64url");
-}
-
-function decodeCursor(text: string): RunCursor {
-  try {
-    const value = JSON.parse(Buffer.from(text, "base64url").toString("utf8")) as unknown;
-    if (
-      Array.isArray(value) &&
-      Number.isSafeInteger(value[0]) &&
-      typeof value[1] === "string" &&
-      /^[0-9a-f-]{36}$/.test(value[1])
-    ) {
-      return { startedAt: value[0], runId: value[1] };
-    }
-  } catch {
-    // answered below
-  }
-  throw new ApiError(400, "invalid_parameter", "cursor: not a next_cursor this server gave");
-}
-
-/** The tenant a request is limited to: the token's, which a `tenant` filter may not leave. */
-function tenantOf(grant: Grant, asked: string | undefined): string | undefined {
-  if (grant.tenant === null) return asked;
-  if (asked !== undefined && asked !== grant.tenant) {
-    throw new ApiError(403, "forbidden", `this token sees only the runs of tenant ${grant.tenant}`);
-  }
-  return grant.tenant;
-}
-
-function filterOf(grant: Grant, query: z.infer<typeof RunFilterQuery>): RunFilter {
-  const tenant = tenantOf(grant, query.tenant);
-  const since = micros("since", query.since);
-  const until = micros("until", query.until);
-  const statuses = statusesOf(query.status);
-  return {
-    ...(statuses ? { statuses } : {}),
-    ...(query.pipeline !== undefined ? { pipeline: query.pipeline } : {}),
-    ...(tenant !== undefined ? { tenant } : {}),
-    ...(since !== undefined ? { since } : {}),
-    ...(until !== undefined ? { until } : {}),
-    ...(query.min_duration !== undefined
-      ? { minDurationSeconds: durationMs("min_duration", query.min_duration) / 1000 }
-      : {}),
-    ...(query.has_error !== undefined ? { hasError: query.has_error === "true" } : {}),
-  };
-}
-
 function runStatusOf(run: RunRow, stages: StageRow[], now = Date.now()) {
   return {
     run_id: run.run_id,

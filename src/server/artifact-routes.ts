@@ -43,7 +43,8 @@ const ERRORS = {
   409: json(ErrorSchema, "the prefix matches several runs"),
 } as const;
 
-function artifactUrlOf(runId: string, seq: number): string {
+/** The URL the file of a run's artifact is served at. */
+export function artifactUrlOf(runId: string, seq: number): string {
   return `/api/runs/${runId}/artifacts/${seq}`;
 }
 
@@ -152,6 +153,32 @@ async function openArtifact(
   } catch (error) {
     await handle.close();
     throw error;
+  }
+}
+
+/**
+ * The first bytes of an artifact's file (at most `maxBytes`) and its whole size, read with the
+ * checks of the file endpoint: the file the run row names, in the run's folder, a regular file.
+ * Throws an `ApiError` (404) when the file is gone or cannot be served.
+ */
+export async function readArtifactStart(
+  storePath: string,
+  runId: string,
+  artifact: ArtifactRow,
+  maxBytes: number,
+): Promise<{ bytes: Buffer; size: number }> {
+  const { handle, size } = await openArtifact(storePath, runId, artifact);
+  try {
+    const bytes = Buffer.alloc(Math.min(size, maxBytes));
+    let read = 0;
+    while (read < bytes.length) {
+      const { bytesRead } = await handle.read(bytes, read, bytes.length - read, read);
+      if (bytesRead === 0) break;
+      read += bytesRead;
+    }
+    return { bytes: bytes.subarray(0, read), size };
+  } finally {
+    await handle.close();
   }
 }
 
