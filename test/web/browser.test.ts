@@ -69,6 +69,33 @@ async function openPage(): Promise<{ page: Page; problems: string[] }> {
   return { page, problems };
 }
 
+/**
+ * Run in the page: the WCAG contrast ratio of the text of badges, cells, links, labels and
+ * headings against the first background behind it.
+ */
+const CONTRAST_OF_TEXT = `(() => {
+  const rgb = (text) => (text.match(/[\\d.]+/g) || []).slice(0, 3).map(Number);
+  const luminance = (parts) => {
+    const [r, g, b] = parts.map((v) => {
+      const c = v / 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const background = (element) => {
+    for (let e = element; e; e = e.parentElement) {
+      const color = getComputedStyle(e).backgroundColor;
+      if (color !== "rgba(0, 0, 0, 0)" && color !== "transparent") return color;
+    }
+    return "rgb(255, 255, 255)";
+  };
+  return [...document.querySelectorAll(".status, td, th, a, label, caption, h1")].map((e) => {
+    const a = luminance(rgb(getComputedStyle(e).color));
+    const b = luminance(rgb(background(e)));
+    return { text: e.textContent.trim().slice(0, 30), ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05) };
+  });
+})()`;
+
 function shot(page: Page, name: string): Promise<Buffer> {
   return page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
@@ -186,6 +213,23 @@ describe("the web pages in Chromium", () => {
     await shot(page, "trends");
     expect(problems).toEqual([]);
     await page.close();
+  });
+
+  it("gives status badges and text a contrast of at least 4.5:1, light and dark, and starts the tab order with the skip link", async () => {
+    for (const colorScheme of ["light", "dark"] as const) {
+      const context = await browser.newContext({ colorScheme });
+      const page = await context.newPage();
+      await page.goto(`${server.url}/`);
+      const ratios = (await page.evaluate(CONTRAST_OF_TEXT)) as { text: string; ratio: number }[];
+      expect(ratios.length).toBeGreaterThan(50);
+      expect(ratios.filter((r) => r.ratio < 4.5)).toEqual([]);
+      await page.keyboard.press("Tab");
+      expect(await page.evaluate("document.activeElement?.textContent?.trim()")).toBe(
+        "Skip to content",
+      );
+      await shot(page, `runs-${colorScheme}`);
+      await context.close();
+    }
   });
 
   it("reads without JavaScript", async () => {
