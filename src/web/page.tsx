@@ -58,13 +58,21 @@ export async function htmlPage(
   status: 200 | 400 | 401 | 403 | 404 | 409 | 500 | 503,
   element: Parameters<typeof documentOf>[0],
 ): Promise<Response> {
+  setPageHeaders(c);
+  return c.html(await documentOf(element), status);
+}
+
+/**
+ * The headers of every page and part of a page: scripts, styles and images from this server
+ * only, no framing, no sniffing.
+ */
+export function setPageHeaders(c: Context): void {
   c.header(
     "Content-Security-Policy",
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
   );
   c.header("X-Content-Type-Options", "nosniff");
   c.header("Referrer-Policy", "same-origin");
-  return c.html(await documentOf(element), status);
 }
 
 /** The page of an error, for a browser: what went wrong, and a way back. */

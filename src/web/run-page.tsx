@@ -17,7 +17,7 @@ import {
 } from "../util/format.js";
 import { Layout } from "./layout.js";
 import { addPageAssets, htmlPage, type WebDeps } from "./page.js";
-import { htmlFragment, StatusBadge, Time, truncate } from "./run-views.js";
+import { ColumnHeads, htmlFragment, StatusBadge, Time, truncate } from "./run-views.js";
 import { RUN_LIVE_JS } from "./scripts/run-live.js";
 import { RUN_CSS } from "./styles/runs.js";
 
@@ -242,37 +242,21 @@ function StageTable(props: { run: RunRow; timeline: Timeline }) {
         <caption>
           Stage executions in the order they started; start is from the run's start.
         </caption>
-        <thead>
-          <tr>
-            <th scope="col" class="num">
-              #
-            </th>
-            <th scope="col">Stage</th>
-            <th scope="col" class="num">
-              Try
-            </th>
-            <th scope="col">Status</th>
-            <th scope="col" class="num">
-              Start
-            </th>
-            <th scope="col" class="num">
-              Duration
-            </th>
-            <th scope="col" class="num">
-              Rows in
-            </th>
-            <th scope="col" class="num">
-              Rows out
-            </th>
-            <th scope="col" class="num">
-              LLM calls
-            </th>
-            <th scope="col" class="num">
-              Tokens
-            </th>
-            <th scope="col">Error</th>
-          </tr>
-        </thead>
+        <ColumnHeads
+          columns={[
+            ["#", "num"],
+            "Stage",
+            ["Try", "num"],
+            "Status",
+            ["Start", "num"],
+            ["Duration", "num"],
+            ["Rows in", "num"],
+            ["Rows out", "num"],
+            ["LLM calls", "num"],
+            ["Tokens", "num"],
+            "Error",
+          ]}
+        />
         <tbody>
           {props.timeline.bars.map((bar) => {
             const s = bar.row;

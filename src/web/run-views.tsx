@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import type { Child } from "hono/jsx";
 import { formatTime } from "../util/format.js";
+import { setPageHeaders } from "./page.js";
 
 /** A status as a coloured badge, with its word: the colour is never the only sign. */
 export function StatusBadge(props: { status: string; label?: string }) {
@@ -31,13 +32,30 @@ export const FRAGMENT_HEADER = "X-Runtrail-Fragment";
  * the pages' headers, never cached.
  */
 export async function htmlFragment(c: Context, name: string, element: Child): Promise<Response> {
-  c.header(
-    "Content-Security-Policy",
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
-  );
-  c.header("X-Content-Type-Options", "nosniff");
-  c.header("Referrer-Policy", "same-origin");
+  setPageHeaders(c);
   c.header("Cache-Control", "no-store");
   c.header(FRAGMENT_HEADER, name);
   return c.html(String(await element?.toString()), 200);
+}
+
+/** A column of a table: its heading, and `num` for right-aligned numbers. */
+export type Column = string | readonly [heading: string, kind: "num"];
+
+/** The header row of a table, each heading a column header (`scope="col"`). */
+export function ColumnHeads(props: { columns: readonly Column[] }) {
+  return (
+    <thead>
+      <tr>
+        {props.columns.map((column) =>
+          typeof column === "string" ? (
+            <th scope="col">{column}</th>
+          ) : (
+            <th scope="col" class="num">
+              {column[0]}
+            </th>
+          ),
+        )}
+      </tr>
+    </thead>
+  );
 }

@@ -11,7 +11,7 @@ import type { Grant } from "../server/tokens.js";
 import { formatCount, formatProgress, formatRunDuration, shortId } from "../util/format.js";
 import { Layout } from "./layout.js";
 import { addPageAssets, htmlPage, type WebDeps } from "./page.js";
-import { htmlFragment, StatusBadge, Time, truncate } from "./run-views.js";
+import { ColumnHeads, htmlFragment, StatusBadge, Time, truncate } from "./run-views.js";
 import { RUNS_LIVE_JS } from "./scripts/runs-live.js";
 import { RUNS_CSS } from "./styles/runs.js";
 
@@ -323,33 +323,21 @@ export function registerRunsPage<E extends Env>(app: Hono<E>, deps: WebDeps<E>):
               <span id="runs-total">{totalText(page)}</span>
               {filtered ? " matching the filters" : ""}. Times in UTC.
             </caption>
-            <thead>
-              <tr>
-                <th scope="col">Status</th>
-                <th scope="col">Pipeline</th>
-                <th scope="col">Run</th>
-                <th scope="col">Started</th>
-                <th scope="col" class="num">
-                  Duration
-                </th>
-                <th scope="col" class="num">
-                  Stages
-                </th>
-                <th scope="col" class="num">
-                  Rows in
-                </th>
-                <th scope="col" class="num">
-                  Rows out
-                </th>
-                <th scope="col" class="num">
-                  LLM calls
-                </th>
-                <th scope="col" class="num">
-                  Tokens
-                </th>
-                <th scope="col">Error</th>
-              </tr>
-            </thead>
+            <ColumnHeads
+              columns={[
+                "Status",
+                "Pipeline",
+                "Run",
+                "Started",
+                ["Duration", "num"],
+                ["Stages", "num"],
+                ["Rows in", "num"],
+                ["Rows out", "num"],
+                ["LLM calls", "num"],
+                ["Tokens", "num"],
+                "Error",
+              ]}
+            />
             {rows}
           </table>
         </div>

@@ -16,6 +16,7 @@ import { ApiError } from "../server/api-error.js";
 import { formatSeconds, isoOfMicros } from "../util/duration.js";
 import { Layout } from "./layout.js";
 import { addPageAssets, htmlPage, type WebDeps } from "./page.js";
+import { ColumnHeads, Time } from "./run-views.js";
 import { CHARTS_JS } from "./scripts/charts.js";
 import { TRENDS_CSS } from "./styles/trends.js";
 
@@ -165,7 +166,7 @@ function TrendsView({ trends: t, pipeline, stuckAfterMs }: ViewProps) {
         <button type="submit">Show</button>
       </form>
       <p class="trends-note">
-        Runs that started in {span.label} (from <UtcTime micros={t.since} /> UTC), per{" "}
+        Runs that started in {span.label} (from <Time micros={t.since} /> UTC), per{" "}
         {span.bucketLabel}. Failed, crashed and timed-out runs count as failures; the failure rate
         is failures over finished runs, so runs still running are left out. Durations (p50, p95) are
         of finished runs.
@@ -318,18 +319,16 @@ function StuckRuns(props: { runs: StuckRun[]; total: number; stuckAfterMs: numbe
               Runs still running that started more than {limit} ago, newest first
               {shownOf(props.runs.length, props.total)}
             </caption>
-            <thead>
-              <tr>
-                <th scope="col">Run</th>
-                <th scope="col">Pipeline</th>
-                <th scope="col">Started (UTC)</th>
-                <th scope="col" class="num">
-                  Running for
-                </th>
-                <th scope="col">Last heartbeat (UTC)</th>
-                <th scope="col">Stage</th>
-              </tr>
-            </thead>
+            <ColumnHeads
+              columns={[
+                "Run",
+                "Pipeline",
+                "Started (UTC)",
+                ["Running for", "num"],
+                "Last heartbeat (UTC)",
+                "Stage",
+              ]}
+            />
             <tbody>
               {props.runs.map((run) => (
                 <tr>
@@ -338,11 +337,11 @@ function StuckRuns(props: { runs: StuckRun[]; total: number; stuckAfterMs: numbe
                   </td>
                   <td>{run.pipeline}</td>
                   <td>
-                    <UtcTime micros={run.startedAt} />
+                    <Time micros={run.startedAt} />
                   </td>
                   <td class="num">{formatSeconds((props.now - run.startedAt) / 1e6)}</td>
                   <td>
-                    {run.lastHeartbeat === null ? "none" : <UtcTime micros={run.lastHeartbeat} />}
+                    {run.lastHeartbeat === null ? "none" : <Time micros={run.lastHeartbeat} />}
                   </td>
                   <td>{run.currentStage ?? "–"}</td>
                 </tr>
@@ -369,15 +368,15 @@ function CrashedRuns(props: { runs: CrashedRun[]; total: number; window: TrendWi
               Runs that started in {label} and crashed, newest first
               {shownOf(props.runs.length, props.total)}
             </caption>
-            <thead>
-              <tr>
-                <th scope="col">Run</th>
-                <th scope="col">Pipeline</th>
-                <th scope="col">Started (UTC)</th>
-                <th scope="col">Last heartbeat (UTC)</th>
-                <th scope="col">Why it counts as crashed</th>
-              </tr>
-            </thead>
+            <ColumnHeads
+              columns={[
+                "Run",
+                "Pipeline",
+                "Started (UTC)",
+                "Last heartbeat (UTC)",
+                "Why it counts as crashed",
+              ]}
+            />
             <tbody>
               {props.runs.map((run) => (
                 <tr>
@@ -386,10 +385,10 @@ function CrashedRuns(props: { runs: CrashedRun[]; total: number; window: TrendWi
                   </td>
                   <td>{run.pipeline}</td>
                   <td>
-                    <UtcTime micros={run.startedAt} />
+                    <Time micros={run.startedAt} />
                   </td>
                   <td>
-                    {run.lastHeartbeat === null ? "none" : <UtcTime micros={run.lastHeartbeat} />}
+                    {run.lastHeartbeat === null ? "none" : <Time micros={run.lastHeartbeat} />}
                   </td>
                   <td>{run.statusReason ?? "–"}</td>
                 </tr>
@@ -408,11 +407,6 @@ function RunLink({ runId }: { runId: string }) {
       {runId}
     </a>
   );
-}
-
-function UtcTime({ micros }: { micros: number }) {
-  const iso = isoOfMicros(micros);
-  return <time datetime={iso}>{`${iso.slice(0, 10)} ${iso.slice(11, 19)}`}</time>;
 }
 
 function shownOf(shown: number, total: number): string {
