@@ -50,6 +50,7 @@ const COMPOSE_TEXT = readFileSync(join(ROOT, "docker-compose.yml"), "utf8");
 const compose = parse(COMPOSE_TEXT) as Compose;
 const services = compose.services;
 const DOCKERFILE = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+const COLLECTOR_DOCKERFILE = readFileSync(join(ROOT, "collector", "Dockerfile"), "utf8");
 
 function service(name: string): Service {
   const found = services[name];
@@ -201,19 +202,24 @@ describe("docker-compose.yml", () => {
     expect(compose.version).toBeUndefined();
   });
 
-  it("pins every image to a version, or builds runtrail:local from the repo", () => {
-    const built = new Set(
+  it("pins every image to a version, or builds runtrail:local and the Collector from the repo", () => {
+    const builds = new Map(
       Object.values(services)
-        .filter((s) => buildContextOf(s) === "." && s.image !== undefined)
-        .map((s) => s.image),
+        .filter((s) => buildContextOf(s) !== undefined && s.image !== undefined)
+        .map((s) => [s.image, buildContextOf(s)]),
     );
-    expect(built).toEqual(new Set(["runtrail:local"]));
+    expect(builds).toEqual(
+      new Map([
+        ["runtrail:local", "."],
+        ["runtrail-otel-collector:0.120.0", "./collector"],
+      ]),
+    );
     for (const [name, s] of Object.entries(services)) {
       const image = s.image;
       expect(image, `${name} names its image`).toBeDefined();
       if (image === undefined) continue;
       if (image === "runtrail:local") {
-        expect(built.has(image), `${name}: runtrail:local is built by a service`).toBe(true);
+        expect(builds.has(image), `${name}: runtrail:local is built by a service`).toBe(true);
         continue;
       }
       const tag = tagOf(image);
@@ -224,8 +230,11 @@ describe("docker-compose.yml", () => {
   });
 
   it("uses the major lines of each image the configuration is written for", () => {
-    expect(service("otel-collector").image).toMatch(
-      /^otel\/opentelemetry-collector-contrib:0\.1\d\d\.\d+$/,
+    const collectorBase = dockerStages(COLLECTOR_DOCKERFILE).at(-1)?.[0]?.args;
+    expect(collectorBase).toMatch(/^otel\/opentelemetry-collector-contrib:0\.1\d\d\.\d+$/);
+    // The built image carries the version of the contrib image it adds to.
+    expect(service("otel-collector").image).toBe(
+      `runtrail-otel-collector:${tagOf(collectorBase ?? "")}`,
     );
     expect(service("jaeger").image).toMatch(/^jaegertracing\/jaeger:2\.\d+\.\d+$/);
     expect(service("prometheus").image).toMatch(/^prom\/prometheus:v3\.\d+\.\d+$/);
@@ -282,8 +291,12 @@ describe("docker-compose.yml", () => {
         expect(target && hasHealthcheck(target), `${name} -> ${dependency}`).toBe(true);
       }
     }
-    // The Collector's image cannot probe itself, so those who need it wait for its start.
-    expect(hasHealthcheck(service("otel-collector"))).toBe(false);
+    for (const name of Object.keys(services)) {
+      if (name !== "demo") expect(hasHealthcheck(service(name)), name).toBe(true);
+    }
+    expect(new Map(dependenciesOf(service("demo"))).get("otel-collector")?.condition).toBe(
+      "service_healthy",
+    );
   });
 
   it("starts runtrail's dependents once its store is ready", () => {
@@ -434,6 +447,28 @@ describe("Dockerfile", () => {
       expect(done.code, `${command}: ${done.stderr}`).toBe(0);
     }
   }, 120_000);
+
+  it("gives the distroless Collector a static BusyBox for its health check, asking its health_check port", () => {
+    const [tools, collector] = dockerStages(COLLECTOR_DOCKERFILE);
+    const toolsFrom = tools?.[0]?.args ?? "";
+    // The uClibc build of BusyBox is statically linked: it runs without a libc in the image.
+    expect(toolsFrom).toMatch(/^busybox:\d+\.\d+\.\d+-uclibc\s+AS\s+busybox$/i);
+    expect(all(collector ?? [], "COPY")).toEqual(["--from=busybox /bin/busybox /busybox"]);
+    const test = service("otel-collector").healthcheck?.test ?? [];
+    expect(test.slice(0, 3)).toEqual(["CMD", "/busybox", "wget"]);
+    const url = new URL(String(test.at(-1)));
+    const extension = parse(
+      readFileSync(join(ROOT, "collector", "otel-collector.yaml"), "utf8"),
+    ) as {
+      extensions: { health_check: { endpoint: string } };
+      service: { extensions: string[] };
+    };
+    expect(extension.service.extensions).toContain("health_check");
+    expect(url.port).toBe(extension.extensions.health_check.endpoint.split(":").at(-1));
+    // The image's own HEALTHCHECK asks the same.
+    const imageCheck = all(collector ?? [], "HEALTHCHECK")[0] ?? "";
+    expect(imageCheck).toContain(JSON.stringify(url.href).slice(1, -1));
+  });
 
   it("runs as a user that is not root", () => {
     const users = all(runtimeStage, "USER");
