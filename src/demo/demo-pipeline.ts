@@ -20,6 +20,8 @@ export interface DemoOptions {
   tracer: Tracer;
   /** The store whose folder keeps the runs' artifacts. Default: as `runPipeline`'s. */
   store?: string;
+  /** Keep artifacts. Default: as `runPipeline`'s. */
+  tracking?: boolean;
   /** How many runs. Default 12. */
   runs?: number;
   /** Multiplies the simulated stage durations; 0 runs as fast as possible. Default 1. */
@@ -139,6 +141,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoRunSummary[]> {
         {
           tracer: options.tracer,
           ...(options.store ? { store: options.store } : {}),
+          ...(options.tracking !== undefined ? { tracking: options.tracking } : {}),
           stages: 4,
           inputFingerprint: fingerprint({ inbox: i % 2, day: i }),
           configHash: fingerprint(config),

@@ -2,11 +2,11 @@
  * The compose stack and the runtrail image, checked without Docker: docker-compose.yml and the
  * Dockerfile are read as text and their references to each other and to the repo are followed.
  */
-import { copyFileSync, existsSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { ROOT } from "../helpers/paths.js";
+import { CLI, ROOT } from "../helpers/paths.js";
 import { start } from "../helpers/processes.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
@@ -292,7 +292,7 @@ describe("docker-compose.yml", () => {
       }
     }
     for (const name of Object.keys(services)) {
-      if (name !== "demo") expect(hasHealthcheck(service(name)), name).toBe(true);
+      expect(hasHealthcheck(service(name)), name).toBe(true);
     }
     expect(new Map(dependenciesOf(service("demo"))).get("otel-collector")?.condition).toBe(
       "service_healthy",
@@ -400,9 +400,40 @@ describe("docker-compose.yml", () => {
     expect(portsOf(service("otel-collector")).map((p) => p.container)).toContain(Number(url.port));
     expect(command[command.indexOf("--every") + 1]).toBe("10");
     expect(service("demo").restart).toBe("unless-stopped");
-    // Its image's health check asks for a server this container does not run.
-    expect(service("demo").healthcheck?.disable).toBe(true);
   });
+
+  it("checks the demo's health by the age of the file it writes after each run", async () => {
+    const command = commandOf(service("demo"));
+    const alive = command[command.indexOf("--alive-file") + 1] ?? "";
+    const test = service("demo").healthcheck?.test ?? [];
+    expect(test.slice(0, 3)).toEqual(["CMD", "node", "-e"]);
+    const script = String(test[3]);
+    expect(script).toContain(`'${alive}'`);
+    // The same check, on a file the built demo command writes here.
+    const folder = tempDir();
+    const file = join(folder, "demo-alive");
+    const check = () =>
+      start(process.execPath, ["-e", script.replaceAll(`'${alive}'`, JSON.stringify(file))]).exited;
+    expect((await check()).code, "no file yet").toBe(1);
+    const demo = await start(process.execPath, [
+      CLI,
+      "demo",
+      "--runs",
+      "2",
+      "--pace",
+      "0",
+      "--db",
+      join(folder, "runs.duckdb"),
+      "--alive-file",
+      file,
+    ]).exited;
+    expect(demo.code, demo.stderr).toBe(0);
+    expect(readFileSync(file, "utf8")).toMatch(/^\d{4}-\d\d-\d\dT.*Z [0-9a-f-]{36}\n$/);
+    expect((await check()).code, "a fresh file").toBe(0);
+    const old = new Date(Date.now() - 120_000);
+    utimesSync(file, old, old);
+    expect((await check()).code, "a file two minutes old").toBe(1);
+  }, 60_000);
 });
 
 describe("Dockerfile", () => {

@@ -1,3 +1,4 @@
+import { writeFileSync } from "node:fs";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { CompressionAlgorithm } from "@opentelemetry/otlp-exporter-base";
 import { resourceFromAttributes } from "@opentelemetry/resources";
@@ -31,6 +32,7 @@ export const demoCommand: Command = {
     "                     Collector's http://localhost:4318 or a runtrail server, instead of",
     "                     recording them into the store",
     "  --every S          after those runs, one more every S seconds until stopped",
+    "  --alive-file PATH  write the time to PATH after each run, for a health check",
     ...COMMON_USAGE,
   ].join("\n"),
   options: {
@@ -39,6 +41,7 @@ export const demoCommand: Command = {
     pace: { type: "string" },
     otlp: { type: "string" },
     every: { type: "string" },
+    "alive-file": { type: "string" },
   },
   async run({ values, io }) {
     const runs = Number(stringValue(values, "runs") ?? "12");
@@ -88,17 +91,26 @@ export const demoCommand: Command = {
     };
     void io.interrupted.then(stop);
     process.once("SIGTERM", stop);
+    const aliveFile = stringValue(values, "alive-file");
+    let aliveFailed = false;
     const onRun = (s: DemoRunSummary) => {
       if (!values.json)
         io.stdout(`  ${s.runId}  ${s.pipeline}  ${paintStatus(io.style, s.outcome)}\n`);
+      if (aliveFile === undefined) return;
+      try {
+        writeFileSync(aliveFile, `${new Date().toISOString()} ${s.runId}\n`);
+      } catch (error) {
+        if (!aliveFailed) io.stderr(`runtrail demo: --alive-file: ${(error as Error).message}\n`);
+        aliveFailed = true;
+      }
     };
     let summaries: DemoRunSummary[];
     try {
-      // Over OTLP the artifacts stay in this process's store folder (see docs/pipelines.md).
-      const store = otlp === undefined ? where : undefined;
+      // Artifacts are files next to the store; over OTLP there is none here, so none are kept.
+      const store = otlp === undefined ? { store: where } : { tracking: false };
       summaries = await runDemo({
         tracer,
-        ...(store ? { store } : {}),
+        ...store,
         runs,
         pace,
         onRun,
@@ -108,7 +120,7 @@ export const demoCommand: Command = {
         await provider.forceFlush();
         await runDemo({
           tracer,
-          ...(store ? { store } : {}),
+          ...store,
           runs: Number.MAX_SAFE_INTEGER,
           pace,
           first: runs + 1,
