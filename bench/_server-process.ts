@@ -6,9 +6,6 @@ import { fileURLToPath } from "node:url";
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist", "cli", "main.js");
 
-// ---------------------------------------------------------------------------------------------
-// The server as a child process
-
 export interface ServerProcess {
   url: string;
   pid: number;
@@ -17,12 +14,12 @@ export interface ServerProcess {
 }
 
 /** `runtrail serve --port 0 --json` on a store; resolves once it prints its URL. */
-export function startServer(db: string, args: readonly string[] = []): Promise<ServerProcess> {
+export function startServer(db: string): Promise<ServerProcess> {
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" };
   for (const name of ["RUNTRAIL_TOKENS", "RUNTRAIL_TOKENS_FILE", "RUNTRAIL_PORT"]) delete env[name];
   const child = spawn(
     process.execPath,
-    [CLI, "serve", "--db", db, "--port", "0", "--host", "127.0.0.1", "--json", ...args],
+    [CLI, "serve", "--db", db, "--port", "0", "--host", "127.0.0.1", "--json"],
     { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] },
   );
   let stderr = "";

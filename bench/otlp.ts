@@ -5,7 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { decodeJson, decodeProtobuf } from "../dist/otlp/decode.js";
 import { ExportResponse } from "../dist/otlp/otlp-schema.js";
 import { withStore } from "../dist/store/open-store.js";
-import { protobufOf } from "../test/otlp/_bodies.js";
+import { keyValues, protobufOf } from "../test/otlp/_bodies.js";
 import {
   type BenchOptions,
   type BenchResult,
@@ -43,15 +43,6 @@ interface Bodies {
   bodies: Uint8Array[];
   spans: number;
   traces: number;
-}
-
-/** OTLP/JSON attribute values. */
-function value(v: string | number): Record<string, unknown> {
-  return typeof v === "string" ? { stringValue: v } : { intValue: String(v) };
-}
-
-function keyValues(attributes: Record<string, string | number>) {
-  return Object.entries(attributes).map(([key, v]) => ({ key, value: value(v) }));
 }
 
 /**

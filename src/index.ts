@@ -29,6 +29,7 @@ export {
   runPipeline,
   type StageOptions,
 } from "./pipeline/run-pipeline.js";
+export type { StoredRun } from "./pipeline/stored-run.js";
 // Reading the store.
 export { lookupRun, type RunLookup } from "./query/find-run.js";
 export { type ListRunsOptions, listRuns, type RunCursor, type RunPage } from "./query/list-runs.js";

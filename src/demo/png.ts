@@ -4,7 +4,7 @@ import { crc32, deflateSync } from "node:zlib";
  * A PNG image of `width` × `height` pixels, each an `[r, g, b]` from `pixel(x, y)`: enough to
  * draw the demo's small charts without an image library.
  */
-export function png(
+function png(
   width: number,
   height: number,
   pixel: (x: number, y: number) => readonly [number, number, number],

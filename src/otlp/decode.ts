@@ -1,4 +1,5 @@
 import type { Attributes, AttributeValue, HrTime } from "@opentelemetry/api";
+import { SemconvAttributes } from "../record/attributes.js";
 import type { SpanEventView } from "../record/span-view.js";
 import {
   ExportRequest,
@@ -31,7 +32,6 @@ const MAX_VALUE_DEPTH = 8;
 const NANOS = 1_000_000_000n;
 /** OTLP times are fixed64: a JSON number past this is not a time. */
 const MAX_NANOS = 2n ** 64n - 1n;
-const SERVICE_NAME = "service.name";
 const HEX = /^[0-9a-fA-F]*$/;
 /** What most spans have of the attributes and events runtrail reads: none, shared. */
 const NO_ATTRIBUTES: Attributes = Object.freeze({});
@@ -66,6 +66,17 @@ class Collector {
             : this.firstReason,
     };
   }
+}
+
+/** Which resource attribute the decoders keep: the service name. */
+function isServiceName(key: string): boolean {
+  return key === SemconvAttributes.serviceName;
+}
+
+/** The service a resource's kept attributes name, if any. */
+function serviceNameOf(resource: Attributes): string | undefined {
+  const service = resource[SemconvAttributes.serviceName];
+  return typeof service === "string" && service.length > 0 ? service : undefined;
 }
 
 function hrTimeOf(nanos: bigint): HrTime {
@@ -120,10 +131,9 @@ function pbInt(value: Int64): number {
   return Number(value.unsigned ? unsigned : BigInt.asIntN(64, unsigned));
 }
 
-/** Which field of an `AnyValue` oneof is set (protobuf.js names it in the virtual `value`). */
 function pbValue(value: PbAnyValue | undefined, depth: number): AttributeValue | undefined {
   if (value === undefined || value === null) return undefined;
-  switch ((value as { value?: string }).value) {
+  switch (value.value) {
     case "stringValue":
       return value.stringValue;
     case "boolValue":
@@ -147,10 +157,10 @@ function pbValue(value: PbAnyValue | undefined, depth: number): AttributeValue |
 
 function pbNested(value: PbAnyValue, depth: number): unknown {
   if (depth > MAX_VALUE_DEPTH) return null;
-  if ((value as { value?: string }).value === "kvlistValue") {
+  if (value.value === "kvlistValue") {
     return pbObject(value.kvlistValue?.values ?? [], depth + 1);
   }
-  if ((value as { value?: string }).value === "arrayValue") {
+  if (value.value === "arrayValue") {
     return (value.arrayValue?.values ?? []).map((v) => pbNested(v, depth + 1));
   }
   return pbValue(value, depth) ?? null;
@@ -220,10 +230,9 @@ export function decodeProtobuf(body: Uint8Array): DecodedExport {
   const collector = new Collector();
   let index = 0;
   for (const resourceSpans of request.resourceSpans ?? []) {
-    const service = pbAttributes(resourceSpans.resource?.attributes, (k) => k === SERVICE_NAME)[
-      SERVICE_NAME
-    ];
-    const serviceName = typeof service === "string" && service.length > 0 ? service : undefined;
+    const serviceName = serviceNameOf(
+      pbAttributes(resourceSpans.resource?.attributes, isServiceName),
+    );
     for (const scopeSpans of resourceSpans.scopeSpans ?? []) {
       for (const span of scopeSpans.spans ?? []) {
         collector.add(index++, () => pbSpan(span, serviceName));
@@ -392,8 +401,7 @@ export function decodeJson(body: string): DecodedExport {
     const where = `resourceSpans[${r}]`;
     if (!isObject(resourceSpans)) throw new OtlpDecodeError(`${where} is not an object`);
     const resource = isObject(resourceSpans.resource) ? resourceSpans.resource : {};
-    const service = jsonAttributes(resource.attributes, (k) => k === SERVICE_NAME)[SERVICE_NAME];
-    const serviceName = typeof service === "string" && service.length > 0 ? service : undefined;
+    const serviceName = serviceNameOf(jsonAttributes(resource.attributes, isServiceName));
     for (const [s, scopeSpans] of listField(resourceSpans, "scopeSpans", where).entries()) {
       if (!isObject(scopeSpans))
         throw new OtlpDecodeError(`${where}.scopeSpans[${s}] is not an object`);

@@ -8,7 +8,7 @@ import type { StoreSession } from "../store/store-session.js";
 import { columnBatchOf, type StoredSpan, writeColumns } from "../store/write-rows.js";
 import { RemoteSpan } from "./remote-span.js";
 import { TraceFilter } from "./trace-filter.js";
-import { traceRows } from "./trace-rows.js";
+import { hasRoot, traceRows } from "./trace-rows.js";
 
 export interface OtlpIngestOptions {
   /** Spans accepted and not yet written; past this, requests are turned away. Default 100,000. */
@@ -93,26 +93,24 @@ export class OtlpIngest {
   private cachedSpans = 0;
   /** Recent traces, least recently touched first. */
   private readonly traces = new Map<string, TraceEntry>();
-  private filter: TraceFilter;
   private loop: Promise<void> | undefined;
   private closed = false;
 
   private constructor(
     private readonly store: ServedStore,
     private readonly options: OtlpIngestOptions,
-    filter: TraceFilter,
+    /** The traces the store has spans of; rebuilt larger when full. */
+    private filter: TraceFilter,
   ) {
     this.maxPendingSpans = options.maxPendingSpans ?? 100_000;
     this.maxCachedSpans = options.maxCachedSpans ?? 200_000;
     this.maxTraceSpans = options.maxTraceSpans ?? 100_000;
-    this.filter = filter;
   }
 
   /** Starts ingesting into a store, learning which traces it holds spans of. */
   static async open(store: ServedStore, options: OtlpIngestOptions = {}): Promise<OtlpIngest> {
-    const ingest = new OtlpIngest(store, options, new TraceFilter(0));
-    await store.write((session) => ingest.rebuildFilter(session));
-    return ingest;
+    const filter = await store.write((session) => storedTraces(session));
+    return new OtlpIngest(store, options, filter);
   }
 
   /** Spans accepted and not yet durable. */
@@ -181,7 +179,7 @@ export class OtlpIngest {
     session: StoreSession,
     batch: Submission[],
   ): Promise<{ results: IngestResult[]; runs: number }> {
-    if (this.filter.full) await this.rebuildFilter(session);
+    if (this.filter.full) this.filter = await storedTraces(session);
     const wanted = new Set<string>();
     for (const submission of batch) {
       for (const span of submission.spans) {
@@ -346,8 +344,11 @@ export class OtlpIngest {
       }
     }
     for (const [id, entry] of loaded) {
-      const rows = traceRows(entry.spans, { tenant: entry.tenant, heartbeat: 0 });
-      if (rows.rootless) entry.provisional = keysOf(rows.runs, rows.stages);
+      // Rows of a trace without its root are provisional, to be replaced: only those are built.
+      if (!hasRoot(entry.spans)) {
+        const rows = traceRows(entry.spans, { tenant: entry.tenant, heartbeat: 0 });
+        entry.provisional = keysOf(rows.runs, rows.stages);
+      }
       this.traces.set(id, entry);
       this.cachedSpans += entry.spans.size;
     }
@@ -361,11 +362,12 @@ export class OtlpIngest {
       this.cachedSpans -= entry.spans.size;
     }
   }
+}
 
-  private async rebuildFilter(session: StoreSession): Promise<void> {
-    const ids = await session.all<{ trace_id: string }>("SELECT DISTINCT trace_id FROM otlp_spans");
-    const filter = new TraceFilter(Math.max(1 << 20, ids.length * 2));
-    for (const row of ids) filter.add(row.trace_id);
-    this.filter = filter;
-  }
+/** The trace ids the store has spans of, in a filter with room for as many again. */
+async function storedTraces(session: StoreSession): Promise<TraceFilter> {
+  const ids = await session.all<{ trace_id: string }>("SELECT DISTINCT trace_id FROM otlp_spans");
+  const filter = new TraceFilter(Math.max(1 << 20, ids.length * 2));
+  for (const row of ids) filter.add(row.trace_id);
+  return filter;
 }

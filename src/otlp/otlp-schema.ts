@@ -142,6 +142,8 @@ export type Int64 = number | { low: number; high: number; unsigned: boolean };
 
 /** The decoded messages, as far as runtrail reads them. Absent fields are undefined or empty. */
 export interface PbAnyValue {
+  /** Which field of the `value` oneof is set: protobuf.js names it in this virtual field. */
+  value?: keyof Omit<PbAnyValue, "value">;
   stringValue?: string;
   boolValue?: boolean;
   intValue?: Int64;

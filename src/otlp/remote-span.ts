@@ -28,11 +28,6 @@ export function isReadExceptionAttribute(key: string): boolean {
   return key.startsWith(EXCEPTION_PREFIX);
 }
 
-/**
- * A span received over OTLP, reduced to what the recorder reads: ids, name, times, status,
- * the attributes of {@link isReadAttribute}, `exception` events and the service name. The
- * recorder reads it as it reads a live span, so both paths give the same rows.
- */
 /** Resources by service name: one object for all the spans of a service. */
 const resources = new Map<string | undefined, { readonly attributes: Attributes }>();
 
@@ -48,6 +43,11 @@ function resourceOf(serviceName: string | undefined): { readonly attributes: Att
   return resource;
 }
 
+/**
+ * A span received over OTLP, reduced to what the recorder reads: ids, name, times, status,
+ * the attributes of {@link isReadAttribute}, `exception` events and the service name. The
+ * recorder reads it as it reads a live span, so both paths give the same rows.
+ */
 export class RemoteSpan implements SpanView {
   constructor(
     readonly traceId: string,

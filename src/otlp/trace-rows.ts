@@ -171,6 +171,12 @@ function standInRoot(spans: ReadonlyMap<string, RemoteSpan>): RemoteSpan | undef
   );
 }
 
+/** Whether a trace's spans include its root: a span without a parent. */
+export function hasRoot(spans: ReadonlyMap<string, RemoteSpan>): boolean {
+  for (const span of spans.values()) if (span.parentSpanId === undefined) return true;
+  return false;
+}
+
 /**
  * The run and stage rows of one trace's spans, as the in-process processor records them: the
  * spans are replayed through the same recorder, each start and end in the order they happened.
@@ -183,14 +189,7 @@ export function traceRows(
 ): TraceRows {
   let spans = received;
   let standIn: RemoteSpan | undefined;
-  let hasRoot = false;
-  for (const span of received.values()) {
-    if (span.parentSpanId === undefined) {
-      hasRoot = true;
-      break;
-    }
-  }
-  if (!hasRoot) {
+  if (!hasRoot(received)) {
     standIn = standInRoot(received);
     if (standIn === undefined) return { runs: [], stages: [], rootless: true };
     const adopted = new Map<string, RemoteSpan>([[standIn.spanId, standIn]]);

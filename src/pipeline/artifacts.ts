@@ -62,7 +62,7 @@ export function sniffMediaType(bytes: Uint8Array): string {
 const KIND = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 /** An artifact kind as it can appear in a file name: letters, digits, `_` and `-`. */
-export function artifactKindOf(kind: string): string {
+function artifactKindOf(kind: string): string {
   if (KIND.test(kind)) return kind;
   const cleaned = kind
     .replace(/[^A-Za-z0-9_-]+/g, "_")
@@ -185,10 +185,16 @@ function safeJson(value: unknown): string {
   }
 }
 
+/** The type of an error as runtrail records it: its name, else the name of its class. */
+export function errorTypeOf(error: Error): string {
+  // `class QuotaError extends Error {}` keeps the name "Error": its class names it better.
+  return error.name === "Error" ? error.constructor.name : error.name;
+}
+
 /** The content of an `error` artifact: the error's type, message and stack, and details. */
 export function errorArtifactContent(error: unknown, details?: Record<string, unknown>): object {
   if (error instanceof Error) {
-    const type = error.name === "Error" ? error.constructor.name : error.name;
+    const type = errorTypeOf(error);
     return { type, message: error.message, stack: error.stack ?? null, details: details ?? null };
   }
   return { type: null, message: String(error), stack: null, details: details ?? null };

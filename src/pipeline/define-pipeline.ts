@@ -5,9 +5,14 @@ import { resolveStorePath } from "../store/store-path.js";
 import { detectCodeRef } from "./code-ref.js";
 import { fingerprint } from "./fingerprint.js";
 import type { PipelineStage } from "./pipeline-stage.js";
-import { type RunPipelineOptions, runPipeline, trackingOn } from "./run-pipeline.js";
-import { contentAddress, type SnapshotRef, SnapshotStore } from "./snapshots.js";
-import { readStoredRun, type StoredRun } from "./stored-run.js";
+import {
+  type CachedStage,
+  type RunPipelineOptions,
+  runPipeline,
+  trackingOn,
+} from "./run-pipeline.js";
+import { type Checkpoint, contentAddress, type SnapshotRef, SnapshotStore } from "./snapshots.js";
+import { readStoredRun, type StoredRun, type StoredRunLookup } from "./stored-run.js";
 
 /** One named stage: a function from the previous stage's output (or the run's input) to its own. */
 export interface StageDefinition<In = unknown, Out = unknown> {
@@ -86,11 +91,12 @@ const PIPELINE = Symbol.for("runtrail.pipeline");
 /** Where a resumed run starts, and what it carries over from the run it resumes. */
 interface ResumePlan {
   from: StoredRun["run"];
-  /** Index of the first stage to run. */
-  startAt: number;
-  /** Outputs of the stages before it, where snapshotted. */
-  outputs: (SnapshotRef | undefined)[];
-  /** The input of stage `startAt` (the run's output when it is past the last stage). */
+  /**
+   * Outputs of the stages before the first one to run, in order, where snapshotted: the run
+   * starts at stage `carried.length`.
+   */
+  carried: (SnapshotRef | undefined)[];
+  /** The input of that stage (the run's output when it is past the last stage). */
   input: unknown;
 }
 
@@ -123,42 +129,20 @@ export class Pipeline<In = unknown, Out = unknown> {
    * outputs from their snapshots and starts at the stage that failed. Completed stages are not
    * run again; they appear in the new run as `cached`.
    *
-   * The run is read from the store (through the runtrail server when one holds it), so a run
-   * of this same process must have reached it: this flushes the global tracer provider first;
-   * with a tracer of your own, flush its provider before resuming.
+   * Given by id (or a prefix of it), the run is read from the store (through the runtrail
+   * server when one holds it), so a run of this same process must have reached it: this
+   * flushes the global tracer provider first; with a tracer of your own, flush its provider
+   * before resuming. Given as already read (as `runtrail resume` does), it is not read again.
    */
-  async resume(runId: string, options: ResumeOptions = {}): Promise<Out> {
+  async resume(run: string | StoredRun, options: ResumeOptions = {}): Promise<Out> {
     if (!trackingOn(options.tracking)) {
       throw new ResumeError(
         "tracking is off (RUNTRAIL_ENABLED=false or tracking: false): no run was recorded, so none can be resumed",
       );
     }
-    await flushGlobalProvider();
     const store = resolveStorePath(options.store);
-    let lookup: Awaited<ReturnType<typeof readStoredRun>>;
-    try {
-      lookup = await readStoredRun(
-        {
-          store,
-          ...(options.url ? { url: options.url } : {}),
-          ...(options.token ? { token: options.token } : {}),
-        },
-        runId,
-      );
-    } catch (error) {
-      throw new ResumeError(`cannot read run "${runId}": ${(error as Error).message}`);
-    }
-    if (lookup.found === "none") {
-      throw new ResumeError(
-        `no run matches "${runId}" in ${store}: it did not run there, or it was pruned`,
-      );
-    }
-    if (lookup.found === "many") {
-      throw new ResumeError(
-        `"${runId}" matches several runs (${lookup.candidates.join(", ")}): give more of the id`,
-      );
-    }
-    const plan = await this.plan(lookup.stored, new SnapshotStore(store));
+    const stored = typeof run === "string" ? await readRun(run, store, options) : run;
+    const plan = await this.plan(stored, new SnapshotStore(store));
     return (await this.execute(plan.input as In, options, plan)) as Out;
   }
 
@@ -201,8 +185,8 @@ export class Pipeline<In = unknown, Out = unknown> {
     } catch (error) {
       throw new ResumeError(`run ${run.run_id} cannot be resumed: ${(error as Error).message}`);
     }
-    const outputs = this.stages.slice(0, startAt).map((s) => done.get(s.name) ?? undefined);
-    return { from: run, startAt, outputs, input };
+    const carried = this.stages.slice(0, startAt).map((s) => done.get(s.name) ?? undefined);
+    return { from: run, carried, input };
   }
 
   private stageAt(index: number): StageDefinition {
@@ -214,29 +198,35 @@ export class Pipeline<In = unknown, Out = unknown> {
     options: PipelineRunOptions,
     resume: ResumePlan | undefined,
   ): Promise<unknown> {
-    const tracking = trackingOn(options.tracking);
-    const store = resolveStorePath(options.store);
-    const snapshots = tracking ? new SnapshotStore(store) : undefined;
+    const { onProgress, cache, ...runOptions } = options;
+    const snapshots = trackingOn(options.tracking)
+      ? new SnapshotStore(resolveStorePath(options.store))
+      : undefined;
     const codeRef = options.codeRef ?? detectCodeRef() ?? undefined;
     const configHash = options.configHash ?? null;
     const total = this.stages.length;
-    const cacheOn = snapshots !== undefined && (options.cache ?? true) && codeRef !== undefined;
-    const inputFingerprint =
-      options.inputFingerprint ?? (resume ? undefined : tryFingerprint(input));
-    const runKey =
-      cacheOn && !resume && inputFingerprint !== undefined
-        ? contentAddress("run", {
-            pipeline: this.name,
-            stage: this.stages.map((s) => s.name),
-            inputFingerprint,
-            codeRef,
-            configHash,
-          })
+    // Reuse needs outputs kept, and a code ref to tell a change of code.
+    const reuseOn = snapshots !== undefined && (cache ?? true) && codeRef !== undefined;
+    const addressOf = (
+      of: "stage" | "run",
+      stage: string | readonly string[],
+      inputFingerprint: string | undefined,
+    ) =>
+      reuseOn && codeRef !== undefined && inputFingerprint !== undefined
+        ? contentAddress(of, { pipeline: this.name, stage, inputFingerprint, codeRef, configHash })
         : undefined;
-    const checkpoint = runKey === undefined ? undefined : await snapshots?.checkpoint(runKey);
-    const reused =
-      checkpoint && snapshots ? await readOrUndefined(snapshots, checkpoint.snapshot) : undefined;
-    const wholeRun = checkpoint && reused?.ok ? { ...checkpoint, output: reused.value } : undefined;
+    // Fingerprinted once: it is also the first stage's input fingerprint.
+    const ownFingerprint =
+      resume || options.inputFingerprint !== undefined ? undefined : tryFingerprint(input);
+    const inputFingerprint = options.inputFingerprint ?? ownFingerprint;
+    const runKey = resume
+      ? undefined
+      : addressOf(
+          "run",
+          this.stages.map((s) => s.name),
+          inputFingerprint,
+        );
+    const wholeRun = await reusable(snapshots, runKey);
     const inputSnapshot = resume
       ? (resume.from.input_snapshot ?? undefined)
       : snapshots
@@ -246,7 +236,7 @@ export class Pipeline<In = unknown, Out = unknown> {
     const attributes = { ...options.attributes };
     if (this.module) attributes[R.entryPoint] = this.module;
     if (inputSnapshot) attributes[R.inputSnapshot] = inputSnapshot;
-    if (wholeRun) attributes[R.runCachedFrom] = wholeRun.run_id;
+    if (wholeRun) attributes[R.runCachedFrom] = wholeRun.checkpoint.run_id;
     const links = [...(options.links ?? [])];
     if (resume) {
       attributes[R.resumedFrom] = resume.from.run_id;
@@ -260,7 +250,6 @@ export class Pipeline<In = unknown, Out = unknown> {
         attributes: { "runtrail.link": "resumed_from" },
       });
     }
-    const { onProgress, cache: _cache, ...runOptions } = options;
 
     return runPipeline(
       this.name,
@@ -273,76 +262,62 @@ export class Pipeline<In = unknown, Out = unknown> {
         ...(links.length > 0 ? { links } : {}),
       },
       async (run) => {
-        const tell = (progress: Omit<StageProgress, "runId">) => {
+        const tell = (progress: Omit<StageProgress, "runId" | "total">) => {
           try {
-            onProgress?.({ runId: run.runId, ...progress });
+            onProgress?.({ runId: run.runId, total, ...progress });
           } catch (error) {
             diag.warn(`runtrail: onProgress threw: ${(error as Error).message}`);
           }
         };
+        /** The output of stage `i` is known: recorded as a cached stage, not run. */
+        const cached = (i: number, name: string, stage: CachedStage) => {
+          run.cachedStage(name, stage);
+          tell({ index: i + 1, name, outcome: "cached", cachedFrom: stage.cachedFrom });
+        };
         if (wholeRun) {
-          wholeRun.stages?.forEach((stage, i) => {
-            run.cachedStage(stage.name, { snapshot: stage.snapshot, cachedFrom: wholeRun.run_id });
-            tell({
-              index: i + 1,
-              total,
-              name: stage.name,
-              outcome: "cached",
-              cachedFrom: wholeRun.run_id,
-            });
-          });
+          const { run_id: from, stages } = wholeRun.checkpoint;
+          for (const [i, s] of (stages ?? []).entries()) {
+            cached(i, s.name, { snapshot: s.snapshot, cachedFrom: from });
+          }
           return wholeRun.output;
         }
         const produced: { name: string; snapshot: SnapshotRef }[] = [];
         let value = input;
         let stageRetries = 0;
+        // The run it resumes counted as a try, and so does each retry of its own.
+        const countTries = () => {
+          if (resume) {
+            run.span.setAttribute(R.retryCount, resume.from.retry_count + 1 + stageRetries);
+          }
+        };
         for (let i = 0; i < total; i++) {
           const definition = this.stageAt(i);
           const name = definition.name;
-          if (resume && i < resume.startAt) {
-            const snapshot = resume.outputs[i];
-            run.cachedStage(name, {
-              cachedFrom: resume.from.run_id,
-              ...(snapshot ? { snapshot } : {}),
-            });
+          if (resume && i < resume.carried.length) {
+            const snapshot = resume.carried[i];
+            cached(i, name, { snapshot, cachedFrom: resume.from.run_id });
             if (snapshot) produced.push({ name, snapshot });
-            tell({ index: i + 1, total, name, outcome: "cached", cachedFrom: resume.from.run_id });
             continue;
           }
           const stageInput = value;
           const keepOutput = snapshots !== undefined && definition.snapshot !== false;
-          const fingerprintOfInput =
-            cacheOn && keepOutput && definition.cache !== false
-              ? tryFingerprint(stageInput)
-              : undefined;
-          const key =
-            fingerprintOfInput === undefined || codeRef === undefined
-              ? undefined
-              : contentAddress("stage", {
-                  pipeline: this.name,
-                  stage: name,
-                  inputFingerprint: fingerprintOfInput,
-                  codeRef,
-                  configHash,
-                });
-          const hit = key === undefined ? undefined : await snapshots?.checkpoint(key);
-          if (hit && snapshots) {
-            const output = await readOrUndefined(snapshots, hit.snapshot);
-            if (output.ok) {
-              run.cachedStage(name, {
-                snapshot: hit.snapshot,
-                cachedFrom: hit.run_id,
-                cacheKey: key,
-              });
-              produced.push({ name, snapshot: hit.snapshot });
-              tell({ index: i + 1, total, name, outcome: "cached", cachedFrom: hit.run_id });
-              value = output.value;
-              continue;
-            }
+          const canReuse = reuseOn && keepOutput && definition.cache !== false;
+          // The first stage's input is the run's, fingerprinted already.
+          const fingerprintOfInput = canReuse
+            ? ((i === 0 ? ownFingerprint : undefined) ?? tryFingerprint(stageInput))
+            : undefined;
+          const key = addressOf("stage", name, fingerprintOfInput);
+          const hit = await reusable(snapshots, key);
+          if (hit) {
+            const { snapshot, run_id } = hit.checkpoint;
+            cached(i, name, { snapshot, cachedFrom: run_id, cacheKey: key });
+            produced.push({ name, snapshot });
+            value = hit.output;
+            continue;
           }
           let snapshot: SnapshotRef | undefined;
           const started = Date.now();
-          tell({ index: i + 1, total, name, outcome: "started" });
+          tell({ index: i + 1, name, outcome: "started" });
           try {
             value = await run.stage(
               name,
@@ -358,48 +333,29 @@ export class Pipeline<In = unknown, Out = unknown> {
                 }
                 return output;
               },
-              {
-                ...(definition.retries !== undefined ? { retries: definition.retries } : {}),
-                ...(definition.retryDelayMs !== undefined
-                  ? { retryDelayMs: definition.retryDelayMs }
-                  : {}),
-              },
+              { retries: definition.retries, retryDelayMs: definition.retryDelayMs },
             );
           } catch (error) {
-            tell({
-              index: i + 1,
-              total,
-              name,
-              outcome: "failed",
-              durationMs: Date.now() - started,
-              error,
-            });
-            if (resume)
-              run.span.setAttribute(R.retryCount, resume.from.retry_count + 1 + stageRetries);
+            const durationMs = Date.now() - started;
+            tell({ index: i + 1, name, outcome: "failed", durationMs, error });
+            countTries();
             throw error;
           }
-          tell({
-            index: i + 1,
-            total,
-            name,
-            outcome: "completed",
-            durationMs: Date.now() - started,
-          });
-          if (snapshot) {
-            produced.push({ name, snapshot });
-            if (key && snapshots) {
-              await snapshots
-                .putCheckpoint(key, {
-                  snapshot,
-                  run_id: run.runId,
-                  stage: name,
-                  created_at: new Date().toISOString(),
-                })
-                .catch(warnNotKept("a checkpoint"));
-            }
+          tell({ index: i + 1, name, outcome: "completed", durationMs: Date.now() - started });
+          if (!snapshot) continue;
+          produced.push({ name, snapshot });
+          if (key && snapshots) {
+            await snapshots
+              .putCheckpoint(key, {
+                snapshot,
+                run_id: run.runId,
+                stage: name,
+                created_at: new Date().toISOString(),
+              })
+              .catch(warnNotKept("a checkpoint"));
           }
         }
-        if (resume) run.span.setAttribute(R.retryCount, resume.from.retry_count + 1 + stageRetries);
+        countTries();
         const last = produced[produced.length - 1];
         // A whole run is reused only when each of its stages could be.
         const everyStageCached = this.stages.every((s) => s.cache !== false);
@@ -475,16 +431,49 @@ async function trySnapshot(
   }
 }
 
-async function readOrUndefined(
-  snapshots: SnapshotStore,
-  ref: SnapshotRef,
-): Promise<{ ok: true; value: unknown } | { ok: false }> {
+/** The output a content address produced before, when its checkpoint and snapshots are there. */
+async function reusable(
+  snapshots: SnapshotStore | undefined,
+  key: string | undefined,
+): Promise<{ checkpoint: Checkpoint; output: unknown } | undefined> {
+  if (snapshots === undefined || key === undefined) return undefined;
+  const checkpoint = await snapshots.checkpoint(key);
+  if (checkpoint === undefined) return undefined;
   try {
-    return { ok: true, value: await snapshots.read(ref) };
+    return { checkpoint, output: await snapshots.read(checkpoint.snapshot) };
   } catch (error) {
     diag.warn(`runtrail: ${(error as Error).message}; the stage runs instead`);
-    return { ok: false };
+    return undefined;
   }
+}
+
+/** A run by id or prefix, read from the store or the server that holds it. */
+async function readRun(id: string, store: string, options: ResumeOptions): Promise<StoredRun> {
+  await flushGlobalProvider();
+  let lookup: StoredRunLookup;
+  try {
+    lookup = await readStoredRun(
+      {
+        store,
+        ...(options.url ? { url: options.url } : {}),
+        ...(options.token ? { token: options.token } : {}),
+      },
+      id,
+    );
+  } catch (error) {
+    throw new ResumeError(`cannot read run "${id}": ${(error as Error).message}`);
+  }
+  if (lookup.found === "none") {
+    throw new ResumeError(
+      `no run matches "${id}" in ${store}: it did not run there, or it was pruned`,
+    );
+  }
+  if (lookup.found === "many") {
+    throw new ResumeError(
+      `"${id}" matches several runs (${lookup.candidates.join(", ")}): give more of the id`,
+    );
+  }
+  return lookup.stored;
 }
 
 function warnNotKept(what: string): (error: unknown) => void {

@@ -14,7 +14,7 @@ import { runIdOf } from "../record/run-id.js";
 import { START_MARKER_KIND, START_MARKER_NAME } from "../record/start-marker.js";
 import { resolveStorePath } from "../store/store-path.js";
 import { envEnabled } from "../util/enabled.js";
-import { RunArtifacts } from "./artifacts.js";
+import { errorTypeOf, RunArtifacts } from "./artifacts.js";
 import { detectCodeRef } from "./code-ref.js";
 import { PipelineStage, SpanRecorder } from "./pipeline-stage.js";
 
@@ -194,12 +194,10 @@ export class PipelineRun extends SpanRecorder {
   }
 }
 
-export function failSpan(span: Span, error: unknown): void {
+function failSpan(span: Span, error: unknown): void {
   if (error instanceof Error) {
-    // `class QuotaError extends Error {}` keeps the name "Error": its class names it better.
-    const name = error.name === "Error" ? error.constructor.name : error.name;
     span.recordException({
-      name,
+      name: errorTypeOf(error),
       message: error.message,
       ...(error.stack ? { stack: error.stack } : {}),
     });

@@ -2,7 +2,14 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { checkpointFolderOf, snapshotFileOf, writeFileAtomically } from "../store/store-files.js";
+import {
+  checkpointFolderOf,
+  NO_SNAPSHOT,
+  parseSnapshotRef,
+  snapshotExists,
+  snapshotFileOf,
+  writeFileAtomically,
+} from "../store/store-files.js";
 
 /**
  * A reference to a snapshot, as stage and run rows keep it: `json:<sha256>` for a value kept as
@@ -10,11 +17,8 @@ import { checkpointFolderOf, snapshotFileOf, writeFileAtomically } from "../stor
  */
 export type SnapshotRef = string;
 
-const NONE: SnapshotRef = "none";
-const REF = /^(json|bytes):([0-9a-f]{64})$/;
-
 /** A value cannot be snapshotted, or a snapshot cannot be read. */
-export class SnapshotError extends Error {
+class SnapshotError extends Error {
   override name = "SnapshotError";
 }
 
@@ -49,7 +53,7 @@ export class SnapshotStore {
    * are refused with a {@link SnapshotError}.
    */
   async write(value: unknown): Promise<SnapshotRef> {
-    if (value === undefined) return NONE;
+    if (value === undefined) return NO_SNAPSHOT;
     let bytes: Uint8Array;
     let format: "json" | "bytes";
     if (value instanceof Uint8Array) {
@@ -77,16 +81,14 @@ export class SnapshotStore {
 
   /** Whether the snapshot can be read: its file is there (or it is `none`). */
   has(ref: SnapshotRef): boolean {
-    if (ref === NONE) return true;
-    const path = snapshotFileOf(this.storePath, ref);
-    return path !== undefined && existsSync(path);
+    return snapshotExists(this.storePath, ref);
   }
 
   /** The value a snapshot keeps; a {@link SnapshotError} when it is gone or damaged. */
   async read(ref: SnapshotRef): Promise<unknown> {
-    if (ref === NONE) return undefined;
-    const match = REF.exec(ref);
-    if (match === null) throw new SnapshotError(`"${ref}" is not a snapshot reference`);
+    if (ref === NO_SNAPSHOT) return undefined;
+    const parsed = parseSnapshotRef(ref);
+    if (parsed === undefined) throw new SnapshotError(`"${ref}" is not a snapshot reference`);
     let bytes: Buffer;
     try {
       bytes = await readFile(this.pathOf(ref));
@@ -98,12 +100,12 @@ export class SnapshotStore {
           : `the snapshot ${ref} cannot be read: ${(error as Error).message}`,
       );
     }
-    if (createHash("sha256").update(bytes).digest("hex") !== match[2]) {
+    if (createHash("sha256").update(bytes).digest("hex") !== parsed.sha) {
       throw new SnapshotError(
         `the snapshot ${ref} is damaged: its content does not match its hash`,
       );
     }
-    return match[1] === "bytes" ? bytes : JSON.parse(bytes.toString("utf8"));
+    return parsed.format === "bytes" ? bytes : JSON.parse(bytes.toString("utf8"));
   }
 
   /** The checkpoint of a content address, if one was written and its snapshots are all there. */
@@ -125,7 +127,7 @@ export class SnapshotStore {
   }
 
   /** The file of a snapshot reference (not `none`). */
-  pathOf(ref: SnapshotRef): string {
+  private pathOf(ref: SnapshotRef): string {
     const path = snapshotFileOf(this.storePath, ref);
     if (path === undefined) throw new SnapshotError(`"${ref}" is not a snapshot reference`);
     return path;

@@ -1,5 +1,7 @@
+import type { RunRow } from "../record/rows.js";
 import type { StoreSession } from "../store/store-session.js";
-import { runFilterSql } from "./run-filter.js";
+import { listRuns } from "./list-runs.js";
+import { type RunFilter, runFilterSql } from "./run-filter.js";
 import { SqlParams } from "./sql-params.js";
 
 const HOUR_MS = 3_600_000;
@@ -21,7 +23,7 @@ export function isTrendWindow(value: string): value is TrendWindow {
 }
 
 /** Statuses that count as failures: the run ended in an error, was killed or ran out of time. */
-export const FAILURE_STATUSES = ["failed", "crashed", "timed_out"] as const;
+const FAILURE_STATUSES = ["failed", "crashed", "timed_out"] as const;
 
 export interface TrendsOptions {
   window: TrendWindow;
@@ -64,21 +66,20 @@ export interface PipelineTrend {
   buckets: TrendBucket[];
 }
 
-export interface StuckRun {
+/** A run as the lists of stuck and crashed runs show it. */
+export interface ListedRun {
   runId: string;
   pipeline: string;
   /** Epoch microseconds. */
   startedAt: number;
   lastHeartbeat: number | null;
+}
+
+export interface StuckRun extends ListedRun {
   currentStage: string | null;
 }
 
-export interface CrashedRun {
-  runId: string;
-  pipeline: string;
-  /** Epoch microseconds. */
-  startedAt: number;
-  lastHeartbeat: number | null;
+export interface CrashedRun extends ListedRun {
   statusReason: string | null;
 }
 
@@ -116,20 +117,10 @@ export async function trends(session: StoreSession, options: TrendsOptions): Pro
   const until = nowMs * 1000;
   const since = Math.floor((until - window.ms * 1000) / bucketMicros) * bucketMicros;
   const limit = options.limit ?? 50;
-  const tenant = options.tenant !== undefined ? { tenant: options.tenant } : {};
-  const pipeline = options.pipeline !== undefined ? { pipeline: options.pipeline } : {};
-
-  const names = new SqlParams();
-  const namesWhere = runFilterSql({ ...tenant, since }, names);
-  const pipelineNames = (
-    await session.all<{ pipeline: string }>(
-      `SELECT DISTINCT pipeline FROM runs WHERE ${namesWhere} ORDER BY pipeline`,
-      names.values,
-    )
-  ).map((r) => r.pipeline);
+  const selected: RunFilter = { tenant: options.tenant, pipeline: options.pipeline };
 
   const params = new SqlParams();
-  const where = runFilterSql({ ...tenant, ...pipeline, since }, params);
+  const where = runFilterSql({ ...selected, since }, params);
   const width = params.add(bucketMicros);
   const failures = FAILURE_STATUSES.map((s) => `'${s}'`).join(", ");
   const finished = "FILTER (WHERE status <> 'running')";
@@ -168,34 +159,19 @@ export async function trends(session: StoreSession, options: TrendsOptions): Pro
     totals: entry.totals ?? emptyCounts(),
     buckets: everyBucket(entry.buckets, since, until, bucketMicros),
   }));
+  // Without a pipeline asked for, the pipelines just read are all those with runs in the window.
+  const pipelineNames =
+    options.pipeline === undefined
+      ? pipelines.map((p) => p.pipeline)
+      : await pipelinesOf(session, { tenant: options.tenant, since });
 
-  const stuckParams = new SqlParams();
-  const stuckWhere = runFilterSql({ ...tenant, ...pipeline, statuses: ["running"] }, stuckParams);
-  const stuckBefore = stuckParams.add((nowMs - options.stuckAfterMs) * 1000);
-  const stuckRows = await session.all<Raw>(
-    `SELECT run_id::VARCHAR AS run_id, pipeline, current_stage,
-       epoch_us(started_at)::DOUBLE AS started_at,
-       epoch_us(last_heartbeat)::DOUBLE AS last_heartbeat,
-       count(*) OVER ()::DOUBLE AS total
-     FROM runs WHERE ${stuckWhere} AND started_at < make_timestamptz(${stuckBefore}::BIGINT)
-     ORDER BY started_at DESC, run_id DESC LIMIT ${stuckParams.add(limit)}`,
-    stuckParams.values,
-  );
-
-  const crashedParams = new SqlParams();
-  const crashedWhere = runFilterSql(
-    { ...tenant, ...pipeline, since, statuses: ["crashed"] },
-    crashedParams,
-  );
-  const crashedRows = await session.all<Raw>(
-    `SELECT run_id::VARCHAR AS run_id, pipeline, status_reason,
-       epoch_us(started_at)::DOUBLE AS started_at,
-       epoch_us(last_heartbeat)::DOUBLE AS last_heartbeat,
-       count(*) OVER ()::DOUBLE AS total
-     FROM runs WHERE ${crashedWhere}
-     ORDER BY started_at DESC, run_id DESC LIMIT ${crashedParams.add(limit)}`,
-    crashedParams.values,
-  );
+  const stuck = await listRuns(session, {
+    ...selected,
+    statuses: ["running"],
+    until: (nowMs - options.stuckAfterMs) * 1000,
+    limit,
+  });
+  const crashed = await listRuns(session, { ...selected, statuses: ["crashed"], since, limit });
 
   return {
     window: options.window,
@@ -204,22 +180,35 @@ export async function trends(session: StoreSession, options: TrendsOptions): Pro
     until,
     pipelineNames,
     pipelines,
-    stuck: stuckRows.map((r) => ({
-      runId: String(r.run_id),
-      pipeline: String(r.pipeline),
-      startedAt: Number(r.started_at),
-      lastHeartbeat: numberOrNull(r.last_heartbeat),
-      currentStage: r.current_stage === null ? null : String(r.current_stage),
-    })),
-    stuckTotal: Number(stuckRows[0]?.total ?? 0),
-    crashed: crashedRows.map((r) => ({
-      runId: String(r.run_id),
-      pipeline: String(r.pipeline),
-      startedAt: Number(r.started_at),
-      lastHeartbeat: numberOrNull(r.last_heartbeat),
-      statusReason: r.status_reason === null ? null : String(r.status_reason),
-    })),
-    crashedTotal: Number(crashedRows[0]?.total ?? 0),
+    stuck: stuck.runs.map((r) => ({ ...listed(r), currentStage: r.current_stage })),
+    stuckTotal: stuck.total,
+    crashed: crashed.runs.map((r) => ({ ...listed(r), statusReason: r.status_reason })),
+    crashedTotal: crashed.total,
+  };
+}
+
+/** The pipelines of the runs a filter selects, by name (at most `limit`). */
+export async function pipelinesOf(
+  session: StoreSession,
+  filter: RunFilter,
+  limit?: number,
+): Promise<string[]> {
+  const params = new SqlParams();
+  const where = runFilterSql(filter, params);
+  const limited = limit === undefined ? "" : ` LIMIT ${params.add(limit)}`;
+  const rows = await session.all<{ pipeline: string }>(
+    `SELECT DISTINCT pipeline FROM runs WHERE ${where} ORDER BY pipeline${limited}`,
+    params.values,
+  );
+  return rows.map((r) => r.pipeline);
+}
+
+function listed(run: RunRow): ListedRun {
+  return {
+    runId: run.run_id,
+    pipeline: run.pipeline,
+    startedAt: run.started_at,
+    lastHeartbeat: run.last_heartbeat,
   };
 }
 

@@ -115,7 +115,7 @@ export class RunState extends LlmTotals {
   cachedFrom: string | null;
   entryPoint: string | null;
   inputSnapshot: string | null;
-  /** Artifacts in order of creation; see {@link addArtifact}. */
+  /** Artifacts in order of creation; see {@link addArtifact}. Replaced, never changed. */
   artifacts: ArtifactRow[] | null = null;
   explicitRowsIn: number | null = null;
   explicitRowsOut: number | null = null;
@@ -213,11 +213,11 @@ export class RunState extends LlmTotals {
       created_at: isoOfMicros(hrTimeToMicros(span.startTime)),
     };
     const list = this.artifacts ?? [];
-    this.artifacts = list;
     if (list.some((other) => other.seq === seq)) return;
     let at = list.length;
     while (at > 0 && (list[at - 1] as ArtifactRow).seq > seq) at--;
-    list.splice(at, 0, row);
+    // A new list each time, so that the rows given out share it without copying it.
+    this.artifacts = [...list.slice(0, at), row, ...list.slice(at)];
   }
 
   get ended(): boolean {
@@ -438,7 +438,7 @@ export class RunState extends LlmTotals {
       cached_from: this.cachedFrom,
       entry_point: this.entryPoint,
       input_snapshot: this.inputSnapshot,
-      artifacts: this.artifacts === null ? null : [...this.artifacts],
+      artifacts: this.artifacts,
     };
   }
 }

@@ -13,6 +13,7 @@ import { type RunRow, type StageRow, withIsoTimes } from "../record/rows.js";
 import { InvalidIdPrefixError, normalizeIdPrefix } from "../record/run-id.js";
 import { isFinished, type RunStatus } from "../record/run-status.js";
 import { pruneRuns } from "../store/prune.js";
+import type { StoreSession } from "../store/store-session.js";
 import { isoOfMicros } from "../util/duration.js";
 import { cookieToken, errorPage, isPublicWebPath, wantsHtml } from "../web/page.js";
 import { registerWebRoutes } from "../web/web-routes.js";
@@ -31,7 +32,6 @@ import {
   DeleteResultSchema,
   DeleteRunsQuery,
   API_ERRORS as ERRORS,
-  ErrorSchema,
   HealthSchema,
   IdParam,
   jsonContent as json,
@@ -39,6 +39,7 @@ import {
   PipelineRunSchema,
   PipelineRunsQuery,
   PipelineRunsSchema,
+  RUN_LOOKUP_ERRORS,
   RunDetailSchema,
   RunPageSchema,
   RunStatusSchema,
@@ -138,25 +139,15 @@ function runStatusOf(run: RunRow, stages: StageRow[], now = Date.now()) {
   };
 }
 
-/** The title of an error page. */
-function titleOf(status: number): string {
-  switch (status) {
-    case 400:
-      return "Bad request";
-    case 401:
-      return "Sign in needed";
-    case 403:
-      return "Not allowed";
-    case 404:
-      return "Not found";
-    case 409:
-      return "More than one match";
-    case 503:
-      return "The store is not open yet";
-    default:
-      return "Something went wrong";
-  }
-}
+/** The titles of error pages, by status (a 413 is shown as a 400). */
+const ERROR_TITLES = {
+  400: "Bad request",
+  401: "Sign in needed",
+  403: "Not allowed",
+  404: "Not found",
+  409: "More than one match",
+  503: "The store is not open yet",
+} as const;
 
 /** Seed 001's words for how a run ended. */
 function resultOf(status: RunStatus): "success" | "failed" | "stopped" | "running" {
@@ -262,22 +253,13 @@ export function createApp(options: AppOptions) {
   };
 
   app.onError((error, c) => {
-    if (wantsHtml(c)) {
-      if (error instanceof ApiError) {
-        if (error.status === 503) c.header("Retry-After", "1");
-        const status = error.status === 413 ? 400 : error.status;
-        return errorPage(c, status, titleOf(status), error.detail);
-      }
-      log(
-        `runtrail serve: ${c.req.method} ${c.req.path} failed: ${(error as Error).stack ?? String(error)}`,
-      );
-      return errorPage(c, 500, "Something went wrong", "The server failed; see its log.");
-    }
     if (error instanceof ApiError) {
       if (error.status === 503) c.header("Retry-After", "1");
-      return c.json(errorBody(error), error.status);
+      if (!wantsHtml(c)) return c.json(errorBody(error), error.status);
+      const status = error.status === 413 ? 400 : error.status;
+      return errorPage(c, status, ERROR_TITLES[status], error.detail);
     }
-    if (error instanceof HTTPException) {
+    if (error instanceof HTTPException && !wantsHtml(c)) {
       const status = error.status;
       const name =
         status === 413 ? "too_large" : status === 504 ? "timeout" : `http_${String(status)}`;
@@ -286,7 +268,9 @@ export function createApp(options: AppOptions) {
     log(
       `runtrail serve: ${c.req.method} ${c.req.path} failed: ${(error as Error).stack ?? String(error)}`,
     );
-    return c.json({ error: "internal", detail: "the server failed; see its log" }, 500);
+    return wantsHtml(c)
+      ? errorPage(c, 500, "Something went wrong", "The server failed; see its log.")
+      : c.json({ error: "internal", detail: "the server failed; see its log" }, 500);
   });
   app.notFound((c) =>
     wantsHtml(c)
@@ -366,12 +350,22 @@ export function createApp(options: AppOptions) {
     return grant;
   };
 
-  const findOne = async (c: Context<Env>, id: string): Promise<RunRow> => {
+  /** Reads the run an id or prefix names, as the request's token may see it, and `then` of it. */
+  const readRun = async <T>(
+    c: Context<Env>,
+    id: string,
+    then: (session: StoreSession, run: RunRow) => Promise<T>,
+  ): Promise<T> => {
     const grant = need(c, "read");
     const prefix = checkedPrefix(id);
-    const lookup = await store().read((s) => lookupRun(s, prefix, grant.tenant ?? undefined));
-    return oneRun(lookup, id);
+    return store().read(async (s) =>
+      then(s, oneRun(await lookupRun(s, prefix, grant.tenant ?? undefined), id)),
+    );
   };
+  const findOne = (c: Context<Env>, id: string) => readRun(c, id, async (_, run) => run);
+  /** The run and its stages, read together. */
+  const findWithStages = (c: Context<Env>, id: string) =>
+    readRun(c, id, async (s, run) => ({ run, stages: await runStages(s, run) }));
 
   app.openapi(
     createRoute({
@@ -407,17 +401,11 @@ export function createApp(options: AppOptions) {
       path: "/api/runs/{id}",
       summary: "One run with its stages, by run id or trace id (or a prefix of either)",
       request: { params: IdParam },
-      responses: {
-        200: json(RunDetailSchema, "the run"),
-        404: json(ErrorSchema, "no run matches"),
-        409: json(ErrorSchema, "the prefix matches several runs; candidates listed"),
-        ...ERRORS,
-      },
+      responses: { 200: json(RunDetailSchema, "the run"), ...RUN_LOOKUP_ERRORS },
     }),
     async (c) => {
       const { id } = c.req.valid("param");
-      const run = await findOne(c, id);
-      const stages = await store().read((s) => runStages(s, run));
+      const { run, stages } = await findWithStages(c, id);
       const links: { self: string; jaeger?: string } = { self: `/api/runs/${run.run_id}` };
       if (jaegerUrl) links.jaeger = `${jaegerUrl}/trace/${run.trace_id}`;
       return c.json({ ...withIsoTimes(run), stages: stages.map(withIsoTimes), links }, 200);
@@ -430,17 +418,11 @@ export function createApp(options: AppOptions) {
       path: "/api/runs/{id}/status",
       summary: "The live state of a run, for polling",
       request: { params: IdParam },
-      responses: {
-        200: json(RunStatusSchema, "the run's state"),
-        404: json(ErrorSchema, "no run matches"),
-        409: json(ErrorSchema, "the prefix matches several runs"),
-        ...ERRORS,
-      },
+      responses: { 200: json(RunStatusSchema, "the run's state"), ...RUN_LOOKUP_ERRORS },
     }),
     async (c) => {
       const { id } = c.req.valid("param");
-      const run = await findOne(c, id);
-      const stages = await store().read((s) => runStages(s, run));
+      const { run, stages } = await findWithStages(c, id);
       return c.json(runStatusOf(run, stages), 200);
     },
   );
@@ -514,15 +496,15 @@ export function createApp(options: AppOptions) {
         query.stuck_after === undefined
           ? stuckAfterMs
           : durationMs("stuck_after", query.stuck_after);
-      const groups = await store().read((s) =>
-        runStats(s, { ...filter, since, groupBy, stuckAfterMs: stuck }),
-      );
-      let runGroups = groups;
-      if (groupBy === "stage") {
-        runGroups = await store().read((s) =>
-          runStats(s, { ...filter, since, groupBy: "pipeline", stuckAfterMs: stuck }),
-        );
-      }
+      const { groups, runGroups } = await store().read(async (s) => {
+        const groups = await runStats(s, { ...filter, since, groupBy, stuckAfterMs: stuck });
+        // Stuck and crashed runs are counted once per run, whatever the grouping.
+        const runGroups =
+          groupBy === "stage"
+            ? await runStats(s, { ...filter, since, groupBy: "pipeline", stuckAfterMs: stuck })
+            : groups;
+        return { groups, runGroups };
+      });
       return c.json(
         {
           group_by: groupBy,
@@ -581,12 +563,7 @@ export function createApp(options: AppOptions) {
       path: "/api/pipeline/runs/{id}",
       summary: "One run in the shape of the pipeline run history API",
       request: { params: IdParam },
-      responses: {
-        200: json(PipelineRunSchema, "the run"),
-        404: json(ErrorSchema, "no run matches"),
-        409: json(ErrorSchema, "the prefix matches several runs"),
-        ...ERRORS,
-      },
+      responses: { 200: json(PipelineRunSchema, "the run"), ...RUN_LOOKUP_ERRORS },
     }),
     async (c) => {
       const { id } = c.req.valid("param");
@@ -692,8 +669,7 @@ export function createApp(options: AppOptions) {
     request: { params: IdParam },
     responses: {
       200: { description: "an event stream", content: { "text/event-stream": { schema: {} } } },
-      404: json(ErrorSchema, "no run matches"),
-      ...ERRORS,
+      ...RUN_LOOKUP_ERRORS,
     },
   });
   app.openAPIRegistry.registerPath({

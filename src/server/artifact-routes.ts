@@ -1,18 +1,18 @@
 import { constants, type Stats } from "node:fs";
 import { type FileHandle, lstat, open } from "node:fs/promises";
-import { basename, dirname, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Context, Env } from "hono";
 import type { ArtifactRow, RunRow } from "../record/rows.js";
 import { artifactFolderOf } from "../store/store-files.js";
 import { ApiError } from "./api-error.js";
 import {
-  API_ERRORS,
   ArtifactListSchema,
   ArtifactRefParam,
   ErrorSchema,
   IdParam,
   jsonContent as json,
+  RUN_LOOKUP_ERRORS,
 } from "./schemas.js";
 
 export interface ArtifactRouteDeps<E extends Env> {
@@ -38,9 +38,8 @@ const ARTIFACT_CSP = "default-src 'none'; sandbox";
 const CHUNK_BYTES = 64 * 1024;
 
 const ERRORS = {
-  ...API_ERRORS,
+  ...RUN_LOOKUP_ERRORS,
   404: json(ErrorSchema, "no run matches, or no such artifact, or its file is gone"),
-  409: json(ErrorSchema, "the prefix matches several runs"),
 } as const;
 
 /** The URL the file of a run's artifact is served at. */
@@ -50,16 +49,11 @@ export function artifactUrlOf(runId: string, seq: number): string {
 
 /** The artifact a reference names: a sequence number, or a kind (the latest of that kind). */
 function artifactOf(run: RunRow, ref: string): ArtifactRow {
+  // The run row lists its artifacts by sequence number, each once.
   const artifacts = run.artifacts ?? [];
-  let found: ArtifactRow | undefined;
-  if (/^[0-9]+$/.test(ref)) {
-    const seq = Number(ref);
-    found = artifacts.findLast((a) => a.seq === seq);
-  } else {
-    for (const a of artifacts) {
-      if (a.kind === ref && (found === undefined || a.seq >= found.seq)) found = a;
-    }
-  }
+  const found = /^[0-9]+$/.test(ref)
+    ? artifacts.find((a) => a.seq === Number(ref))
+    : artifacts.findLast((a) => a.kind === ref);
   if (found !== undefined) return found;
   const shown = artifacts.slice(0, 10).map((a) => `${a.seq} (${a.kind})`);
   if (artifacts.length > shown.length) shown.push("...");
@@ -118,10 +112,8 @@ async function openArtifact(
   } catch {
     return refuse("the run id has no artifact folder");
   }
-  const path = resolve(folder, artifact.file);
-  if (dirname(path) !== folder || basename(path) !== artifact.file) {
-    refuse("its file name leads out of the run's artifact folder");
-  }
+  // The name has no separator and does not start with a dot: it stays in the folder.
+  const path = join(folder, artifact.file);
 
   let folderStats: Stats;
   let stats: Stats;

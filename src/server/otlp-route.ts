@@ -3,7 +3,12 @@ import { gunzip } from "node:zlib";
 import type { Context, Env, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { type DecodedExport, decodeJson, decodeProtobuf, OtlpDecodeError } from "../otlp/decode.js";
-import { IngestBusyError, IngestClosedError, type OtlpIngest } from "../otlp/otlp-ingest.js";
+import {
+  IngestBusyError,
+  IngestClosedError,
+  type IngestResult,
+  type OtlpIngest,
+} from "../otlp/otlp-ingest.js";
 import { ExportResponse, RpcCode, RpcStatus } from "../otlp/otlp-schema.js";
 import type { Grant } from "./tokens.js";
 
@@ -171,12 +176,9 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
         }
         throw error;
       }
-      let rejected = decoded.rejected;
-      let errorMessage = decoded.errorMessage;
+      let result: IngestResult;
       try {
-        const result = await ingest.submit(decoded.spans, grant.tenant);
-        rejected += result.rejected;
-        errorMessage ??= result.errorMessage;
+        result = await ingest.submit(decoded.spans, grant.tenant);
       } catch (error) {
         if (error instanceof IngestBusyError) {
           return statusResponse(
@@ -201,9 +203,10 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
           1,
         );
       }
-      options.observe?.("accepted", decoded.spans.length + decoded.rejected - rejected);
+      const rejected = decoded.rejected + result.rejected;
+      options.observe?.("accepted", decoded.spans.length - result.rejected);
       options.observe?.("rejected", rejected);
-      return successResponse(format, rejected, errorMessage);
+      return successResponse(format, rejected, decoded.errorMessage ?? result.errorMessage);
     },
   );
 }

@@ -74,7 +74,7 @@ export function decodeCursor(text: string): RunCursor {
 }
 
 /** The tenant a request is limited to: the token's, which a `tenant` filter may not leave. */
-export function tenantOf(grant: Grant, asked: string | undefined): string | undefined {
+function tenantOf(grant: Grant, asked: string | undefined): string | undefined {
   if (grant.tenant === null) return asked;
   if (asked !== undefined && asked !== grant.tenant) {
     throw new ApiError(403, "forbidden", `this token sees only the runs of tenant ${grant.tenant}`);

@@ -263,3 +263,10 @@ export const API_ERRORS = {
   403: jsonContent(ErrorSchema, "the token may not do this"),
   503: jsonContent(ErrorSchema, "the store is not open"),
 } as const;
+
+/** The error responses of a route that finds one run by an id or a prefix. */
+export const RUN_LOOKUP_ERRORS = {
+  ...API_ERRORS,
+  404: jsonContent(ErrorSchema, "no run matches"),
+  409: jsonContent(ErrorSchema, "the prefix matches several runs; candidates listed"),
+} as const;

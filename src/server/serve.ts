@@ -11,7 +11,7 @@ import { TokenSet } from "./tokens.js";
 
 export const DEFAULT_PORT = 4319;
 export const DEFAULT_HOST = "127.0.0.1";
-export const DEFAULT_SILENT_AFTER_MS = 30 * 60_000;
+const DEFAULT_SILENT_AFTER_MS = 30 * 60_000;
 
 export interface ServeOptions {
   /** The store, resolved to an absolute path. */

@@ -107,7 +107,7 @@ export class ServedStore {
     if (!(await hasSpooled(this.path))) return { rows: 0, rejectedFiles: 0 };
     const began = performance.now();
     try {
-      const result = await this.write((session) => ingestSpool(session));
+      const result = await this.backgroundWrite((session) => ingestSpool(session));
       this.options.onIngest?.(result.rows, (performance.now() - began) / 1000, true);
       if (result.rows > 0) this.options.onChange?.();
       return result;
@@ -118,7 +118,7 @@ export class ServedStore {
   }
 
   private async reap(): Promise<void> {
-    const reaped = await this.write((session) =>
+    const reaped = await this.backgroundWrite((session) =>
       reapCrashedRuns(session, {
         staleAfterMs: this.options.staleAfterMs,
         ...(this.options.silentAfterMs !== undefined
@@ -129,15 +129,19 @@ export class ServedStore {
     if (reaped.length > 0) this.options.onChange?.();
   }
 
+  /** A write of the background work: once one works, the last background failure is over. */
+  private async backgroundWrite<T>(work: (session: StoreSession) => Promise<T>): Promise<T> {
+    const result = await this.write(work);
+    this.lastError = undefined;
+    return result;
+  }
+
   private every(ms: number, work: () => Promise<unknown>): void {
     let busy = false;
     const timer = setInterval(() => {
       if (busy || this.closing) return;
       busy = true;
       work()
-        .then(() => {
-          this.lastError = undefined;
-        })
         .catch((error: unknown) => {
           this.lastError = error instanceof Error ? error.message : String(error);
           this.options.onError?.(error);

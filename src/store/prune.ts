@@ -7,7 +7,8 @@ import { sqlIdentifier, sqlString } from "./sql-literal.js";
 import {
   artifactFolderOf,
   checkpointFolderOf,
-  snapshotFileOf,
+  parseSnapshotRef,
+  snapshotExists,
   snapshotFolderOf,
 } from "./store-files.js";
 import type { StoreSession } from "./store-session.js";
@@ -103,7 +104,7 @@ export async function pruneRuns(
  * `graceMs`, then the checkpoints that named them. Snapshots are shared by content, so one
  * stays while any run still uses it.
  */
-export async function collectSnapshots(session: StoreSession, graceMs: number): Promise<number> {
+async function collectSnapshots(session: StoreSession, graceMs: number): Promise<number> {
   const folder = snapshotFolderOf(session.path);
   if (!existsSync(folder)) return 0;
   const referenced = new Set(
@@ -112,7 +113,7 @@ export async function collectSnapshots(session: StoreSession, graceMs: number): 
         `SELECT snapshot AS ref FROM stages WHERE snapshot IS NOT NULL
          UNION SELECT input_snapshot FROM runs WHERE input_snapshot IS NOT NULL`,
       )
-    ).map((r) => r.ref.slice(r.ref.indexOf(":") + 1)),
+    ).map((r) => parseSnapshotRef(r.ref)?.sha),
   );
   const cutoff = Date.now() - graceMs;
   let removed = 0;
@@ -136,11 +137,6 @@ export async function collectSnapshots(session: StoreSession, graceMs: number): 
 async function dropDanglingCheckpoints(storePath: string): Promise<void> {
   const folder = checkpointFolderOf(storePath);
   if (!existsSync(folder)) return;
-  const exists = (ref: string) => {
-    if (ref === "none") return true;
-    const file = snapshotFileOf(storePath, ref);
-    return file !== undefined && existsSync(file);
-  };
   for (const file of readdirSync(folder)) {
     if (!file.endsWith(".json")) continue;
     const path = join(folder, file);
@@ -150,7 +146,7 @@ async function dropDanglingCheckpoints(storePath: string): Promise<void> {
         stages?: { snapshot: string }[];
       };
       const refs = [checkpoint.snapshot ?? "", ...(checkpoint.stages ?? []).map((s) => s.snapshot)];
-      if (refs.every(exists)) continue;
+      if (refs.every((ref) => snapshotExists(storePath, ref))) continue;
     } catch {
       // An unreadable checkpoint is of no use either.
     }

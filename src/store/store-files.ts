@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdir, open, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 
@@ -10,7 +11,7 @@ import { dirname, join } from "node:path";
  *   addressed by the SHA-256 of their bytes, so equal outputs are stored once.
  * - `checkpoints/<key>.json`: what a stage (or a whole run) with that content address produced.
  */
-export function storeFolderOf(storePath: string): string {
+function storeFolderOf(storePath: string): string {
   return dirname(storePath);
 }
 
@@ -26,21 +27,43 @@ export function snapshotFolderOf(storePath: string): string {
   return join(storeFolderOf(storePath), "snapshots");
 }
 
+/** The snapshot reference of `undefined`: nothing is kept, there is no file. */
+export const NO_SNAPSHOT = "none";
+
 const SNAPSHOT_REF = /^(json|bytes):([0-9a-f]{64})$/;
 
 /**
- * The file of a snapshot reference (`json:<sha256>` or `bytes:<sha256>`); undefined for `none`
- * (nothing kept: the value was `undefined`) and for anything that is not a reference.
+ * The parts of a snapshot reference (`json:<sha256>` or `bytes:<sha256>`); undefined for
+ * {@link NO_SNAPSHOT} and for anything that is not a reference.
  */
-export function snapshotFileOf(storePath: string, ref: string): string | undefined {
+export function parseSnapshotRef(
+  ref: string,
+): { format: "json" | "bytes"; sha: string } | undefined {
   const match = SNAPSHOT_REF.exec(ref);
   if (match === null) return undefined;
-  const sha = match[2] as string;
+  return { format: match[1] as "json" | "bytes", sha: match[2] as string };
+}
+
+/**
+ * The file of a snapshot reference; undefined for {@link NO_SNAPSHOT} and for anything that is
+ * not a reference.
+ */
+export function snapshotFileOf(storePath: string, ref: string): string | undefined {
+  const parsed = parseSnapshotRef(ref);
+  if (parsed === undefined) return undefined;
+  const { format, sha } = parsed;
   return join(
     snapshotFolderOf(storePath),
     sha.slice(0, 2),
-    `${sha}.${match[1] === "json" ? "json" : "bin"}`,
+    `${sha}.${format === "json" ? "json" : "bin"}`,
   );
+}
+
+/** Whether a snapshot can be read: its file is there, or it is {@link NO_SNAPSHOT}. */
+export function snapshotExists(storePath: string, ref: string): boolean {
+  if (ref === NO_SNAPSHOT) return true;
+  const file = snapshotFileOf(storePath, ref);
+  return file !== undefined && existsSync(file);
 }
 
 export function checkpointFolderOf(storePath: string): string {

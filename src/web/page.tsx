@@ -25,7 +25,7 @@ export interface WebDeps<E extends Env> {
 }
 
 /** Paths of the pages and their files: what the browser asks for, as opposed to the API. */
-export function isWebPath(path: string): boolean {
+function isWebPath(path: string): boolean {
   return (
     path === "/" ||
     path === "/trends" ||

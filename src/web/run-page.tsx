@@ -24,7 +24,7 @@ import { RUN_CSS } from "./styles/runs.js";
 addPageAssets(RUN_CSS, { "run-live.js": RUN_LIVE_JS });
 
 /** Bytes of a text or JSON artifact shown on the page; the whole file is a link away. */
-export const ARTIFACT_INLINE_BYTES = 64 * 1024;
+const ARTIFACT_INLINE_BYTES = 64 * 1024;
 /** Bytes of artifacts shown on one page, all together. */
 const PAGE_INLINE_BYTES = 1024 * 1024;
 
@@ -377,8 +377,7 @@ function essenceOf(mediaType: string): string {
 }
 
 function isTextual(mediaType: string): boolean {
-  const essence = essenceOf(mediaType);
-  return essence.startsWith("text/") || essence === "application/json" || essence.endsWith("+json");
+  return essenceOf(mediaType).startsWith("text/") || isJson(mediaType);
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import type { Child } from "hono/jsx";
+import { isoOfMicros } from "../util/duration.js";
 import { formatTime } from "../util/format.js";
 import { setPageHeaders } from "./page.js";
 
@@ -11,11 +12,7 @@ export function StatusBadge(props: { status: string; label?: string }) {
 /** A time (epoch microseconds) in UTC, machine-readable in `datetime`. */
 export function Time(props: { micros: number | null }) {
   if (props.micros === null) return <span class="muted">-</span>;
-  return (
-    <time datetime={new Date(Math.floor(props.micros / 1000)).toISOString()}>
-      {formatTime(props.micros)}
-    </time>
-  );
+  return <time datetime={isoOfMicros(props.micros)}>{formatTime(props.micros)}</time>;
 }
 
 /** Text cut to `max` characters, with an ellipsis when cut. */

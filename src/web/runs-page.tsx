@@ -1,12 +1,11 @@
 import type { Context, Hono } from "hono";
 import type { Env } from "hono/types";
 import { listRuns, type RunPage } from "../query/list-runs.js";
-import { SqlParams } from "../query/sql-params.js";
+import { pipelinesOf } from "../query/trends.js";
 import type { RunRow } from "../record/rows.js";
 import { isRunStatus, RUN_STATUSES } from "../record/run-status.js";
 import { ApiError } from "../server/api-error.js";
 import { decodeCursor, encodeCursor, filterOf } from "../server/run-query.js";
-import type { ServedStore } from "../server/served-store.js";
 import type { Grant } from "../server/tokens.js";
 import { formatCount, formatProgress, formatRunDuration, shortId } from "../util/format.js";
 import { Layout } from "./layout.js";
@@ -18,7 +17,7 @@ import { RUNS_CSS } from "./styles/runs.js";
 addPageAssets(RUNS_CSS, { "runs-live.js": RUNS_LIVE_JS });
 
 /** Runs a page shows. */
-export const RUNS_PER_PAGE = 50;
+const RUNS_PER_PAGE = 50;
 
 /** The time windows of the filter, as `since` values (a duration ago). */
 const WINDOWS: readonly { value: string; label: string }[] = [
@@ -89,19 +88,6 @@ function queryString(
   if (extra.fragment !== undefined) params.set("fragment", extra.fragment);
   const text = params.toString();
   return text === "" ? "/" : `/?${text}`;
-}
-
-/** The pipelines of the runs a grant sees, for the filter. */
-async function pipelinesOf(store: ServedStore, grant: Grant): Promise<string[]> {
-  const params = new SqlParams();
-  const where = grant.tenant === null ? "TRUE" : `tenant_id = ${params.add(grant.tenant)}`;
-  const rows = await store.read((s) =>
-    s.all<{ pipeline: string }>(
-      `SELECT DISTINCT pipeline FROM runs WHERE ${where} ORDER BY pipeline LIMIT ${MAX_PIPELINES}`,
-      params.values,
-    ),
-  );
-  return rows.map((r) => r.pipeline);
 }
 
 function isStuck(run: RunRow, stuckAfterMs: number, nowMs: number): boolean {
@@ -273,15 +259,14 @@ export function registerRunsPage<E extends Env>(app: Hono<E>, deps: WebDeps<E>):
     const grant = deps.readGrant(c);
     const query = runsQueryOf(c);
     const filter = filterOf(grant, {
-      ...(query.statuses.length > 0 ? { status: query.statuses } : {}),
-      ...(query.pipeline !== undefined ? { pipeline: query.pipeline } : {}),
-      ...(query.tenant !== undefined ? { tenant: query.tenant } : {}),
-      ...(query.since !== undefined ? { since: query.since } : {}),
+      status: query.statuses,
+      pipeline: query.pipeline,
+      tenant: query.tenant,
+      since: query.since,
     });
     const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
-    const page = await deps
-      .store()
-      .read((s) => listRuns(s, { ...filter, limit: RUNS_PER_PAGE, ...(cursor ? { cursor } : {}) }));
+    const store = deps.store();
+    const page = await store.read((s) => listRuns(s, { ...filter, limit: RUNS_PER_PAGE, cursor }));
     const nowMs = Date.now();
     const filtered =
       query.statuses.length > 0 ||
@@ -301,7 +286,10 @@ export function registerRunsPage<E extends Env>(app: Hono<E>, deps: WebDeps<E>):
     );
     if (c.req.query("fragment") === "rows") return htmlFragment(c, "rows", rows);
 
-    const pipelines = await pipelinesOf(deps.store(), grant);
+    // The pipelines of every run the grant sees, for the filter.
+    const pipelines = await store.read((s) =>
+      pipelinesOf(s, { tenant: grant.tenant ?? undefined }, MAX_PIPELINES),
+    );
     const older =
       page.next === null ? undefined : queryString(query, { cursor: encodeCursor(page.next) });
     return htmlPage(

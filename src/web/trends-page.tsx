@@ -1,9 +1,11 @@
 import type { Hono } from "hono";
+import type { Child } from "hono/jsx";
 import type { Env } from "hono/types";
 import {
   type CrashedRun,
   DEFAULT_TREND_WINDOW,
   isTrendWindow,
+  type ListedRun,
   type PipelineTrend,
   type StuckRun,
   TREND_WINDOWS,
@@ -14,9 +16,10 @@ import {
 } from "../query/trends.js";
 import { ApiError } from "../server/api-error.js";
 import { formatSeconds, isoOfMicros } from "../util/duration.js";
+import { formatPercent, formatTime } from "../util/format.js";
 import { Layout } from "./layout.js";
 import { addPageAssets, htmlPage, type WebDeps } from "./page.js";
-import { ColumnHeads, Time } from "./run-views.js";
+import { type Column, ColumnHeads, Time } from "./run-views.js";
 import { CHARTS_JS } from "./scripts/charts.js";
 import { TRENDS_CSS } from "./styles/trends.js";
 
@@ -75,8 +78,8 @@ export function registerTrendsPage<E extends Env>(app: Hono<E>, deps: WebDeps<E>
       trends(s, {
         window: windowText,
         stuckAfterMs: deps.stuckAfterMs,
-        ...(grant.tenant !== null ? { tenant: grant.tenant } : {}),
-        ...(pipeline !== undefined ? { pipeline } : {}),
+        tenant: grant.tenant ?? undefined,
+        pipeline,
       }),
     );
     return htmlPage(
@@ -117,7 +120,7 @@ export function chartData(t: Trends): TrendsChartData {
  * JSON to put inside a `<script>` element: `<`, `>` and `&` escaped so that no text in it can
  * close the element or open a comment; line and paragraph separators escaped for old parsers.
  */
-export function scriptJson(value: unknown): string {
+function scriptJson(value: unknown): string {
   return JSON.stringify(value).replace(
     /[<>&\u2028\u2029]/g,
     (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`,
@@ -214,7 +217,7 @@ function PipelineSection(props: { trend: PipelineTrend; index: number; window: T
       ? `, at most ${busiest.runs} from ${bucketText(busiest.start, props.window)} UTC`
       : "") +
     (worst !== undefined && worst.failureRate !== null
-      ? `; highest failure rate ${percent(worst.failureRate)} from ${bucketText(worst.start, props.window)} UTC`
+      ? `; highest failure rate ${formatPercent(worst.failureRate)} from ${bucketText(worst.start, props.window)} UTC`
       : "") +
     ". The numbers are in the table below.";
   const p95s = p.buckets.flatMap((b) => (b.p95Seconds === null ? [] : [b.p95Seconds]));
@@ -232,7 +235,7 @@ function PipelineSection(props: { trend: PipelineTrend; index: number; window: T
         {totals.runs} {totals.runs === 1 ? "run" : "runs"}, {totals.failed} failed
         {totals.failureRate === null
           ? ""
-          : ` (${percent(totals.failureRate)} of ${totals.finished} finished)`}
+          : ` (${formatPercent(totals.failureRate)} of ${totals.finished} finished)`}
         , p50 {seconds(totals.p50Seconds)}, p95 {seconds(totals.p95Seconds)}.
       </p>
       <div class="trend-charts">
@@ -264,26 +267,16 @@ function PipelineSection(props: { trend: PipelineTrend; index: number; window: T
             <caption>
               Runs, failures and durations of {p.pipeline} per {span.bucketLabel}, oldest first
             </caption>
-            <thead>
-              <tr>
-                <th scope="col">{BUCKET_HEADINGS[props.window]}</th>
-                <th scope="col" class="num">
-                  Runs
-                </th>
-                <th scope="col" class="num">
-                  Failed
-                </th>
-                <th scope="col" class="num">
-                  Failure rate
-                </th>
-                <th scope="col" class="num">
-                  p50
-                </th>
-                <th scope="col" class="num">
-                  p95
-                </th>
-              </tr>
-            </thead>
+            <ColumnHeads
+              columns={[
+                BUCKET_HEADINGS[props.window],
+                ["Runs", "num"],
+                ["Failed", "num"],
+                ["Failure rate", "num"],
+                ["p50", "num"],
+                ["p95", "num"],
+              ]}
+            />
             <tbody>
               {p.buckets.map((b) => (
                 <tr>
@@ -292,7 +285,7 @@ function PipelineSection(props: { trend: PipelineTrend; index: number; window: T
                   </th>
                   <td class="num">{b.runs}</td>
                   <td class="num">{b.failed}</td>
-                  <td class="num">{b.failureRate === null ? "–" : percent(b.failureRate)}</td>
+                  <td class="num">{b.failureRate === null ? "–" : formatPercent(b.failureRate)}</td>
                   <td class="num">{seconds(b.p50Seconds)}</td>
                   <td class="num">{seconds(b.p95Seconds)}</td>
                 </tr>
@@ -308,27 +301,73 @@ function PipelineSection(props: { trend: PipelineTrend; index: number; window: T
 function StuckRuns(props: { runs: StuckRun[]; total: number; stuckAfterMs: number; now: number }) {
   const limit = formatSeconds(props.stuckAfterMs / 1000);
   return (
-    <section aria-labelledby="stuck-runs">
-      <h2 id="stuck-runs">Stuck runs</h2>
+    <RunList
+      id="stuck-runs"
+      title="Stuck runs"
+      none={<>None: no run has been running for more than {limit}.</>}
+      caption={<>Runs still running that started more than {limit} ago, newest first</>}
+      columns={[["Running for", "num"], "Last heartbeat (UTC)", "Stage"]}
+      runs={props.runs}
+      total={props.total}
+      cells={(run) => (
+        <>
+          <td class="num">{formatSeconds((props.now - run.startedAt) / 1e6)}</td>
+          <Heartbeat run={run} />
+          <td>{run.currentStage ?? "–"}</td>
+        </>
+      )}
+    />
+  );
+}
+
+function CrashedRuns(props: { runs: CrashedRun[]; total: number; window: TrendWindow }) {
+  const label = TREND_WINDOWS[props.window].label;
+  return (
+    <RunList
+      id="crashed-runs"
+      title="Crashed runs"
+      none={<>None: no run that started in {label} crashed.</>}
+      caption={<>Runs that started in {label} and crashed, newest first</>}
+      columns={["Last heartbeat (UTC)", "Why it counts as crashed"]}
+      runs={props.runs}
+      total={props.total}
+      cells={(run) => (
+        <>
+          <Heartbeat run={run} />
+          <td>{run.statusReason ?? "–"}</td>
+        </>
+      )}
+    />
+  );
+}
+
+/**
+ * A section listing runs: a table of each run's link, pipeline and start, then the `cells` of
+ * the list's own `columns`; `none` when there are none.
+ */
+function RunList<R extends ListedRun>(props: {
+  id: string;
+  title: string;
+  none: Child;
+  caption: Child;
+  columns: readonly Column[];
+  runs: R[];
+  total: number;
+  cells: (run: R) => Child;
+}) {
+  return (
+    <section aria-labelledby={props.id}>
+      <h2 id={props.id}>{props.title}</h2>
       {props.runs.length === 0 ? (
-        <p>None: no run has been running for more than {limit}.</p>
+        <p>{props.none}</p>
       ) : (
         <div class="table-wrap">
           <table>
             <caption>
-              Runs still running that started more than {limit} ago, newest first
+              {props.caption}
               {shownOf(props.runs.length, props.total)}
             </caption>
-            <ColumnHeads
-              columns={[
-                "Run",
-                "Pipeline",
-                "Started (UTC)",
-                ["Running for", "num"],
-                "Last heartbeat (UTC)",
-                "Stage",
-              ]}
-            />
+            <ColumnHeads columns={["Run", "Pipeline", "Started (UTC)", ...props.columns]} />
             <tbody>
               {props.runs.map((run) => (
                 <tr>
@@ -339,11 +378,7 @@ function StuckRuns(props: { runs: StuckRun[]; total: number; stuckAfterMs: numbe
                   <td>
                     <Time micros={run.startedAt} />
                   </td>
-                  <td class="num">{formatSeconds((props.now - run.startedAt) / 1e6)}</td>
-                  <td>
-                    {run.lastHeartbeat === null ? "none" : <Time micros={run.lastHeartbeat} />}
-                  </td>
-                  <td>{run.currentStage ?? "–"}</td>
+                  {props.cells(run)}
                 </tr>
               ))}
             </tbody>
@@ -354,51 +389,8 @@ function StuckRuns(props: { runs: StuckRun[]; total: number; stuckAfterMs: numbe
   );
 }
 
-function CrashedRuns(props: { runs: CrashedRun[]; total: number; window: TrendWindow }) {
-  const label = TREND_WINDOWS[props.window].label;
-  return (
-    <section aria-labelledby="crashed-runs">
-      <h2 id="crashed-runs">Crashed runs</h2>
-      {props.runs.length === 0 ? (
-        <p>None: no run that started in {label} crashed.</p>
-      ) : (
-        <div class="table-wrap">
-          <table>
-            <caption>
-              Runs that started in {label} and crashed, newest first
-              {shownOf(props.runs.length, props.total)}
-            </caption>
-            <ColumnHeads
-              columns={[
-                "Run",
-                "Pipeline",
-                "Started (UTC)",
-                "Last heartbeat (UTC)",
-                "Why it counts as crashed",
-              ]}
-            />
-            <tbody>
-              {props.runs.map((run) => (
-                <tr>
-                  <td>
-                    <RunLink runId={run.runId} />
-                  </td>
-                  <td>{run.pipeline}</td>
-                  <td>
-                    <Time micros={run.startedAt} />
-                  </td>
-                  <td>
-                    {run.lastHeartbeat === null ? "none" : <Time micros={run.lastHeartbeat} />}
-                  </td>
-                  <td>{run.statusReason ?? "–"}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
-    </section>
-  );
+function Heartbeat({ run }: { run: ListedRun }) {
+  return <td>{run.lastHeartbeat === null ? "none" : <Time micros={run.lastHeartbeat} />}</td>;
 }
 
 function RunLink({ runId }: { runId: string }) {
@@ -413,14 +405,9 @@ function shownOf(shown: number, total: number): string {
   return total > shown ? ` (the newest ${shown} of ${total})` : "";
 }
 
-/** A bucket's start as the table shows it: the day alone for daily buckets. */
-export function bucketText(micros: number, window: TrendWindow): string {
-  const iso = isoOfMicros(micros);
-  return window === "30d" ? iso.slice(0, 10) : `${iso.slice(0, 10)} ${iso.slice(11, 16)}`;
-}
-
-export function percent(rate: number): string {
-  return `${(rate * 100).toFixed(1)}%`;
+/** A bucket's start as the table shows it (UTC, to the minute): the day alone for daily buckets. */
+function bucketText(micros: number, window: TrendWindow): string {
+  return formatTime(micros).slice(0, window === "30d" ? 10 : 16);
 }
 
 function seconds(value: number | null): string {

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
 import type { Env } from "hono/types";
 import { Layout } from "./layout.js";
 import { htmlPage, PAGE_SCRIPTS, PAGE_STYLES, TOKEN_COOKIE, type WebDeps } from "./page.js";
@@ -23,7 +23,14 @@ function dependencyFile(specifier: string): () => string {
 const UPLOT_JS = dependencyFile("uplot/dist/uPlot.iife.min.js");
 const UPLOT_CSS = dependencyFile("uplot/dist/uPlot.min.css");
 
-const CACHE = "public, max-age=300";
+/** A file the pages load, kept by the browser for five minutes. */
+function staticFile(c: Context, body: string, type: string): Response {
+  c.header("Cache-Control", "public, max-age=300");
+  return c.body(body, 200, { "Content-Type": type });
+}
+
+const CSS = "text/css; charset=utf-8";
+const JS = "text/javascript; charset=utf-8";
 
 /**
  * The pages at `/`: the runs, a run, the trends, and the login page when the server wants
@@ -32,25 +39,13 @@ const CACHE = "public, max-age=300";
  * send.
  */
 export function registerWebRoutes<E extends Env>(app: Hono<E>, deps: WebDeps<E>): void {
-  app.get("/ui/style.css", (c) => {
-    c.header("Cache-Control", CACHE);
-    return c.body([BASE_CSS, ...PAGE_STYLES].join("\n"), 200, {
-      "Content-Type": "text/css; charset=utf-8",
-    });
-  });
-  app.get("/ui/uplot.js", (c) => {
-    c.header("Cache-Control", CACHE);
-    return c.body(UPLOT_JS(), 200, { "Content-Type": "text/javascript; charset=utf-8" });
-  });
-  app.get("/ui/uplot.css", (c) => {
-    c.header("Cache-Control", CACHE);
-    return c.body(UPLOT_CSS(), 200, { "Content-Type": "text/css; charset=utf-8" });
-  });
+  app.get("/ui/style.css", (c) => staticFile(c, [BASE_CSS, ...PAGE_STYLES].join("\n"), CSS));
+  app.get("/ui/uplot.js", (c) => staticFile(c, UPLOT_JS(), JS));
+  app.get("/ui/uplot.css", (c) => staticFile(c, UPLOT_CSS(), CSS));
   app.get("/ui/:script{[a-z-]+\\.js}", (c) => {
     const source = PAGE_SCRIPTS.get(c.req.param("script"));
     if (source === undefined) return c.body("not found", 404);
-    c.header("Cache-Control", CACHE);
-    return c.body(source, 200, { "Content-Type": "text/javascript; charset=utf-8" });
+    return staticFile(c, source, JS);
   });
 
   app.get("/login", (c) => {

@@ -1,4 +1,4 @@
-import type { RunRow } from "../../src/record/rows.js";
+import type { RunRow, StageRow } from "../../src/record/rows.js";
 
 /**
  * A run row with every field: the ones given, and for the rest no error, nothing declared, no
@@ -45,6 +45,36 @@ export function blankRun(
     entry_point: null,
     input_snapshot: null,
     artifacts: null,
+    ...fields,
+  };
+}
+
+/**
+ * A stage row with every field: the ones given, and for the rest attempt 1, no error, no
+ * counts, nothing reused. Times in epoch microseconds, as the store takes them.
+ */
+export function blankStage(
+  fields: Pick<StageRow, "run_id" | "span_id" | "name" | "seq" | "status" | "started_at"> &
+    Partial<StageRow>,
+): StageRow {
+  return {
+    parent_span_id: null,
+    attempt: 1,
+    error_type: null,
+    error_message: null,
+    error_stack: null,
+    finished_at: null,
+    duration_seconds: null,
+    rows_in: null,
+    rows_out: null,
+    llm_calls: 0,
+    tokens: 0,
+    input_tokens: 0,
+    output_tokens: 0,
+    metadata: null,
+    snapshot: null,
+    cache_key: null,
+    cached_from: null,
     ...fields,
   };
 }

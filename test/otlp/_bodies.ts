@@ -32,7 +32,8 @@ function anyValue(value: string | number | boolean): Record<string, unknown> {
   return Number.isInteger(value) ? { intValue: String(value) } : { doubleValue: value };
 }
 
-function keyValues(attributes: Record<string, string | number | boolean>) {
+/** Attributes as OTLP/JSON key-values. The benchmarks build their bodies with it too. */
+export function keyValues(attributes: Record<string, string | number | boolean>) {
   return Object.entries(attributes).map(([key, value]) => ({ key, value: anyValue(value) }));
 }
 

@@ -8,22 +8,14 @@ import {
 } from "@opentelemetry/sdk-trace-base";
 import { describe, expect, it } from "vitest";
 import { RunTrailSpanProcessor } from "../../src/ingest/span-processor.js";
-import { decodeJson, decodeProtobuf } from "../../src/otlp/decode.js";
+import { type DecodedExport, decodeJson, decodeProtobuf } from "../../src/otlp/decode.js";
 import type { RemoteSpan } from "../../src/otlp/remote-span.js";
 import { traceRows } from "../../src/otlp/trace-rows.js";
 import type { RunRow, StageRow } from "../../src/record/rows.js";
 import { sampleRuns } from "../fixtures/sample-pipelines.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
-
-/** Fields only the in-process path knows: the process that owns the run, and when it wrote. */
-const PROCESS_FIELDS = ["owner_host", "owner_pid", "owner_started_at", "last_heartbeat"] as const;
-
-function comparable(run: RunRow): Partial<RunRow> {
-  const copy: Partial<RunRow> = { ...run };
-  for (const field of PROCESS_FIELDS) delete copy[field];
-  return copy;
-}
+import { byRunId, comparable } from "./_compare.js";
 
 /** The sample runs recorded in process into a store, and the spans the SDK ended. */
 async function recordBothWays(): Promise<{
@@ -45,6 +37,15 @@ async function recordBothWays(): Promise<{
   return { runs: (await storedRuns(db)).sort(byRunId), stages: await storedStages(db), spans };
 }
 
+let recorded: ReturnType<typeof recordBothWays> | undefined;
+/** {@link recordBothWays}, once for the file: the tests only read what it gives. */
+const bothWays = () => (recorded ??= recordBothWays());
+
+/** Spans as the OTLP/JSON exporter sends them, decoded by the receiver. */
+function viaJson(spans: ReadableSpan[]): DecodedExport {
+  return decodeJson(new TextDecoder().decode(JsonTraceSerializer.serializeRequest(spans)));
+}
+
 function byTrace(spans: RemoteSpan[]): Map<string, Map<string, RemoteSpan>> {
   const traces = new Map<string, Map<string, RemoteSpan>>();
   for (const span of spans) {
@@ -53,10 +54,6 @@ function byTrace(spans: RemoteSpan[]): Map<string, Map<string, RemoteSpan>> {
     trace.set(span.spanId, span);
   }
   return traces;
-}
-
-function byRunId(a: RunRow, b: RunRow): number {
-  return a.run_id < b.run_id ? -1 : a.run_id > b.run_id ? 1 : 0;
 }
 
 function rowsOf(spans: RemoteSpan[]): { runs: RunRow[]; stages: StageRow[] } {
@@ -74,7 +71,7 @@ function rowsOf(spans: RemoteSpan[]): { runs: RunRow[]; stages: StageRow[] } {
 
 describe("the rows of spans received over OTLP", () => {
   it("are the rows the in-process processor writes, from JSON and from protobuf", async () => {
-    const inProcess = await recordBothWays();
+    const inProcess = await bothWays();
     expect(Object.fromEntries(inProcess.runs.map((r) => [r.pipeline, r.status]))).toEqual({
       summaries: "degraded",
       ingest: "failed",
@@ -89,9 +86,7 @@ describe("the rows of spans received over OTLP", () => {
     expect(
       inProcess.stages.filter((s) => s.run_id === classify?.run_id).map((s) => s.status),
     ).toEqual(["cached", "completed"]);
-    const json = decodeJson(
-      new TextDecoder().decode(JsonTraceSerializer.serializeRequest(inProcess.spans)),
-    );
+    const json = viaJson(inProcess.spans);
     const protobuf = decodeProtobuf(
       ProtobufTraceSerializer.serializeRequest(inProcess.spans) as Uint8Array,
     );
@@ -104,10 +99,7 @@ describe("the rows of spans received over OTLP", () => {
   });
 
   it("do not depend on the order the spans arrive in", async () => {
-    const { spans } = await recordBothWays();
-    const decoded = decodeJson(
-      new TextDecoder().decode(JsonTraceSerializer.serializeRequest(spans)),
-    );
+    const decoded = viaJson((await bothWays()).spans);
     const forward = rowsOf(decoded.spans);
     const reversed = rowsOf([...decoded.spans].reverse());
     expect(reversed).toEqual(forward);
@@ -126,10 +118,7 @@ describe("the rows of spans received over OTLP", () => {
   });
 
   it("show a run as running from any one of its spans, named by the start marker", async () => {
-    const { spans } = await recordBothWays();
-    const decoded = decodeJson(
-      new TextDecoder().decode(JsonTraceSerializer.serializeRequest(spans)),
-    );
+    const decoded = viaJson((await bothWays()).spans);
     const marker = decoded.spans.find((s) => s.name === "runtrail.run.start");
     expect(marker).toBeDefined();
     const trace = byTrace(decoded.spans).get(marker?.traceId as string) as Map<string, RemoteSpan>;

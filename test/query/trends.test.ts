@@ -1,60 +1,21 @@
-import { randomBytes, randomUUID } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type TrendBucket, type TrendsOptions, trends } from "../../src/query/trends.js";
 import type { RunRow } from "../../src/record/rows.js";
-import type { RunStatus } from "../../src/record/run-status.js";
 import { withStore } from "../../src/store/open-store.js";
-import { writeRows } from "../../src/store/write-rows.js";
-import { sharedStore } from "../cli/_fixtures.js";
-import { blankRun } from "../helpers/run-row.js";
+import { DAY, HOUR, MINUTE, SECOND, sharedStore } from "../cli/_fixtures.js";
+import { type StoredRunSpec, storedRun, writeRuns } from "../web/_fixtures.js";
 
-const SECOND = 1000;
-const MINUTE = 60 * SECOND;
-const HOUR = 60 * MINUTE;
-const DAY = 24 * HOUR;
 /** The tests' "now": 2025-06-01 12:30 UTC, in epoch ms. */
 const T0 = Date.UTC(2025, 5, 1, 12, 30);
 /** 2025-06-01 12:00 UTC: the start of the current hourly and 6-hourly bucket. */
 const NOON = Date.UTC(2025, 5, 1, 12);
-
-interface Spec {
-  pipeline: string;
-  status: RunStatus;
-  /** Epoch ms. */
-  start: number;
-  /** Seconds; none for a running run. */
-  seconds?: number;
-  tenant?: string;
-  reason?: string;
-}
-
-function runRow(spec: Spec): RunRow {
-  const finished = spec.status !== "running";
-  const ms = (spec.seconds ?? 0) * SECOND;
-  return blankRun({
-    run_id: randomUUID(),
-    trace_id: randomBytes(16).toString("hex"),
-    span_id: randomBytes(8).toString("hex"),
-    pipeline: spec.pipeline,
-    status: spec.status,
-    tenant_id: spec.tenant ?? null,
-    status_reason: spec.reason ?? null,
-    started_at: spec.start * 1000,
-    finished_at: finished ? (spec.start + ms) * 1000 : null,
-    duration_seconds: finished ? ms / 1000 : null,
-    owner_host: "elsewhere",
-    owner_pid: 1,
-    owner_started_at: spec.start * 1000,
-    last_heartbeat: finished ? (spec.start + ms) * 1000 : T0 * 1000 - 5 * SECOND * 1000,
-  });
-}
 
 const named: Record<string, RunRow> = {};
 let db: string;
 
 beforeAll(async () => {
   db = sharedStore();
-  const specs: Record<string, Spec> = {
+  const specs: Record<string, Omit<StoredRunSpec, "heartbeat">> = {
     // etl (tenant acme), the current 6-hour bucket (from 12:00): three finished, one running.
     noon10: { pipeline: "etl", status: "completed", start: NOON, seconds: 10, tenant: "acme" },
     noon20: { pipeline: "etl", status: "completed", start: NOON + 5 * MINUTE, seconds: 20 },
@@ -94,8 +55,11 @@ beforeAll(async () => {
     },
     reportStuck: { pipeline: "report", status: "running", start: T0 - 10 * DAY, tenant: "globex" },
   };
-  for (const [name, spec] of Object.entries(specs)) named[name] = runRow(spec);
-  await withStore(db, (s) => writeRows(s, { runs: [], newRuns: Object.values(named), stages: [] }));
+  // Running runs were last heard from five seconds before "now".
+  for (const [name, spec] of Object.entries(specs)) {
+    named[name] = storedRun({ ...spec, heartbeat: T0 - 5 * SECOND });
+  }
+  await writeRuns(db, Object.values(named));
 });
 
 function read(options: Partial<TrendsOptions> = {}) {

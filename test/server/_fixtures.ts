@@ -122,8 +122,9 @@ export interface Served {
 /** The app over a store, as `runtrail serve` builds it (without listening on a port). */
 export async function serveInProcess(
   db: string,
-  options: Partial<AppOptions> & { tokens?: TokenSet; ingest?: OtlpIngestOptions } = {},
+  options: Partial<AppOptions> & { ingest?: Omit<OtlpIngestOptions, "onWrite"> } = {},
 ): Promise<Served> {
+  const { ingest: ingestOptions, ...appOptions } = options;
   const changes = new ChangeFeed();
   // Reaping only by heartbeat age far away: the fixture's running run belongs to this process.
   const store = await ServedStore.open(db, {
@@ -132,13 +133,13 @@ export async function serveInProcess(
     onChange: () => changes.notify(),
   });
   const ingest = await OtlpIngest.open(store, {
-    ...options.ingest,
+    ...ingestOptions,
     onWrite: () => changes.notify(),
   });
   const app = createApp({
     tokens: TokenSet.none,
     changes,
-    ...options,
+    ...appOptions,
     store: () => store,
     otlp: () => ingest,
   });

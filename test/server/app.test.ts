@@ -1,7 +1,11 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/server/app.js";
+import { ServedStore } from "../../src/server/served-store.js";
 import { TokenSet } from "../../src/server/tokens.js";
 import { sharedStore } from "../cli/_fixtures.js";
+import { eventually } from "../helpers/eventually.js";
+import { tempStore } from "../helpers/temp-dir.js";
 import {
   getJson,
   type Recorded,
@@ -244,6 +248,41 @@ describe("health, OpenAPI and unknown paths", () => {
     expect(runs.headers.get("retry-after")).toBe("1");
     expect((await getJson(opening, "/readyz")).status).toBe(503);
     expect((await getJson(opening, "/healthz")).status).toBe(200);
+  });
+
+  it("is not ready while its background writes fail, and ready again once one works", async () => {
+    // Crashed runs looked for every 20 ms; the spool, empty here, every 5 ms.
+    const store = await ServedStore.open(tempStore(), {
+      staleAfterMs: 3_600_000,
+      reapIntervalMs: 20,
+      ingestIntervalMs: 5,
+    });
+    try {
+      const app = createApp({ store: () => store, tokens: TokenSet.none });
+      const write = store.write;
+      store.write = () => Promise.reject(new Error("disk full"));
+      await eventually(async () => {
+        const ready = await getJson(app, "/readyz");
+        expect(ready).toMatchObject({
+          status: 503,
+          body: { status: "not_ready", detail: "disk full" },
+        });
+      });
+      // Looking at an empty spool writes nothing, so it does not make the store ready.
+      for (let i = 0; i < 20; i++) {
+        await sleep(10);
+        expect((await getJson(app, "/readyz")).status, `after ${i * 10} ms`).toBe(503);
+      }
+      store.write = write;
+      await eventually(async () => {
+        expect(await getJson(app, "/readyz")).toMatchObject({
+          status: 200,
+          body: { status: "ready" },
+        });
+      });
+    } finally {
+      await store.close();
+    }
   });
 
   it("is healthy and ready", async () => {

@@ -1,20 +1,9 @@
 import { describe, expect, it } from "vitest";
-import type { RunRow } from "../../src/record/rows.js";
 import { startServer } from "../../src/server/serve.js";
 import { runtrail, startFixture } from "../helpers/processes.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
-
-/** Fields only the in-process path knows: the process that owns the run, and when it wrote. */
-const PROCESS_FIELDS = ["owner_host", "owner_pid", "owner_started_at", "last_heartbeat"] as const;
-
-function comparable(run: RunRow): Partial<RunRow> {
-  const copy: Partial<RunRow> = { ...run };
-  for (const field of PROCESS_FIELDS) delete copy[field];
-  return copy;
-}
-
-const byRunId = (a: RunRow, b: RunRow) => (a.run_id < b.run_id ? -1 : 1);
+import { byRunId, comparable } from "../otlp/_compare.js";
 
 describe("the OpenTelemetry OTLP exporters against a real server", () => {
   for (const protocol of ["json", "proto"] as const) {

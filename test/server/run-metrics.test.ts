@@ -7,7 +7,7 @@ import { withStore } from "../../src/store/open-store.js";
 import type { StoreSession } from "../../src/store/store-session.js";
 import { writeRows } from "../../src/store/write-rows.js";
 import { promtool, promtoolMissing } from "../helpers/promtool.js";
-import { blankRun } from "../helpers/run-row.js";
+import { blankRun, blankStage } from "../helpers/run-row.js";
 import { tempStore } from "../helpers/temp-dir.js";
 
 const SECOND = 1000;
@@ -89,31 +89,17 @@ function stageRow(
   ms: number | undefined,
   status?: StageStatus,
 ): StageRow {
-  return {
+  return blankStage({
     run_id: run.run_id,
     span_id: hex(8),
     parent_span_id: run.span_id,
     name,
     seq,
-    attempt: 1,
     status: status ?? (ms === undefined ? "running" : "completed"),
-    error_type: null,
-    error_message: null,
-    error_stack: null,
     started_at: start * 1000,
     finished_at: ms === undefined ? null : (start + ms) * 1000,
     duration_seconds: ms === undefined ? null : ms / 1000,
-    rows_in: null,
-    rows_out: null,
-    llm_calls: 0,
-    tokens: 0,
-    input_tokens: 0,
-    output_tokens: 0,
-    metadata: null,
-    snapshot: null,
-    cache_key: null,
-    cached_from: null,
-  };
+  });
 }
 
 /** Appends new runs and stages. */

@@ -9,8 +9,8 @@ import { ROOT } from "../helpers/paths.js";
  * dashboards.test.ts and by the tests that run the dashboards' queries against Prometheus.
  */
 
-export const GRAFANA_DIR = join(ROOT, "grafana");
-export const DASHBOARDS_DIR = join(GRAFANA_DIR, "dashboards");
+const GRAFANA_DIR = join(ROOT, "grafana");
+const DASHBOARDS_DIR = join(GRAFANA_DIR, "dashboards");
 export const DATASOURCES_DIR = join(GRAFANA_DIR, "provisioning", "datasources");
 export const PROVIDERS_DIR = join(GRAFANA_DIR, "provisioning", "dashboards");
 
@@ -80,14 +80,9 @@ function filesOf(dir: string, extensions: readonly string[]): string[] {
     .map((name) => join(dir, name));
 }
 
-/** The dashboard files, as absolute paths. */
-export function dashboardFiles(): string[] {
-  return filesOf(DASHBOARDS_DIR, [".json"]);
-}
-
 /** Every dashboard of grafana/dashboards, parsed; throws on a file that is not JSON. */
 export function loadDashboards(): { file: string; dashboard: Dashboard }[] {
-  return dashboardFiles().map((file) => {
+  return filesOf(DASHBOARDS_DIR, [".json"]).map((file) => {
     const parsed: unknown = JSON.parse(readFileSync(file, "utf8"));
     if (!isObject(parsed)) throw new Error(`${file}: not a JSON object`);
     return { file, dashboard: parsed as Dashboard };
@@ -115,6 +110,16 @@ export function provisionedDatasources(): ProvisionedDatasource[] {
     }
   }
   return out;
+}
+
+/** A dashboard's title, or its file when it has none. */
+export function dashboardTitle(dashboard: Dashboard, file: string): string {
+  return typeof dashboard.title === "string" ? dashboard.title : file;
+}
+
+/** A panel's title, or its id when it has none. */
+export function panelTitle(panel: Panel): string {
+  return typeof panel.title === "string" ? panel.title : `panel ${String(panel.id)}`;
 }
 
 /** A panel's panels and those of its rows, depth first, the rows included. */
@@ -161,7 +166,7 @@ export function prometheusTargets(): PrometheusTarget[] {
   const datasources = provisionedDatasources();
   const out: PrometheusTarget[] = [];
   for (const { file, dashboard } of loadDashboards()) {
-    const name = typeof dashboard.title === "string" ? dashboard.title : file;
+    const name = dashboardTitle(dashboard, file);
     for (const panel of allPanels(dashboard.panels)) {
       for (const target of panel.targets ?? []) {
         if (typeOf(targetDatasource(panel, target), datasources) !== "prometheus") continue;
@@ -181,7 +186,7 @@ export function prometheusTargets(): PrometheusTarget[] {
 export function dashboardExpressions(): { dashboard: string; panel: string; expr: string }[] {
   return prometheusTargets().map(({ dashboard, panel, expr }) => ({
     dashboard,
-    panel: typeof panel.title === "string" ? panel.title : `panel ${String(panel.id)}`,
+    panel: panelTitle(panel),
     expr,
   }));
 }

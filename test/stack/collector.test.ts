@@ -3,11 +3,13 @@
  * a pipeline names is defined and every defined one is used, and the addresses it listens on
  * and sends to agree with docker-compose.yml.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { ROOT } from "../helpers/paths.js";
+import { argumentAfter, commandOf, portsOf, service, services } from "./_compose.js";
+import { durationSeconds } from "./_dashboards.js";
 
 type Components = Record<string, Record<string, unknown> | null>;
 
@@ -26,43 +28,21 @@ interface CollectorConfig {
   service: { extensions?: string[]; pipelines: Record<string, Pipeline> };
 }
 
-interface ComposeService {
-  command?: string | string[];
-  ports?: (string | number | { target: number; published?: number | string })[];
-}
-
 const config = parse(
   readFileSync(join(ROOT, "collector", "otel-collector.yaml"), "utf8"),
 ) as CollectorConfig;
-const compose = parse(readFileSync(join(ROOT, "docker-compose.yml"), "utf8")) as {
-  services: Record<string, ComposeService>;
-};
 const pipelines = Object.entries(config.service.pipelines);
 
 /** The ports other services listen on inside the network, as the exporters reach them. */
 const LISTENS: Record<string, number[]> = {
   // Jaeger v2 all-in-one: OTLP gRPC and HTTP.
   jaeger: [4317, 4318],
-  runtrail: [listenPortOfRuntrail()],
+  runtrail: [Number(argumentAfter(commandOf(service("runtrail")), "--port"))],
 };
-
-function commandOf(s: ComposeService | undefined): string[] {
-  if (s?.command === undefined) return [];
-  return typeof s.command === "string" ? s.command.split(/\s+/).filter(Boolean) : s.command;
-}
-
-function listenPortOfRuntrail(): number {
-  const command = commandOf(compose.services.runtrail);
-  return Number(command[command.indexOf("--port") + 1]);
-}
 
 /** Container ports compose publishes for a service. */
 function publishedPorts(name: string): number[] {
-  return (compose.services[name]?.ports ?? []).map((port) =>
-    typeof port === "object"
-      ? Number(port.target)
-      : Number(String(port).split("/")[0]?.split(":").at(-1)),
-  );
+  return portsOf(service(name)).map((port) => port.container);
 }
 
 function section(name: keyof Omit<CollectorConfig, "service">): Components {
@@ -79,20 +59,6 @@ function settings(kind: keyof Omit<CollectorConfig, "service">, id: string) {
 function hostPort(endpoint: string): { host: string; port: number; path: string } {
   const url = new URL(endpoint.includes("://") ? endpoint : `tcp://${endpoint}`);
   return { host: url.hostname, port: Number(url.port), path: url.pathname };
-}
-
-/** Go durations as the Collector writes them (`100ms`, `2500ms`, `1m`, `1h30m`), in seconds. */
-function seconds(duration: string): number {
-  const units: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600 };
-  let total = 0;
-  let rest = duration;
-  while (rest !== "") {
-    const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)/.exec(rest);
-    if (!match) throw new Error(`not a duration: ${duration}`);
-    total += Number(match[1]) * (units[match[2] ?? ""] ?? Number.NaN);
-    rest = rest.slice(match[0].length);
-  }
-  return total;
 }
 
 /** The signal a pipeline carries: `traces` for `traces` and `traces/anything`. */
@@ -181,7 +147,7 @@ describe("the Collector configuration", () => {
     for (const [id, value] of clients) {
       const endpoint = String(value?.endpoint ?? "");
       const { host, port } = hostPort(endpoint);
-      expect(compose.services[host], `${id}: ${host} is a compose service`).toBeDefined();
+      expect(services[host], `${id}: ${host} is a compose service`).toBeDefined();
       expect(LISTENS[host] ?? [], `${id}: ${host} listens on ${port}`).toContain(port);
     }
     expect(hostPort(String(settings("exporters", "otlp/jaeger").endpoint))).toMatchObject({
@@ -223,10 +189,9 @@ describe("the Collector configuration", () => {
     expect(prometheus.enable_open_metrics).toBe(true);
   });
 
-  const scrapeConfig = join(ROOT, "prometheus", "prometheus.yml");
-  it.skipIf(!existsSync(scrapeConfig))("is scraped by Prometheus where it serves", () => {
+  it("is scraped by Prometheus where it serves", () => {
     const { port } = hostPort(String(settings("exporters", "prometheus").endpoint));
-    const scrape = parse(readFileSync(scrapeConfig, "utf8")) as {
+    const scrape = parse(readFileSync(join(ROOT, "prometheus", "prometheus.yml"), "utf8")) as {
       scrape_configs?: { static_configs?: { targets?: string[] }[] }[];
     };
     const targets = (scrape.scrape_configs ?? []).flatMap((job) =>
@@ -260,7 +225,8 @@ describe("the Collector configuration", () => {
       dimensions?: { name: string }[];
       exemplars?: { enabled?: boolean };
     };
-    const buckets = (spanmetrics.histogram?.explicit?.buckets ?? []).map(seconds);
+    // Go durations as the Collector writes them (100ms, 2500ms, 1m, 1h) read as Prometheus's do.
+    const buckets = (spanmetrics.histogram?.explicit?.buckets ?? []).map(durationSeconds);
     expect(buckets.length).toBeGreaterThan(5);
     expect(buckets[0]).toBe(0.1);
     expect(buckets.at(-1)).toBeGreaterThanOrEqual(3600);

@@ -9,133 +9,24 @@ import { parse } from "yaml";
 import { CLI, ROOT } from "../helpers/paths.js";
 import { start } from "../helpers/processes.js";
 import { tempDir } from "../helpers/temp-dir.js";
+import {
+  argumentAfter,
+  buildContextOf,
+  COMPOSE_TEXT,
+  commandOf,
+  compose,
+  environmentOf,
+  flagValue,
+  mountsOf,
+  portsOf,
+  type Service,
+  service,
+  services,
+  tagOf,
+} from "./_compose.js";
 
-interface Healthcheck {
-  test?: string | string[];
-  disable?: boolean;
-}
-
-interface PortLong {
-  target: number;
-  published?: number | string;
-  protocol?: string;
-}
-
-interface VolumeLong {
-  type?: string;
-  source?: string;
-  target: string;
-  read_only?: boolean;
-}
-
-interface Service {
-  image?: string;
-  build?: string | { context?: string };
-  command?: string | string[];
-  environment?: Record<string, string | number | boolean | null> | string[];
-  ports?: (string | number | PortLong)[];
-  volumes?: (string | VolumeLong)[];
-  depends_on?: string[] | Record<string, { condition?: string }>;
-  healthcheck?: Healthcheck;
-  restart?: string;
-}
-
-interface Compose {
-  version?: unknown;
-  services: Record<string, Service>;
-  volumes?: Record<string, unknown>;
-}
-
-const COMPOSE_TEXT = readFileSync(join(ROOT, "docker-compose.yml"), "utf8");
-const compose = parse(COMPOSE_TEXT) as Compose;
-const services = compose.services;
 const DOCKERFILE = readFileSync(join(ROOT, "Dockerfile"), "utf8");
 const COLLECTOR_DOCKERFILE = readFileSync(join(ROOT, "collector", "Dockerfile"), "utf8");
-
-function service(name: string): Service {
-  const found = services[name];
-  if (found === undefined) throw new Error(`docker-compose.yml has no service ${name}`);
-  return found;
-}
-
-function commandOf(s: Service): string[] {
-  if (s.command === undefined) return [];
-  return typeof s.command === "string" ? s.command.split(/\s+/).filter(Boolean) : s.command;
-}
-
-function environmentOf(s: Service): Record<string, string> {
-  const env: Record<string, string> = {};
-  if (Array.isArray(s.environment)) {
-    for (const entry of s.environment) {
-      const at = entry.indexOf("=");
-      if (at === -1) env[entry] = "";
-      else env[entry.slice(0, at)] = entry.slice(at + 1);
-    }
-  } else {
-    for (const [key, value] of Object.entries(s.environment ?? {})) env[key] = String(value ?? "");
-  }
-  return env;
-}
-
-function buildContextOf(s: Service): string | undefined {
-  if (s.build === undefined) return undefined;
-  return typeof s.build === "string" ? s.build : (s.build.context ?? ".");
-}
-
-/** The tag of an image reference (`name[:tag][@digest]`), if it names one. */
-function tagOf(image: string): string | undefined {
-  const name = image.split("@")[0] ?? image;
-  const colon = name.indexOf(":", name.lastIndexOf("/") + 1);
-  return colon === -1 ? undefined : name.slice(colon + 1);
-}
-
-interface Published {
-  host: number | undefined;
-  container: number;
-  protocol: string;
-}
-
-function portsOf(s: Service): Published[] {
-  return (s.ports ?? []).map((port): Published => {
-    if (typeof port === "object") {
-      return {
-        host: port.published === undefined ? undefined : Number(port.published),
-        container: Number(port.target),
-        protocol: port.protocol ?? "tcp",
-      };
-    }
-    const [spec = "", protocol = "tcp"] = String(port).split("/");
-    const parts = spec.split(":");
-    const container = Number(parts.at(-1));
-    const host = parts.length >= 2 ? Number(parts.at(-2)) : undefined;
-    return { host, container, protocol };
-  });
-}
-
-interface Mount {
-  kind: "bind" | "volume";
-  source: string;
-  target: string;
-}
-
-function mountsOf(s: Service): Mount[] {
-  return (s.volumes ?? []).map((volume): Mount => {
-    let source: string;
-    let target: string;
-    let type: string | undefined;
-    if (typeof volume === "string") {
-      const parts = volume.split(":");
-      source = parts[0] ?? "";
-      target = parts[1] ?? "";
-    } else {
-      source = volume.source ?? "";
-      target = volume.target;
-      type = volume.type;
-    }
-    const bind = type === "bind" || /^[./~]/.test(source);
-    return { kind: bind ? "bind" : "volume", source, target };
-  });
-}
 
 function hasHealthcheck(s: Service): boolean {
   return s.healthcheck !== undefined && s.healthcheck.disable !== true && !!s.healthcheck.test;
@@ -328,9 +219,7 @@ describe("docker-compose.yml", () => {
   }
 
   it("mounts the configuration file each service's command names", () => {
-    const collectorConfig = commandOf(service("otel-collector"))
-      .find((a) => a.startsWith("--config="))
-      ?.slice("--config=".length);
+    const collectorConfig = flagValue(commandOf(service("otel-collector")), "--config");
     expect(collectorConfig).toBe("/etc/otelcol-contrib/config.yaml");
     expect(mountsOf(service("otel-collector"))).toContainEqual({
       kind: "bind",
@@ -339,21 +228,15 @@ describe("docker-compose.yml", () => {
     });
 
     const prometheus = commandOf(service("prometheus"));
-    const prometheusConfig = prometheus
-      .find((a) => a.startsWith("--config.file="))
-      ?.slice("--config.file=".length);
     expect(mountsOf(service("prometheus"))).toContainEqual({
       kind: "bind",
       source: "./prometheus/prometheus.yml",
-      target: prometheusConfig,
+      target: flagValue(prometheus, "--config.file"),
     });
-    const storage = prometheus
-      .find((a) => a.startsWith("--storage.tsdb.path="))
-      ?.slice("--storage.tsdb.path=".length);
     expect(mountsOf(service("prometheus"))).toContainEqual({
       kind: "volume",
       source: "prometheus-data",
-      target: storage,
+      target: flagValue(prometheus, "--storage.tsdb.path"),
     });
     expect(prometheus).toContain("--enable-feature=exemplar-storage");
   });
@@ -374,8 +257,8 @@ describe("docker-compose.yml", () => {
     const runtrail = service("runtrail");
     const command = commandOf(runtrail);
     expect(command[0]).toBe("serve");
-    expect(command[command.indexOf("--host") + 1]).toBe("0.0.0.0");
-    expect(command[command.indexOf("--port") + 1]).toBe("4319");
+    expect(argumentAfter(command, "--host")).toBe("0.0.0.0");
+    expect(argumentAfter(command, "--port")).toBe("4319");
     expect(command).toContain("--insecure");
     expect(portsOf(runtrail)).toContainEqual({ host: 4319, container: 4319, protocol: "tcp" });
     expect(mountsOf(runtrail)).toContainEqual({
@@ -395,16 +278,16 @@ describe("docker-compose.yml", () => {
   it("sends the demo's spans to the Collector's OTLP/HTTP port", () => {
     const command = commandOf(service("demo"));
     expect(command[0]).toBe("demo");
-    const url = new URL(command[command.indexOf("--otlp") + 1] ?? "");
+    const url = new URL(argumentAfter(command, "--otlp") ?? "");
     expect(url.hostname).toBe("otel-collector");
     expect(portsOf(service("otel-collector")).map((p) => p.container)).toContain(Number(url.port));
-    expect(command[command.indexOf("--every") + 1]).toBe("10");
+    expect(argumentAfter(command, "--every")).toBe("10");
     expect(service("demo").restart).toBe("unless-stopped");
   });
 
   it("checks the demo's health by the age of the file it writes after each run", async () => {
     const command = commandOf(service("demo"));
-    const alive = command[command.indexOf("--alive-file") + 1] ?? "";
+    const alive = argumentAfter(command, "--alive-file") ?? "";
     const test = service("demo").healthcheck?.test ?? [];
     expect(test.slice(0, 3)).toEqual(["CMD", "node", "-e"]);
     const script = String(test[3]);

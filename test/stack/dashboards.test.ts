@@ -1,23 +1,26 @@
 import { execFile } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parse, stringify } from "yaml";
+import { stringify } from "yaml";
 import { RunMetrics } from "../../src/server/run-metrics.js";
-import { ROOT } from "../helpers/paths.js";
 import { PROMTOOL, promtoolMissing } from "../helpers/promtool.js";
 import { tempDir } from "../helpers/temp-dir.js";
+import { environmentOf, mountsOf, services } from "./_compose.js";
 import {
   allPanels,
   DATASOURCES_DIR,
   type Dashboard,
   dashboardExpressions,
+  dashboardTitle,
   datasourceRef,
   isObject,
   loadDashboards,
+  type Panel,
   PROVIDERS_DIR,
   type ProvisionedDatasource,
+  panelTitle,
   prometheusTargets,
   promqlMetricNames,
   promqlSelectors,
@@ -32,7 +35,6 @@ import {
 /** Where docker-compose.yml mounts ./grafana/dashboards in the Grafana container. */
 const DASHBOARDS_MOUNT = "/var/lib/grafana/dashboards";
 const PROVISIONING_MOUNT = "/etc/grafana/provisioning";
-const COMPOSE = join(ROOT, "docker-compose.yml");
 const INFINITY = "yesoreyeram-infinity-datasource";
 
 /** Datasources every Grafana has, which no provisioning declares. */
@@ -40,13 +42,14 @@ const BUILT_IN_UIDS = new Set(["-- Grafana --", "grafana", "-- Mixed --", "-- Da
 
 /**
  * The OTel Collector's spanmetrics connector's series, which a dashboard may use besides
- * runtrail's own metrics (the Pipeline runs dashboard does not).
+ * runtrail's own metrics (the Pipeline runs dashboard does not). collector/otel-collector.yaml
+ * sets their namespace and their unit, seconds.
  */
 const SPANMETRICS = [
   "traces_span_metrics_calls_total",
-  "traces_span_metrics_duration_milliseconds_bucket",
-  "traces_span_metrics_duration_milliseconds_sum",
-  "traces_span_metrics_duration_milliseconds_count",
+  "traces_span_metrics_duration_seconds_bucket",
+  "traces_span_metrics_duration_seconds_sum",
+  "traces_span_metrics_duration_seconds_count",
 ];
 
 /**
@@ -110,13 +113,9 @@ function valuesOfKey(tree: unknown, key: string, path = "$"): { path: string; va
   return out;
 }
 
-function titleOf(dashboard: Dashboard, file: string): string {
-  return typeof dashboard.title === "string" ? dashboard.title : file;
-}
-
 /** A panel as error messages name it. */
-function panelName(dashboard: string, panel: { title?: unknown; id?: unknown }): string {
-  return `${dashboard} / ${typeof panel.title === "string" ? panel.title : `panel ${String(panel.id)}`}`;
+function panelName(dashboard: string, panel: Panel): string {
+  return `${dashboard} / ${panelTitle(panel)}`;
 }
 
 let datasources: ProvisionedDatasource[];
@@ -199,7 +198,7 @@ describe("Grafana provisioning", () => {
         for (const panel of allPanels(dashboard.panels)) {
           for (const target of panel.targets ?? []) {
             if (targetDatasource(panel, target)?.uid !== ds.uid) continue;
-            const where = panelName(titleOf(dashboard, file), panel);
+            const where = panelName(dashboardTitle(dashboard, file), panel);
             expect(typeof target.url, where).toBe("string");
             const url = String(target.url);
             expect(
@@ -227,34 +226,14 @@ describe("Grafana provisioning", () => {
   });
 
   it("matches docker-compose.yml: mounts, and the Infinity plugin installed", () => {
-    const compose: unknown = parse(readFileSync(COMPOSE, "utf8"));
-    const services = isObject(compose) ? compose.services : undefined;
-    const grafana = isObject(services) ? services.grafana : undefined;
+    const grafana = services.grafana;
     expect(isObject(grafana), "a grafana service").toBe(true);
-    if (!isObject(grafana)) return;
-    const mounts = new Map<string, string>();
-    for (const volume of Array.isArray(grafana.volumes) ? grafana.volumes : []) {
-      if (typeof volume === "string") {
-        const [source = "", target = ""] = volume.split(":");
-        mounts.set(source.replace(/\/$/, ""), target);
-      } else if (isObject(volume) && typeof volume.source === "string") {
-        mounts.set(volume.source.replace(/\/$/, ""), String(volume.target));
-      }
-    }
+    if (grafana === undefined) return;
+    const mounts = new Map(mountsOf(grafana).map((m) => [m.source.replace(/\/$/, ""), m.target]));
     expect(mounts.get("./grafana/dashboards")).toBe(DASHBOARDS_MOUNT);
     expect(mounts.get("./grafana/provisioning")).toBe(PROVISIONING_MOUNT);
 
-    const environment = grafana.environment;
-    let plugins: unknown;
-    if (Array.isArray(environment)) {
-      const entry = environment.find(
-        (e): e is string => typeof e === "string" && e.startsWith("GF_INSTALL_PLUGINS="),
-      );
-      plugins = entry?.slice("GF_INSTALL_PLUGINS=".length);
-    } else if (isObject(environment)) {
-      plugins = environment.GF_INSTALL_PLUGINS;
-    }
-    const installed = String(plugins ?? "")
+    const installed = (environmentOf(grafana).GF_INSTALL_PLUGINS ?? "")
       .split(",")
       .map((p) => p.trim().split(/\s+/)[0]);
     expect(installed).toContain(INFINITY);
@@ -278,7 +257,7 @@ describe("Grafana dashboards", () => {
     const problems: string[] = [];
     for (const { file, dashboard } of dashboards) {
       for (const panel of allPanels(dashboard.panels)) {
-        const where = panelName(titleOf(dashboard, file), panel);
+        const where = panelName(dashboardTitle(dashboard, file), panel);
         // A row is a container: it needs a datasource only to repeat, and then a known one.
         if (panel.type === "row") {
           if (panel.datasource != null) problems.push(...refProblems(where, panel.datasource));
@@ -300,7 +279,7 @@ describe("Grafana dashboards", () => {
     for (const { file, dashboard } of dashboards) {
       for (const variable of dashboard.templating?.list ?? []) {
         if (variable.type !== "query") continue;
-        const where = `${titleOf(dashboard, file)} / $${String(variable.name)}`;
+        const where = `${dashboardTitle(dashboard, file)} / $${String(variable.name)}`;
         problems.push(...refProblems(where, variable.datasource));
       }
     }
@@ -385,7 +364,7 @@ describe("the dashboards' PromQL", () => {
         const promql = query === undefined ? undefined : variablePromql(query);
         for (const name of promql === undefined ? [] : promqlMetricNames(promql)) {
           if (!allowed.has(name)) {
-            unknown.push(`${titleOf(dashboard, file)} / $${String(variable.name)}: ${name}`);
+            unknown.push(`${dashboardTitle(dashboard, file)} / $${String(variable.name)}: ${name}`);
           }
         }
       }

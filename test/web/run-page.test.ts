@@ -15,6 +15,7 @@ import { TokenSet } from "../../src/server/tokens.js";
 import { finish, MINUTE, recorder, recordRun, sharedDir } from "../cli/_fixtures.js";
 import { storedRuns } from "../helpers/store-rows.js";
 import { NOW, type Served, servedPerTest } from "../server/_fixtures.js";
+import { type Page, pageOf, servedCss, servedScript, withToken } from "./_fixtures.js";
 
 const { serve } = servedPerTest();
 
@@ -112,20 +113,12 @@ beforeAll(async () => {
   }
 });
 
-type Page = { status: number; html: string; headers: Headers };
-
 /** The store served with these options; the page at a path, as HTML. */
 async function pages(
   options: Parameters<typeof serve>[1] = {},
 ): Promise<{ app: Served["app"]; get(path: string, init?: RequestInit): Promise<Page> }> {
   const { app } = await serve(db, options);
-  return {
-    app,
-    async get(path, init) {
-      const response = await app.request(path, init);
-      return { status: response.status, html: await response.text(), headers: response.headers };
-    },
-  };
+  return { app, get: (path, init) => pageOf(app, path, init) };
 }
 
 /** One page of the store served without tokens. */
@@ -327,10 +320,9 @@ describe("a run's page", () => {
     expect(text.endsWith("</div>")).toBe(true);
     expect(text).not.toContain("<html");
 
-    const script = await (await app.request("/ui/run-live.js")).text();
+    const script = await servedScript(app, "/ui/run-live.js");
     expect(script).toContain("EventSource");
-    expect(() => new Function(script)).not.toThrow();
-    const css = await (await app.request("/ui/style.css")).text();
+    const css = await servedCss(app);
     expect(css).toContain("rect.stage-failed");
     expect(css).toContain("rect.stage-cached");
   });
@@ -339,8 +331,7 @@ describe("a run's page", () => {
     const tokens = TokenSet.fromText("acme-read:acme:read globex-read:globex:read");
     const failed = run("failed");
     const { get } = await pages({ tokens });
-    const as = (token: string, path = `/runs/${failed.run_id}`) =>
-      get(path, { headers: { cookie: `runtrail_token=${token}` } });
+    const as = (token: string, path = `/runs/${failed.run_id}`) => get(path, withToken(token));
     expect((await as("acme-read")).status).toBe(200);
     const other = await as("globex-read");
     expect(other.status).toBe(404);

@@ -15,6 +15,7 @@ import {
 } from "../cli/_fixtures.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import { NOW, type Recorded, recordKnownRuns, servedPerTest } from "../server/_fixtures.js";
+import { pageOf as page, servedCss, servedScript, withToken } from "./_fixtures.js";
 
 const { serve } = servedPerTest();
 
@@ -45,15 +46,6 @@ function rowStatuses(html: string): string[] {
   return [
     ...tbodyOf(html).matchAll(/<td class="status-cell"><span class="status status-([a-z_]+)">/g),
   ].map((m) => m[1] as string);
-}
-
-async function page(
-  app: { request: (path: string, init?: RequestInit) => Response | Promise<Response> },
-  path: string,
-  init?: RequestInit,
-): Promise<{ status: number; html: string; headers: Headers }> {
-  const response = await app.request(path, init);
-  return { status: response.status, html: await response.text(), headers: response.headers };
 }
 
 describe("the runs page", () => {
@@ -150,8 +142,7 @@ describe("the runs page", () => {
   it("shows a tenant's token only its tenant's runs and pipelines, with the tenant fixed", async () => {
     const tokens = TokenSet.fromText("acme-read:acme:read all-read:*:read");
     const { app } = await serve(known, { tokens });
-    const as = (token: string, path: string) =>
-      page(app, path, { headers: { cookie: `runtrail_token=${token}` } });
+    const as = (token: string, path: string) => page(app, path, withToken(token));
 
     const acme = await as("acme-read", "/");
     expect(acme.status).toBe(200);
@@ -161,7 +152,7 @@ describe("the runs page", () => {
     expect(acme.html).toContain("4 of 4</span>.");
     // Its rows live too, and another tenant's runs are not there to ask for.
     const fragment = await as("acme-read", "/?fragment=rows&status=failed");
-    expect(rowIds(await fragment.html)).toEqual([]);
+    expect(rowIds(fragment.html)).toEqual([]);
     expect((await as("acme-read", "/?tenant=acme")).status).toBe(200);
     expect((await as("acme-read", "/?tenant=globex")).status).toBe(403);
     // Both of acme's pipelines, none of another tenant's only.
@@ -265,13 +256,10 @@ describe("the runs page", () => {
     expect(html).not.toContain("<html");
     expect(rowIds(html)).toEqual([id("running")]);
 
-    const script = await app.request("/ui/runs-live.js");
-    expect(script.headers.get("content-type")).toMatch(/^text\/javascript/);
-    const source = await script.text();
+    const source = await servedScript(app, "/ui/runs-live.js");
     expect(source).toContain("X-Runtrail-Fragment");
     expect(source).toContain("visibilitychange");
-    expect(() => new Function(source)).not.toThrow();
-    const css = await (await app.request("/ui/style.css")).text();
+    const css = await servedCss(app);
     expect(css).toContain("form.filters");
   });
 

@@ -1,59 +1,31 @@
-import { randomBytes, randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { type Trends, type TrendsOptions, trends } from "../../src/query/trends.js";
 import type { RunRow } from "../../src/record/rows.js";
-import type { RunStatus } from "../../src/record/run-status.js";
 import type { RunTrailApp } from "../../src/server/app.js";
 import type { ServedStore } from "../../src/server/served-store.js";
 import { TokenSet } from "../../src/server/tokens.js";
-import { withStore } from "../../src/store/open-store.js";
-import { writeRows } from "../../src/store/write-rows.js";
 import { formatSeconds, isoOfMicros } from "../../src/util/duration.js";
-import { chartData, percent } from "../../src/web/trends-page.js";
-import { blankRun } from "../helpers/run-row.js";
+import { formatPercent } from "../../src/util/format.js";
+import { chartData } from "../../src/web/trends-page.js";
+import { HOUR, MINUTE, SECOND } from "../cli/_fixtures.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import { servedPerTest } from "../server/_fixtures.js";
+import {
+  pageOf,
+  type StoredRunSpec,
+  servedCss,
+  servedScript,
+  storedRun,
+  withToken,
+  writeRuns,
+} from "./_fixtures.js";
 
 const { serve } = servedPerTest();
 
-const SECOND = 1000;
-const MINUTE = 60 * SECOND;
-const HOUR = 60 * MINUTE;
 const EVIL = "<script>x</script>";
 
-interface Spec {
-  pipeline: string;
-  status: RunStatus;
-  /** How long ago it started, in ms. */
-  ago: number;
-  seconds?: number;
-  tenant: string;
-  reason?: string;
-}
-
-function runRow(spec: Spec, now: number): RunRow {
-  const start = now - spec.ago;
-  const finished = spec.status !== "running";
-  const ms = (spec.seconds ?? 0) * SECOND;
-  return blankRun({
-    run_id: randomUUID(),
-    trace_id: randomBytes(16).toString("hex"),
-    span_id: randomBytes(8).toString("hex"),
-    pipeline: spec.pipeline,
-    status: spec.status,
-    tenant_id: spec.tenant,
-    status_reason: spec.reason ?? null,
-    started_at: start * 1000,
-    finished_at: finished ? (start + ms) * 1000 : null,
-    duration_seconds: finished ? ms / 1000 : null,
-    // Owned on another host and heard from lately: the server leaves a running run alone.
-    owner_host: "elsewhere",
-    owner_pid: 1,
-    owner_started_at: start * 1000,
-    last_heartbeat: finished ? (start + ms) * 1000 : (now - 10 * SECOND) * 1000,
-    current_stage: finished ? null : "load",
-  });
-}
+/** A run as it started `ago` ms before now, and its tenant. */
+type Spec = Omit<StoredRunSpec, "start" | "heartbeat"> & { ago: number; tenant: string };
 
 interface Known {
   db: string;
@@ -98,10 +70,14 @@ async function knownStore(): Promise<Known> {
       reason: "no heartbeat for 2m 0s <b>",
     },
   };
+  // Running runs were heard from lately, and are in stage "load".
   const runs = Object.fromEntries(
-    Object.entries(specs).map(([name, spec]) => [name, runRow(spec, now)]),
+    Object.entries(specs).map(([name, { ago, ...spec }]) => [
+      name,
+      storedRun({ ...spec, start: now - ago, heartbeat: now - 10 * SECOND, stage: "load" }),
+    ]),
   );
-  await withStore(db, (s) => writeRows(s, { runs: [], newRuns: Object.values(runs), stages: [] }));
+  await writeRuns(db, Object.values(runs));
   return { db, runs };
 }
 
@@ -144,9 +120,8 @@ async function pageAndTrends(
   init: RequestInit = {},
 ): Promise<{ html: string; expected: Trends }> {
   for (let attempt = 0; ; attempt++) {
-    const response = await app.request(path, init);
-    expect(response.status).toBe(200);
-    const html = await response.text();
+    const { status, html } = await pageOf(app, path, init);
+    expect(status).toBe(200);
     const expected = await store.read((s) => trends(s, { ...options, stuckAfterMs: HOUR }));
     if (dataOf(html).since === isoOfMicros(expected.since) || attempt === 2) {
       return { html, expected };
@@ -180,7 +155,7 @@ describe("the trends page", () => {
           `${isoOfMicros(b.start).slice(0, 10)} ${isoOfMicros(b.start).slice(11, 16)}`,
           String(b.runs),
           String(b.failed),
-          b.failureRate === null ? "–" : percent(b.failureRate),
+          b.failureRate === null ? "–" : formatPercent(b.failureRate),
           b.p50Seconds === null ? "–" : formatSeconds(b.p50Seconds),
           b.p95Seconds === null ? "–" : formatSeconds(b.p95Seconds),
         ]),
@@ -215,8 +190,7 @@ describe("the trends page", () => {
   it("loads uPlot and the charts' script from the server, and works without them", async () => {
     const { db } = await knownStore();
     const { app } = await serve(db);
-    const response = await app.request("/trends");
-    const html = await response.text();
+    const { html } = await pageOf(app, "/trends");
     expect(html).toContain('<link rel="stylesheet" href="/ui/uplot.css"/>');
     expect(html).toContain('<script src="/ui/uplot.js" defer=""></script>');
     expect(html).toContain('<script src="/ui/charts.js" defer=""></script>');
@@ -229,14 +203,10 @@ describe("the trends page", () => {
     // The numbers are open until the script draws the charts.
     expect(html).toContain('<details class="numbers" open="">');
 
-    const script = await app.request("/ui/charts.js");
-    expect(script.status).toBe(200);
-    expect(script.headers.get("content-type")).toMatch(/^text\/javascript/);
-    const source = await script.text();
+    const source = await servedScript(app, "/ui/charts.js");
     expect(source).toContain("new uPlot(");
     expect(source).toContain('getElementById("trends-data")');
-    expect(() => new Function(source)).not.toThrow();
-    const css = await (await app.request("/ui/style.css")).text();
+    const css = await servedCss(app);
     expect(css).toContain("--chart-runs");
     expect(css).toContain(".charts-on .trend-charts");
   });
@@ -244,14 +214,14 @@ describe("the trends page", () => {
   it("escapes a pipeline's name in the text, the options and the data block", async () => {
     const { db } = await knownStore();
     const { app } = await serve(db);
-    const html = await (await app.request("/trends")).text();
+    const { html } = await pageOf(app, "/trends");
     expect(html).not.toContain(EVIL);
     expect(html).toContain('<h2 id="pipeline-0">&lt;script&gt;x&lt;/script&gt;</h2>');
     expect(html).toContain('<option value="&lt;script&gt;x&lt;/script&gt;">');
     expect(html).toContain("\\u003cscript\\u003ex\\u003c/script\\u003e");
     expect(dataOf(html).pipelines[0]?.name).toBe(EVIL);
     // Asked for by name, it is the only section, and the select keeps it.
-    const one = await (await app.request(`/trends?pipeline=${encodeURIComponent(EVIL)}`)).text();
+    const { html: one } = await pageOf(app, `/trends?pipeline=${encodeURIComponent(EVIL)}`);
     expect([...sectionsOf(one).keys()]).toEqual(["&lt;script&gt;x&lt;/script&gt;"]);
     expect(one).toContain('<option value="&lt;script&gt;x&lt;/script&gt;" selected="">');
     expect(one).toContain("None: no run has been running");
@@ -268,31 +238,30 @@ describe("the trends page", () => {
     expect(sectionsOf(html).get("ingest")).toContain("3 runs, 1 failed");
     expect(tableRows(sectionsOf(html).get("ingest") ?? "")).toHaveLength(25);
     expect(html).toContain("Hour from (UTC)");
-    const month = await (await app.request("/trends?window=30d")).text();
+    const { html: month } = await pageOf(app, "/trends?window=30d");
     expect(month).toContain("Day (UTC)");
     expect(tableRows(sectionsOf(month).get("ingest") ?? "")).toHaveLength(31);
 
-    const nothing = await (await app.request("/trends?pipeline=nowhere")).text();
+    const { html: nothing } = await pageOf(app, "/trends?pipeline=nowhere");
     expect(nothing).toContain("No runs of nowhere started in the last 7 days.");
     expect(nothing).toContain("None: no run that started in the last 7 days crashed.");
     expect(nothing).toContain('<option value="nowhere" selected="">');
 
-    const bad = await app.request("/trends?window=1y");
+    const bad = await pageOf(app, "/trends?window=1y");
     expect(bad.status).toBe(400);
-    expect(await bad.text()).toContain("window: &quot;1y&quot; is not one of 24h, 7d, 30d");
+    expect(bad.html).toContain("window: &quot;1y&quot; is not one of 24h, 7d, 30d");
   });
 
   it("shows a tenant's token its tenant's runs only", async () => {
     const { db, runs } = await knownStore();
     const tokens = TokenSet.fromText("acme-reader:acme:read all-reader:*:read");
     const { app, store } = await serve(db, { tokens });
-    const headers = { cookie: "runtrail_token=acme-reader" };
     const { html, expected } = await pageAndTrends(
       app,
       store,
       "/trends",
       { window: "7d", tenant: "acme" },
-      { headers },
+      withToken("acme-reader"),
     );
     expect([...sectionsOf(html).keys()]).toEqual(["ingest"]);
     expect(html).not.toContain("&lt;script&gt;");
@@ -302,9 +271,10 @@ describe("the trends page", () => {
     const { until: _until, ...rest } = chartData(expected);
     expect(dataOf(html)).toMatchObject(rest);
 
-    const everyone = await (
-      await app.request("/trends", { headers: { cookie: "runtrail_token=all-reader" } })
-    ).text();
-    expect([...sectionsOf(everyone).keys()]).toEqual(["&lt;script&gt;x&lt;/script&gt;", "ingest"]);
+    const everyone = await pageOf(app, "/trends", withToken("all-reader"));
+    expect([...sectionsOf(everyone.html).keys()]).toEqual([
+      "&lt;script&gt;x&lt;/script&gt;",
+      "ingest",
+    ]);
   });
 });

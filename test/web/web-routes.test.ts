@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { TokenSet } from "../../src/server/tokens.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import { servedPerTest } from "../server/_fixtures.js";
+import { withToken } from "./_fixtures.js";
 
 const { serve } = servedPerTest();
 
@@ -45,7 +46,7 @@ describe("the web pages' frame", () => {
     expect(away.headers.get("location")).toBe(`/login?next=${encodeURIComponent("/trends?x=1")}`);
     const login = await app.request("/login");
     expect(await login.text()).toContain('<input name="token" type="password"');
-    const wrong = await app.request("/trends", { headers: { cookie: "runtrail_token=nope" } });
+    const wrong = await app.request("/trends", withToken("nope"));
     expect(wrong.headers.get("location")).toContain("failed=1");
     const signIn = await app.request("/login", {
       method: "POST",

@@ -129,7 +129,7 @@ export const resumeCommand: Command = {
     if (prefix === undefined || extra !== undefined) {
       throw new CliError("resume takes one run id or trace id prefix", ExitCode.usage);
     }
-    const { run } = await findRun(values, io, prefix);
+    const { run, stages } = await findRun(values, io, prefix);
     if (!RESUMABLE_STATUSES.includes(run.status)) {
       throw new CliError(
         `run ${run.run_id} is ${run.status}: only failed, crashed or timed-out runs can be resumed`,
@@ -143,8 +143,6 @@ export const resumeCommand: Command = {
     const pipeline = await loadPipeline(run, run.entry_point, prefix);
 
     const storePath = resolveStorePath(stringValue(values, "db"), io.env);
-    const url = stringValue(values, "url") ?? (io.env.RUNTRAIL_URL || undefined);
-    const token = io.env.RUNTRAIL_TOKEN || undefined;
     let newRunId: string | undefined;
     const provider = new NodeTracerProvider({
       resource: resourceFromAttributes({ "service.name": run.service_name ?? run.pipeline }),
@@ -183,13 +181,8 @@ export const resumeCommand: Command = {
     let output: unknown;
     let failure: { error: unknown } | undefined;
     try {
-      output = await pipeline.resume(run.run_id, {
-        tracer,
-        store: storePath,
-        onProgress,
-        ...(url ? { url } : {}),
-        ...(token ? { token } : {}),
-      });
+      // The run as read above: the pipeline does not read it again.
+      output = await pipeline.resume({ run, stages }, { tracer, store: storePath, onProgress });
     } catch (error) {
       failure = { error };
     } finally {
@@ -214,6 +207,8 @@ export const resumeCommand: Command = {
     // outcome.
     let status: string = failure ? "failed" : "completed";
     if (runId !== undefined) {
+      const url = stringValue(values, "url") ?? (io.env.RUNTRAIL_URL || undefined);
+      const token = io.env.RUNTRAIL_TOKEN || undefined;
       try {
         const stored = await readStoredRun(
           { store: storePath, ...(url ? { url } : {}), ...(token ? { token } : {}) },

@@ -1,3 +1,5 @@
+import { FETCH_FRAGMENT_JS } from "./fragment.js";
+
 /**
  * `/ui/run-live.js`: follows a running run on `/runs/<id>`. While the page's content says the
  * run is running, it listens to the run's events (`/api/runs/<id>/events`) and, on each
@@ -7,6 +9,7 @@
  */
 export const RUN_LIVE_JS = `(function () {
   "use strict";
+  ${FETCH_FRAGMENT_JS}
   var source = null;
   var pending = null;
   var ticker = null;
@@ -51,11 +54,7 @@ export const RUN_LIVE_JS = `(function () {
       return;
     }
     busy = true;
-    fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } })
-      .then(function (response) {
-        if (!response.ok || response.headers.get("X-Runtrail-Fragment") !== "main") return null;
-        return response.text();
-      })
+    fetchFragment(url, "main")
       .then(function (html) {
         if (html !== null) swap(html);
       })

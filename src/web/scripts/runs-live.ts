@@ -1,3 +1,5 @@
+import { FETCH_FRAGMENT_JS } from "./fragment.js";
+
 /**
  * `/ui/runs-live.js`: keeps the runs table of `/` current. When the table names a live URL (the
  * first page, or a page with running runs), it asks for the table's rows every 2 s and swaps
@@ -7,6 +9,7 @@
  */
 export const RUNS_LIVE_JS = `(function () {
   "use strict";
+  ${FETCH_FRAGMENT_JS}
   var table = document.getElementById("runs");
   var url = table && table.getAttribute("data-live");
   if (!table || !url) return;
@@ -37,11 +40,7 @@ export const RUNS_LIVE_JS = `(function () {
     timer = null;
     if (document.hidden) return;
     busy = true;
-    fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } })
-      .then(function (response) {
-        if (!response.ok || response.headers.get("X-Runtrail-Fragment") !== "rows") return null;
-        return response.text();
-      })
+    fetchFragment(url, "rows")
       .then(function (html) {
         failures = 0;
         if (html !== null) swap(html);

@@ -1,3 +1,5 @@
+import { RUN_STATUSES } from "../../record/run-status.js";
+
 /**
  * runtrail's own style sheet: system fonts, a light and a dark scheme, status colours with at
  * least 4.5:1 contrast on their background, focus rings, and tables that scroll on narrow
@@ -53,17 +55,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 caption { text-align: left; color: var(--muted); padding: .3rem 0; }
 .status { display: inline-block; padding: 0 .45rem; border-radius: 1rem; font-size: .85em; font-weight: 600;
   white-space: nowrap; }
-${[
-  "completed",
-  "failed",
-  "running",
-  "degraded",
-  "crashed",
-  "timed_out",
-  "rejected",
-  "cancelled",
-  "cached",
-]
+${[...RUN_STATUSES, "cached"]
   .map((s) => `.status-${s} { color: var(--${s}); background: var(--${s}-bg); }`)
   .join("\n")}
 .muted { color: var(--muted); }
