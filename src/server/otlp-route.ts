@@ -101,6 +101,7 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
     async (c, next) => {
       const format = formatOf(c.req.header("content-type"));
       if (format === undefined) {
+        await discardBody(c, maxBody);
         return statusResponse(
           "json",
           415,
@@ -110,6 +111,7 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
       }
       const encoding = (c.req.header("content-encoding") ?? "identity").trim().toLowerCase();
       if (encoding !== "gzip" && encoding !== "identity") {
+        await discardBody(c, maxBody);
         return statusResponse(
           format,
           415,
@@ -120,9 +122,11 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
       options.grant(c);
       const ingest = options.ingest();
       if (ingest === undefined) {
+        await discardBody(c, maxBody);
         return statusResponse(format, 503, RpcCode.unavailable, "the store is not open", 1);
       }
       if (ingest.busy) {
+        await discardBody(c, maxBody);
         return statusResponse(
           format,
           429,
@@ -209,6 +213,30 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
       return successResponse(format, rejected, decoded.errorMessage ?? result.errorMessage);
     },
   );
+}
+
+/**
+ * Reads the rest of a request body, at most `max` bytes, and drops it, before an answer that
+ * does not need it. A client still sending its body when the answer comes would otherwise
+ * have its connection closed under it, and see a reset instead of the 429 or 503 it can retry.
+ */
+async function discardBody(c: Context, max: number): Promise<void> {
+  const body = c.req.raw.body;
+  if (body === null) return;
+  const reader = body.getReader();
+  let read = 0;
+  try {
+    for (;;) {
+      const chunk = await reader.read();
+      if (chunk.done) return;
+      read += chunk.value.byteLength;
+      if (read > max) return;
+    }
+  } catch {
+    // The client went away: there is nobody left to answer.
+  } finally {
+    reader.releaseLock();
+  }
 }
 
 /** The request body, inflated when gzipped, at most `max` bytes either way. */
