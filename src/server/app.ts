@@ -19,7 +19,7 @@ import { cookieToken, errorPage, isPublicWebPath, wantsHtml } from "../web/page.
 import { registerWebRoutes } from "../web/web-routes.js";
 import { ApiError } from "./api-error.js";
 import { registerArtifactRoutes } from "./artifact-routes.js";
-import { registerOtlpRoute } from "./otlp-route.js";
+import { DEFAULT_OTLP_BODY_BYTES, registerOtlpRoute } from "./otlp-route.js";
 import {
   decodeCursor,
   durationMs,
@@ -48,6 +48,7 @@ import {
 } from "./schemas.js";
 import type { ServedStore } from "./served-store.js";
 import { allows, type Grant, OPEN_GRANT, type Scope, type TokenSet } from "./tokens.js";
+import { discardUnreadBody } from "./unread-body.js";
 
 /** What the server tells its metrics; see `RunMetrics`. */
 export interface ServerMetrics {
@@ -291,6 +292,17 @@ export function createApp(options: AppOptions) {
       (performance.now() - began) / 1000,
     );
   });
+  // A request answered without its body being read (refused, unauthorised, too large) has the
+  // rest of it read and dropped first, up to its path's limit. A client still sending then gets
+  // the answer and keeps its connection; otherwise the HTTP adapter cuts the connection when
+  // the body has not arrived half a second after the answer.
+  const queryMaxBody = options.maxBodyBytes ?? 1024 * 1024;
+  const otlpMaxBody = options.maxOtlpBodyBytes ?? DEFAULT_OTLP_BODY_BYTES;
+  app.use("*", async (c, next) => {
+    await next();
+    if (c.req.method === "GET" || c.req.method === "HEAD") return;
+    await discardUnreadBody(c.req.raw, c.req.path === OTLP_PATH ? otlpMaxBody : queryMaxBody);
+  });
   app.use(
     "*",
     timeout(
@@ -299,7 +311,7 @@ export function createApp(options: AppOptions) {
     ),
   );
   const queryBodyLimit = bodyLimit({
-    maxSize: options.maxBodyBytes ?? 1024 * 1024,
+    maxSize: queryMaxBody,
     onError: () => {
       throw new ApiError(413, "too_large", "the request body is over the limit");
     },

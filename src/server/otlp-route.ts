@@ -28,6 +28,9 @@ export interface OtlpRouteOptions {
 
 type Format = "protobuf" | "json";
 
+/** Largest OTLP request body as sent, unless configured. */
+export const DEFAULT_OTLP_BODY_BYTES = 16 * 1024 * 1024;
+
 const PROTOBUF = "application/x-protobuf";
 const JSON_TYPE = "application/json";
 
@@ -93,7 +96,7 @@ class TooLarge extends Error {}
  * while the store is not open, both with `Retry-After`.
  */
 export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRouteOptions): void {
-  const maxBody = options.maxBodyBytes ?? 16 * 1024 * 1024;
+  const maxBody = options.maxBodyBytes ?? DEFAULT_OTLP_BODY_BYTES;
   const maxDecoded = options.maxDecodedBytes ?? 32 * 1024 * 1024;
 
   app.post(
@@ -101,7 +104,6 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
     async (c, next) => {
       const format = formatOf(c.req.header("content-type"));
       if (format === undefined) {
-        await discardBody(c, maxBody);
         return statusResponse(
           "json",
           415,
@@ -111,7 +113,6 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
       }
       const encoding = (c.req.header("content-encoding") ?? "identity").trim().toLowerCase();
       if (encoding !== "gzip" && encoding !== "identity") {
-        await discardBody(c, maxBody);
         return statusResponse(
           format,
           415,
@@ -122,11 +123,9 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
       options.grant(c);
       const ingest = options.ingest();
       if (ingest === undefined) {
-        await discardBody(c, maxBody);
         return statusResponse(format, 503, RpcCode.unavailable, "the store is not open", 1);
       }
       if (ingest.busy) {
-        await discardBody(c, maxBody);
         return statusResponse(
           format,
           429,
@@ -213,30 +212,6 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
       return successResponse(format, rejected, decoded.errorMessage ?? result.errorMessage);
     },
   );
-}
-
-/**
- * Reads the rest of a request body, at most `max` bytes, and drops it, before an answer that
- * does not need it. A client still sending its body when the answer comes would otherwise
- * have its connection closed under it, and see a reset instead of the 429 or 503 it can retry.
- */
-async function discardBody(c: Context, max: number): Promise<void> {
-  const body = c.req.raw.body;
-  if (body === null) return;
-  const reader = body.getReader();
-  let read = 0;
-  try {
-    for (;;) {
-      const chunk = await reader.read();
-      if (chunk.done) return;
-      read += chunk.value.byteLength;
-      if (read > max) return;
-    }
-  } catch {
-    // The client went away: there is nobody left to answer.
-  } finally {
-    reader.releaseLock();
-  }
 }
 
 /** The request body, inflated when gzipped, at most `max` bytes either way. */

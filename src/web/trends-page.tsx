@@ -239,26 +239,8 @@ function PipelineSection(props: { trend: PipelineTrend; index: number; window: T
         , p50 {seconds(totals.p50Seconds)}, p95 {seconds(totals.p95Seconds)}.
       </p>
       <div class="trend-charts">
-        <figure>
-          <figcaption>Runs and failure rate</figcaption>
-          <div
-            class="chart"
-            data-chart="runs"
-            data-index={String(index)}
-            role="img"
-            aria-label={runsLabel}
-          />
-        </figure>
-        <figure>
-          <figcaption>Duration p50 / p95</figcaption>
-          <div
-            class="chart"
-            data-chart="duration"
-            data-index={String(index)}
-            role="img"
-            aria-label={durationLabel}
-          />
-        </figure>
+        <Chart caption="Runs and failure rate" chart="runs" index={index} label={runsLabel} />
+        <Chart caption="Duration p50 / p95" chart="duration" index={index} label={durationLabel} />
       </div>
       <details class="numbers" open>
         <summary>Numbers per {span.bucketLabel}</summary>
@@ -295,6 +277,22 @@ function PipelineSection(props: { trend: PipelineTrend; index: number; window: T
         </div>
       </details>
     </section>
+  );
+}
+
+/** A chart the page's script draws into, described in words for those who cannot see it. */
+function Chart(props: { caption: string; chart: string; index: number; label: string }) {
+  return (
+    <figure>
+      <figcaption>{props.caption}</figcaption>
+      <div
+        class="chart"
+        data-chart={props.chart}
+        data-index={String(props.index)}
+        role="img"
+        aria-label={props.label}
+      />
+    </figure>
   );
 }
 

@@ -726,24 +726,19 @@ function pbBytes(value: unknown): Buffer | undefined {
     : Buffer.from(value, "utf8");
 }
 
-/** A fixed64 protobuf.js takes, or absent (negatives wrap, as a client's bug would). */
-function pbFixed64(value: unknown): string | number | undefined {
+/** A 64-bit integer protobuf.js takes, of at most `digits` digits and below `limit`, or absent. */
+function pb64(value: unknown, digits: number, limit: bigint): string | number | undefined {
   if (typeof value === "number" && Number.isSafeInteger(value)) return value;
-  if (typeof value === "string" && /^-?\d{1,20}$/.test(value)) {
+  if (typeof value === "string" && new RegExp(`^-?\\d{1,${digits}}$`).test(value)) {
     const n = BigInt(value);
-    if (n >= -(2n ** 63n) && n < 2n ** 64n) return value;
+    if (n >= -(2n ** 63n) && n < limit) return value;
   }
   return undefined;
 }
 
-function pbInt64(value: unknown): string | number | undefined {
-  if (typeof value === "number" && Number.isSafeInteger(value)) return value;
-  if (typeof value === "string" && /^-?\d{1,19}$/.test(value)) {
-    const n = BigInt(value);
-    if (n >= -(2n ** 63n) && n < 2n ** 63n) return value;
-  }
-  return undefined;
-}
+/** A fixed64 (negatives wrap, as a client's bug would). */
+const pbFixed64 = (value: unknown) => pb64(value, 20, 2n ** 64n);
+const pbInt64 = (value: unknown) => pb64(value, 19, 2n ** 63n);
 
 function pbInt32(value: unknown): number | undefined {
   return typeof value === "number" && Number.isInteger(value) && Math.abs(value) < 2 ** 31
