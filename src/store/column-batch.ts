@@ -2,25 +2,69 @@ import type { Column } from "./row-columns.js";
 
 /**
  * Rows of one table as the store thread stages them: numbers only, NaN for null, text as a
- * code into `values`. Row by row in one array (row `r` at `[r * width, (r + 1) * width)`, see
- * {@link stagedOffsets}): appending a row writes into one array; the store thread turns them
- * into columns.
+ * code into `values`. Row by row (row `r` at `[r * width, (r + 1) * width)` of the rows, see
+ * {@link stagedOffsets}), in chunks of {@link CHUNK_ROWS} rows: appending a row writes into one
+ * array; the store thread turns them into columns.
  *
  * Rows wait here between writes, up to a second. Whatever JavaScript objects they keep alive
  * that long outlive the young generation of V8's heap and are copied and promoted by its
  * collections: that cost, paid on the pipeline's thread, grows with every object held. So
- * numbers go into a typed array outside the heap, span ids (unique per row) are parsed into
+ * numbers go into typed arrays outside the heap, span ids (unique per row) are parsed into
  * two numbers, and a text value equal to the one before it in its column is stored once: the
  * run id, status and pipeline of consecutive rows cost nothing. A stage row holds no object
  * of its own but its stage name.
+ *
+ * The chunks are reused: once a batch is written, its chunks go back to a pool (see
+ * {@link recycleColumns}) for the rows of the next. A buffer that grew by reallocating one
+ * array copied its rows at every doubling, and each new array, allocated outside the heap,
+ * counted towards V8's external memory and brought on full collections of the pipeline's heap.
  */
 export interface Columns {
   count: number;
   /** Staged values per row. */
   width: number;
-  data: Float64Array;
+  /** The rows, {@link CHUNK_ROWS} to a chunk; the last chunk may be partly filled. */
+  chunks: Float64Array[];
   /** Text values, once per run of equal values in a column. */
   values: string[];
+}
+
+/** Rows per chunk: a power of two. */
+export const CHUNK_ROWS = 512;
+const CHUNK_SHIFT = Math.log2(CHUNK_ROWS);
+/** Free chunks kept for reuse, in bytes at most: the rows of a busy second or two. */
+const POOL_BYTES = 8 * 1024 * 1024;
+
+/** Free chunks by length. Each chunk has an ArrayBuffer of its own, so it can be moved. */
+const pool = new Map<number, Float64Array[]>();
+let pooledBytes = 0;
+
+function acquireChunk(length: number): Float64Array {
+  const chunk = pool.get(length)?.pop();
+  if (chunk === undefined) return new Float64Array(length);
+  pooledBytes -= chunk.byteLength;
+  return chunk;
+}
+
+/**
+ * Gives the chunks of columns that are no longer read back for reuse; the columns are left
+ * empty. Only for columns nothing else refers to: rows appended later overwrite the chunks.
+ */
+export function recycleColumns(columns: Columns): void {
+  const length = CHUNK_ROWS * columns.width;
+  for (const chunk of columns.chunks) {
+    // A chunk moved to another thread is detached: its length is 0.
+    if (chunk.length !== length || pooledBytes + chunk.byteLength > POOL_BYTES) continue;
+    let list = pool.get(length);
+    if (list === undefined) {
+      list = [];
+      pool.set(length, list);
+    }
+    list.push(chunk);
+    pooledBytes += chunk.byteLength;
+  }
+  columns.chunks = [];
+  columns.count = 0;
 }
 
 export function isNumeric(column: Column): boolean {
@@ -49,9 +93,12 @@ export function stagedOffsets(spec: readonly Column[]): { offsets: number[]; wid
 
 /** One staged value of every row: the `offset`th of each row. */
 export function stagedColumn(columns: Columns, offset: number): Float64Array {
-  const { count, width, data } = columns;
+  const { count, width, chunks } = columns;
   const out = new Float64Array(count);
-  for (let r = 0, i = offset; r < count; r++, i += width) out[r] = data[i] as number;
+  for (let r = 0; r < count; r++) {
+    const chunk = chunks[r >> CHUNK_SHIFT] as Float64Array;
+    out[r] = chunk[(r & (CHUNK_ROWS - 1)) * width + offset] as number;
+  }
   return out;
 }
 
@@ -161,27 +208,23 @@ function codecOf(spec: readonly Column[]): { encode: Encode; decode: Decode } {
   return codec;
 }
 
-/** Rows appended one at a time into a growing array, taken all at once. */
+/** Rows appended one at a time into chunks, taken all at once. */
 export class ColumnBuffer {
-  private data: Float64Array;
+  private chunks: Float64Array[] = [];
+  /** The chunk rows are appended to, once it has one. */
+  private chunk: Float64Array = new Float64Array(0);
   private values: string[] = [];
   private readonly width: number;
   private readonly last: (string | undefined)[];
   private readonly lastCode: number[];
-  private capacity = 0;
   private rows = 0;
   private readonly encode: Encode;
 
-  constructor(
-    readonly spec: readonly Column[],
-    private readonly initialCapacity = 256,
-  ) {
+  constructor(readonly spec: readonly Column[]) {
     this.encode = codecOf(spec).encode;
     this.width = stagedOffsets(spec).width;
     this.last = spec.map(() => undefined);
     this.lastCode = spec.map(() => -1);
-    this.data = new Float64Array(0);
-    this.reset();
   }
 
   get count(): number {
@@ -189,47 +232,35 @@ export class ColumnBuffer {
   }
 
   append(row: object): void {
-    if (this.rows === this.capacity) this.grow();
-    this.encode(this.data, this.values, this.last, this.lastCode, row, this.rows * this.width);
+    const at = this.rows & (CHUNK_ROWS - 1);
+    if (at === 0) {
+      this.chunk = acquireChunk(CHUNK_ROWS * this.width);
+      this.chunks.push(this.chunk);
+    }
+    this.encode(this.chunk, this.values, this.last, this.lastCode, row, at * this.width);
     this.rows += 1;
   }
 
-  /**
-   * The rows so far; the buffer starts empty again, with room for as many rows, since the next
-   * interval is likely to bring as many. The array is handed over, not copied.
-   */
+  /** The rows so far, handed over, not copied; the buffer starts empty again. */
   take(): Columns {
-    const count = this.rows;
     const columns: Columns = {
-      count,
+      count: this.rows,
       width: this.width,
-      data: this.data.subarray(0, count * this.width),
+      chunks: this.chunks,
       values: this.values,
     };
-    this.reset(Math.max(this.initialCapacity, count));
-    return columns;
-  }
-
-  private reset(capacity = this.initialCapacity): void {
-    this.capacity = capacity;
     this.rows = 0;
-    this.data = new Float64Array(capacity * this.width);
+    this.chunks = [];
     this.values = [];
     this.last.fill(undefined);
     this.lastCode.fill(-1);
-  }
-
-  private grow(): void {
-    this.capacity *= 2;
-    const larger = new Float64Array(this.capacity * this.width);
-    larger.set(this.data);
-    this.data = larger;
+    return columns;
   }
 }
 
 /** Rows as columns. */
 export function columnsOf(spec: readonly Column[], rows: readonly object[]): Columns {
-  const buffer = new ColumnBuffer(spec, Math.max(1, rows.length));
+  const buffer = new ColumnBuffer(spec);
   for (const row of rows) buffer.append(row);
   return buffer.take();
 }
@@ -238,8 +269,10 @@ export function columnsOf(spec: readonly Column[], rows: readonly object[]): Col
 export function rowsOf<Row>(spec: readonly Column[], columns: Columns): Row[] {
   const { decode } = codecOf(spec);
   const rows: Row[] = [];
+  const { chunks, values, width } = columns;
   for (let r = 0; r < columns.count; r++) {
-    rows.push(decode(columns.data, columns.values, r * columns.width) as Row);
+    const chunk = chunks[r >> CHUNK_SHIFT] as Float64Array;
+    rows.push(decode(chunk, values, (r & (CHUNK_ROWS - 1)) * width) as Row);
   }
   return rows;
 }
@@ -250,5 +283,5 @@ export function emptyColumns(spec: readonly Column[]): Columns {
 
 /** The buffers a message can move to another thread instead of copying. */
 export function transferables(...batches: Columns[]): ArrayBuffer[] {
-  return batches.map((b) => b.data.buffer as ArrayBuffer);
+  return batches.flatMap((b) => b.chunks.map((chunk) => chunk.buffer as ArrayBuffer));
 }

@@ -2,12 +2,12 @@ import { diag } from "@opentelemetry/api";
 import type { RecordSink } from "../record/recorder.js";
 import { latestRunRows, type RunRow, type StageRow } from "../record/rows.js";
 import type { RunState } from "../record/run-state.js";
-import { ColumnBuffer, rowsOf } from "./column-batch.js";
+import { ColumnBuffer, recycleColumns, rowsOf } from "./column-batch.js";
 import { RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
 import { spoolRows } from "./spool.js";
 import { storeThread } from "./store-thread.js";
 import type { BatchOutcome } from "./write-batch.js";
-import { type ColumnBatch, columnBatchOf, mergeAll } from "./write-rows.js";
+import { type ColumnBatch, columnBatchOf, mergeAll, partsOf } from "./write-rows.js";
 
 const NOT_WRITTEN: BatchOutcome = {
   written: false,
@@ -238,7 +238,20 @@ export class StoreWriter implements RecordSink {
     for (const batch of batches) await this.write(batch);
   }
 
+  /**
+   * Writes a batch; then its chunks go back to the pool for the next rows. Nothing reads the
+   * batch by then: the store thread has its own copy, and rows held back or spooled from here
+   * were copied out of it.
+   */
   private async write(batch: ColumnBatch): Promise<void> {
+    try {
+      await this.writeOnce(batch);
+    } finally {
+      for (const part of partsOf(batch)) recycleColumns(part);
+    }
+  }
+
+  private async writeOnce(batch: ColumnBatch): Promise<void> {
     const rows = batch.runs.count + batch.newRuns.count;
     const stageRows = batch.stages.count + batch.stagesToMerge.count;
     this.stats.flushes += 1;
