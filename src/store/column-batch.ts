@@ -95,9 +95,10 @@ export function stagedOffsets(spec: readonly Column[]): { offsets: number[]; wid
 export function stagedColumn(columns: Columns, offset: number): Float64Array {
   const { count, width, chunks } = columns;
   const out = new Float64Array(count);
-  for (let r = 0; r < count; r++) {
-    const chunk = chunks[r >> CHUNK_SHIFT] as Float64Array;
-    out[r] = chunk[(r & (CHUNK_ROWS - 1)) * width + offset] as number;
+  for (let c = 0, r = 0; r < count; c++) {
+    const chunk = chunks[c] as Float64Array;
+    const end = Math.min(count, r + CHUNK_ROWS);
+    for (let i = offset; r < end; r++, i += width) out[r] = chunk[i] as number;
   }
   return out;
 }
