@@ -15,6 +15,8 @@ export const URL_USAGE =
 export interface Remote {
   url: string;
   token: string | undefined;
+  /** Found through the claim file of the store here: the server holds this very store. */
+  holdsStoreHere: boolean;
 }
 
 /**
@@ -28,10 +30,10 @@ export function remoteOf(values: ParsedValues, io: CliIo): Remote | undefined {
     if (!/^https?:\/\/[^/]/.test(given)) {
       throw new CliError(`--url: "${given}" is not an http(s) URL`, ExitCode.usage);
     }
-    return { url: given.replace(/\/+$/, ""), token };
+    return { url: given.replace(/\/+$/, ""), token, holdsStoreHere: false };
   }
   const claim = liveClaim(resolveStorePath(stringValue(values, "db"), io.env));
-  return claim ? { url: claim.url, token } : undefined;
+  return claim ? { url: claim.url, token, holdsStoreHere: true } : undefined;
 }
 
 /** A row as the API gives it back as a row object: ISO times to epoch microseconds. */

@@ -1,11 +1,11 @@
 import type { RunRow, StageRow } from "../record/rows.js";
 import { hrTimeToMicros } from "../record/span-view.js";
 import type { ServedStore } from "../server/served-store.js";
-import { columnsOf } from "../store/column-batch.js";
+import { columnsOf, recycleColumns } from "../store/column-batch.js";
 import { STAGE_COLUMNS } from "../store/row-columns.js";
 import { stageValues } from "../store/stage-columns.js";
 import type { StoreSession } from "../store/store-session.js";
-import { columnBatchOf, type StoredSpan, writeColumns } from "../store/write-rows.js";
+import { columnBatchOf, partsOf, type StoredSpan, writeColumns } from "../store/write-rows.js";
 import { RemoteSpan } from "./remote-span.js";
 import { TraceFilter } from "./trace-filter.js";
 import { hasRoot, traceRows } from "./trace-rows.js";
@@ -277,26 +277,22 @@ export class OtlpIngest {
       provisional.set(entry, rows.rootless ? keysOf(rows.runs, rows.stages) : undefined);
     }
 
+    const rowColumns = columnBatchOf({
+      runs: [...runs.values()].filter((run) => !newRuns.has(run.run_id)),
+      newRuns: [...newRuns.values()],
+      stages: [],
+      stagesToMerge: [...stages.values()].filter((s) => !newStages.has(`${s.run_id}/${s.span_id}`)),
+    });
+    const newStageColumns = columnsOf(STAGE_COLUMNS, [...newStages.values()]);
     try {
       if (stored.length > 0) {
-        await writeColumns(
-          session,
-          columnBatchOf({
-            runs: [...runs.values()].filter((run) => !newRuns.has(run.run_id)),
-            newRuns: [...newRuns.values()],
-            stages: [],
-            stagesToMerge: [...stages.values()].filter(
-              (s) => !newStages.has(`${s.run_id}/${s.span_id}`),
-            ),
-          }),
-          {
-            spans: stored,
-            newStages: columnsOf(STAGE_COLUMNS, [...newStages.values()]),
-            staleRuns,
-            staleStages,
-            since: Math.floor(since),
-          },
-        );
+        await writeColumns(session, rowColumns, {
+          spans: stored,
+          newStages: newStageColumns,
+          staleRuns,
+          staleStages,
+          since: Math.floor(since),
+        });
       }
     } catch (error) {
       // What is in memory must be what is stored: these traces are read again when needed.
@@ -305,6 +301,9 @@ export class OtlpIngest {
         this.cachedSpans -= entry.spans.size;
       }
       throw error;
+    } finally {
+      // Written or not, nothing reads the columns again: their chunks serve the next write.
+      for (const part of [...partsOf(rowColumns), newStageColumns]) recycleColumns(part);
     }
     for (const [entry, keys] of provisional) entry.provisional = keys;
     for (const id of fresh) {

@@ -4,6 +4,7 @@ import { type Attributes, context, diag, type Span, type Tracer, trace } from "@
 import { ARTIFACT_KIND, RunTrailAttributes as R } from "../record/attributes.js";
 import type { ArtifactRow } from "../record/rows.js";
 import { artifactFolderOf, writeFileAtomically } from "../store/store-files.js";
+import { mediaEssence } from "../util/media-type.js";
 
 /** What an artifact holds: text, bytes (images, audio, video, anything), or a JSON value. */
 export type ArtifactContent = string | Uint8Array | object | number | boolean | null;
@@ -124,9 +125,10 @@ export class RunArtifacts {
     const safeKind = artifactKindOf(kind);
     try {
       const { bytes, mediaType } = encode(content, options);
+      const essence = mediaEssence(mediaType);
       const extension =
         options.extension?.replace(/[^A-Za-z0-9]/g, "") ||
-        EXTENSIONS[mediaType.split(";")[0]?.trim() ?? ""] ||
+        (Object.hasOwn(EXTENSIONS, essence) ? EXTENSIONS[essence] : undefined) ||
         "bin";
       const file = `${String(seq).padStart(2, "0")}_${safeKind}.${extension}`;
       const folder = artifactFolderOf(this.storePath, this.runId);

@@ -1,4 +1,4 @@
-import { RUN_STATUSES, type RunStatus } from "../record/run-status.js";
+import { FAILURE_STATUSES, RUN_STATUSES, type RunStatus } from "../record/run-status.js";
 import type { StoreSession } from "../store/store-session.js";
 import { type RunFilter, runFilterSql } from "./run-filter.js";
 import { SqlParams } from "./sql-params.js";
@@ -85,7 +85,7 @@ function toGroupStats(row: RawStats): GroupStats {
     number
   >;
   const finished = n("runs") - byStatus.running;
-  const failures = byStatus.failed + byStatus.timed_out + byStatus.crashed;
+  const failures = FAILURE_STATUSES.reduce((sum, status) => sum + byStatus[status], 0);
   return {
     key: row.key === null || row.key === undefined ? null : String(row.key),
     runs: n("runs"),

@@ -1,4 +1,5 @@
 import type { RunRow } from "../record/rows.js";
+import { FAILURE_STATUSES } from "../record/run-status.js";
 import type { StoreSession } from "../store/store-session.js";
 import { listRuns } from "./list-runs.js";
 import { type RunFilter, runFilterSql } from "./run-filter.js";
@@ -21,9 +22,6 @@ export const DEFAULT_TREND_WINDOW: TrendWindow = "7d";
 export function isTrendWindow(value: string): value is TrendWindow {
   return Object.hasOwn(TREND_WINDOWS, value);
 }
-
-/** Statuses that count as failures: the run ended in an error, was killed or ran out of time. */
-const FAILURE_STATUSES = ["failed", "crashed", "timed_out"] as const;
 
 export interface TrendsOptions {
   window: TrendWindow;

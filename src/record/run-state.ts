@@ -217,7 +217,7 @@ export class RunState extends LlmTotals {
     let at = list.length;
     while (at > 0 && (list[at - 1] as ArtifactRow).seq > seq) at--;
     // A new list each time, so that the rows given out share it without copying it.
-    this.artifacts = [...list.slice(0, at), row, ...list.slice(at)];
+    this.artifacts = list.toSpliced(at, 0, row);
   }
 
   get ended(): boolean {

@@ -11,6 +11,12 @@ export const RUN_STATUSES = [
 ] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
+/**
+ * Statuses that count as failures, in failure rates and for seed 001's `result=failed`: the run
+ * ended in an error, was killed or ran out of time.
+ */
+export const FAILURE_STATUSES = ["failed", "timed_out", "crashed"] as const satisfies RunStatus[];
+
 /** `cached`: completed by reusing an earlier execution's output, its body not run. */
 export const STAGE_STATUSES = ["running", "completed", "failed", "cached"] as const;
 export type StageStatus = (typeof STAGE_STATUSES)[number];

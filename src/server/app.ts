@@ -11,7 +11,7 @@ import { runStages } from "../query/run-stages.js";
 import { runStats, type StatsGroup } from "../query/run-stats.js";
 import { type RunRow, type StageRow, withIsoTimes } from "../record/rows.js";
 import { InvalidIdPrefixError, normalizeIdPrefix } from "../record/run-id.js";
-import { isFinished, type RunStatus } from "../record/run-status.js";
+import { FAILURE_STATUSES, isFinished, type RunStatus } from "../record/run-status.js";
 import { pruneRuns } from "../store/prune.js";
 import type { StoreSession } from "../store/store-session.js";
 import { isoOfMicros } from "../util/duration.js";
@@ -147,7 +147,9 @@ const ERROR_TITLES = {
   403: "Not allowed",
   404: "Not found",
   409: "More than one match",
+  413: "Too large",
   503: "The store is not open yet",
+  504: "That took too long",
 } as const;
 
 /** Seed 001's words for how a run ended. */
@@ -168,7 +170,7 @@ function resultOf(status: RunStatus): "success" | "failed" | "stopped" | "runnin
 
 const RESULT_STATUSES: Record<"success" | "failed" | "stopped", RunStatus[]> = {
   success: ["completed", "degraded"],
-  failed: ["failed", "timed_out", "crashed"],
+  failed: [...FAILURE_STATUSES],
   stopped: ["rejected", "cancelled"],
 };
 
@@ -257,14 +259,17 @@ export function createApp(options: AppOptions) {
     if (error instanceof ApiError) {
       if (error.status === 503) c.header("Retry-After", "1");
       if (!wantsHtml(c)) return c.json(errorBody(error), error.status);
-      const status = error.status === 413 ? 400 : error.status;
-      return errorPage(c, status, ERROR_TITLES[status], error.detail);
+      return errorPage(c, error.status, ERROR_TITLES[error.status], error.detail);
     }
-    if (error instanceof HTTPException && !wantsHtml(c)) {
+    if (error instanceof HTTPException) {
       const status = error.status;
       const name =
         status === 413 ? "too_large" : status === 504 ? "timeout" : `http_${String(status)}`;
-      return c.json({ error: name, detail: error.message || name }, status);
+      if (!wantsHtml(c)) return c.json({ error: name, detail: error.message || name }, status);
+      // A page that took too long (or a body too large) says so with its status, as the API does.
+      if (status === 413 || status === 504) {
+        return errorPage(c, status, ERROR_TITLES[status], error.message || name);
+      }
     }
     log(
       `runtrail serve: ${c.req.method} ${c.req.path} failed: ${(error as Error).stack ?? String(error)}`,
@@ -616,7 +621,7 @@ export function createApp(options: AppOptions) {
   registerWebRoutes(app, {
     store,
     readGrant: (c) => need(c, "read"),
-    findOne,
+    findWithStages,
     jaegerUrl,
     stuckAfterMs,
     tokensRequired: options.tokens.size > 0,
@@ -627,7 +632,7 @@ export function createApp(options: AppOptions) {
     grant: (c) => need(c as Context<Env>, "ingest"),
     observe: (result, spans) => options.metrics?.observeOtlp?.(result, spans),
     log,
-    ...(options.maxOtlpBodyBytes !== undefined ? { maxBodyBytes: options.maxOtlpBodyBytes } : {}),
+    maxBodyBytes: otlpMaxBody,
     ...(options.maxOtlpDecodedBytes !== undefined
       ? { maxDecodedBytes: options.maxOtlpDecodedBytes }
       : {}),

@@ -5,6 +5,7 @@ import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Context, Env } from "hono";
 import type { ArtifactRow, RunRow } from "../record/rows.js";
 import { artifactFolderOf } from "../store/store-files.js";
+import { mediaEssence } from "../util/media-type.js";
 import { ApiError } from "./api-error.js";
 import {
   ArtifactListSchema,
@@ -64,7 +65,7 @@ function artifactOf(run: RunRow, ref: string): ArtifactRow {
 
 /** `inline` for what a browser shows without running scripts, `attachment` for the rest. */
 function dispositionOf(mediaType: string): "inline" | "attachment" {
-  const essence = (mediaType.split(";")[0] ?? "").trim().toLowerCase();
+  const essence = mediaEssence(mediaType);
   if (SCRIPTABLE.has(essence) || essence.endsWith("+xml")) return "attachment";
   if (
     essence.startsWith("text/") ||

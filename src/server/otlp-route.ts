@@ -10,14 +10,15 @@ import {
   type OtlpIngest,
 } from "../otlp/otlp-ingest.js";
 import { ExportResponse, RpcCode, RpcStatus } from "../otlp/otlp-schema.js";
+import { mediaEssence } from "../util/media-type.js";
 import type { Grant } from "./tokens.js";
 
 const gunzipAsync = promisify(gunzip);
 
 export interface OtlpRouteOptions {
   ingest: () => OtlpIngest | undefined;
-  /** Largest request body as sent (compressed). Default 16 MiB. */
-  maxBodyBytes?: number;
+  /** Largest request body as sent (compressed); the app's default is DEFAULT_OTLP_BODY_BYTES. */
+  maxBodyBytes: number;
   /** Largest request body once decompressed; a larger one is refused, not inflated. Default 32 MiB. */
   maxDecodedBytes?: number;
   /** The grant of a request that may ingest; throws (401/403) otherwise. */
@@ -35,7 +36,7 @@ const PROTOBUF = "application/x-protobuf";
 const JSON_TYPE = "application/json";
 
 function formatOf(contentType: string | undefined): Format | undefined {
-  const media = contentType?.split(";")[0]?.trim().toLowerCase();
+  const media = contentType === undefined ? undefined : mediaEssence(contentType);
   if (media === PROTOBUF) return "protobuf";
   if (media === JSON_TYPE) return "json";
   return undefined;
@@ -96,7 +97,6 @@ class TooLarge extends Error {}
  * while the store is not open, both with `Retry-After`.
  */
 export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRouteOptions): void {
-  const maxBody = options.maxBodyBytes ?? DEFAULT_OTLP_BODY_BYTES;
   const maxDecoded = options.maxDecodedBytes ?? 32 * 1024 * 1024;
 
   app.post(
@@ -137,13 +137,13 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
       return next();
     },
     bodyLimit({
-      maxSize: maxBody,
+      maxSize: options.maxBodyBytes,
       onError: (c) =>
         statusResponse(
           formatOf(c.req.header("content-type")) ?? "json",
           413,
           RpcCode.invalidArgument,
-          `the request body is over ${maxBody} bytes`,
+          `the request body is over ${options.maxBodyBytes} bytes`,
         ),
     }),
     async (c) => {

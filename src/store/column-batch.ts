@@ -2,9 +2,9 @@ import type { Column } from "./row-columns.js";
 
 /**
  * Rows of one table as the store thread stages them: numbers only, NaN for null, text as a
- * code into `values`. Row by row (row `r` at `[r * width, (r + 1) * width)` of the rows, see
- * {@link stagedOffsets}), in chunks of {@link CHUNK_ROWS} rows: appending a row writes into one
- * array; the store thread turns them into columns.
+ * code into `values`. Row after row, `width` values each (see {@link stagedOffsets}), in chunks
+ * of {@link CHUNK_ROWS} rows: appending a row writes into one chunk; the store thread turns
+ * them into columns.
  *
  * Rows wait here between writes, up to a second. Whatever JavaScript objects they keep alive
  * that long outlive the young generation of V8's heap and are copied and promoted by its

@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { Env } from "hono/types";
-import type { RunRow } from "../record/rows.js";
+import type { RunRow, StageRow } from "../record/rows.js";
 import type { ServedStore } from "../server/served-store.js";
 import type { Grant } from "../server/tokens.js";
 import { documentOf, Layout } from "./layout.js";
@@ -14,8 +14,11 @@ export interface WebDeps<E extends Env> {
   store: () => ServedStore;
   /** The request's grant, with the read scope; throws an `ApiError` (403) without it. */
   readGrant: (c: Context<E>) => Grant;
-  /** The run an id or prefix names, for this grant; throws an `ApiError` (400, 404, 409). */
-  findOne: (c: Context<E>, id: string) => Promise<RunRow>;
+  /**
+   * The run an id or prefix names, for this grant, with its stages, read together; throws an
+   * `ApiError` (400, 404, 409).
+   */
+  findWithStages: (c: Context<E>, id: string) => Promise<{ run: RunRow; stages: StageRow[] }>;
   /** Base URL of the Jaeger UI, for links to traces. */
   jaegerUrl: string | undefined;
   /** A running run older than this is stuck. */
@@ -24,38 +27,18 @@ export interface WebDeps<E extends Env> {
   tokensRequired: boolean;
 }
 
-/** Paths of the pages and their files: what the browser asks for, as opposed to the API. */
-function isWebPath(path: string): boolean {
-  return (
-    path === "/" ||
-    path === "/trends" ||
-    path.startsWith("/runs/") ||
-    path.startsWith("/ui/") ||
-    path === "/login" ||
-    path === "/logout"
-  );
-}
-
 /** Paths a browser may load without a token: the login page and the static files. */
 export function isPublicWebPath(path: string): boolean {
   return path === "/login" || path === "/logout" || path.startsWith("/ui/");
 }
 
-/** Style sheets of the pages, joined after the base one. */
-export const PAGE_STYLES: string[] = [];
-/** Scripts of the pages by file name, served from `/ui/<name>`. */
-export const PAGE_SCRIPTS = new Map<string, string>();
-
-/** Adds a page's style rules to `/ui/style.css`, and its scripts to `/ui/`. */
-export function addPageAssets(styles: string, scripts: Record<string, string> = {}): void {
-  PAGE_STYLES.push(styles);
-  for (const [name, source] of Object.entries(scripts)) PAGE_SCRIPTS.set(name, source);
-}
+/** The statuses a page is answered with. */
+export type PageStatus = 200 | 400 | 401 | 403 | 404 | 409 | 413 | 500 | 503 | 504;
 
 /** An HTML page as the answer. */
 export async function htmlPage(
   c: Context,
-  status: 200 | 400 | 401 | 403 | 404 | 409 | 500 | 503,
+  status: PageStatus,
   element: Parameters<typeof documentOf>[0],
 ): Promise<Response> {
   setPageHeaders(c);
@@ -78,7 +61,7 @@ export function setPageHeaders(c: Context): void {
 /** The page of an error, for a browser: what went wrong, and a way back. */
 export function errorPage(
   c: Context,
-  status: 400 | 401 | 403 | 404 | 409 | 500 | 503,
+  status: Exclude<PageStatus, 200>,
   title: string,
   detail: string,
 ): Promise<Response> {
@@ -97,9 +80,16 @@ export function errorPage(
   );
 }
 
-/** Whether a request comes from a browser that wants a page rather than JSON. */
+/** Whether a request is for a page (as opposed to the API or a page's files): its errors are pages too. */
 export function wantsHtml(c: Context): boolean {
-  return isWebPath(c.req.path) && !c.req.path.startsWith("/ui/");
+  const path = c.req.path;
+  return (
+    path === "/" ||
+    path === "/trends" ||
+    path.startsWith("/runs/") ||
+    path === "/login" ||
+    path === "/logout"
+  );
 }
 
 /** The token in a request's cookie, if any. */

@@ -2,7 +2,6 @@ import type { Hono } from "hono";
 import type { Child } from "hono/jsx";
 import type { Env } from "hono/types";
 import { RESUMABLE_STATUSES } from "../pipeline/define-pipeline.js";
-import { runStages } from "../query/run-stages.js";
 import type { ArtifactRow, RunRow, StageRow } from "../record/rows.js";
 import type { StageStatus } from "../record/run-status.js";
 import { ApiError } from "../server/api-error.js";
@@ -15,13 +14,10 @@ import {
   formatRunDuration,
   shortId,
 } from "../util/format.js";
+import { mediaEssence } from "../util/media-type.js";
 import { Layout } from "./layout.js";
-import { addPageAssets, htmlPage, type WebDeps } from "./page.js";
+import { htmlPage, type WebDeps } from "./page.js";
 import { ColumnHeads, htmlFragment, StatusBadge, Time, truncate } from "./run-views.js";
-import { RUN_LIVE_JS } from "./scripts/run-live.js";
-import { RUN_CSS } from "./styles/runs.js";
-
-addPageAssets(RUN_CSS, { "run-live.js": RUN_LIVE_JS });
 
 /** Bytes of a text or JSON artifact shown on the page; the whole file is a link away. */
 const ARTIFACT_INLINE_BYTES = 64 * 1024;
@@ -372,12 +368,8 @@ type ArtifactView =
   | { as: "link" }
   | { as: "missing"; why: string };
 
-function essenceOf(mediaType: string): string {
-  return (mediaType.split(";")[0] ?? "").trim().toLowerCase();
-}
-
 function isTextual(mediaType: string): boolean {
-  return essenceOf(mediaType).startsWith("text/") || isJson(mediaType);
+  return mediaEssence(mediaType).startsWith("text/") || isJson(mediaType);
 }
 
 /**
@@ -392,7 +384,7 @@ async function artifactViews(
   let budget = PAGE_INLINE_BYTES;
   const views: ArtifactView[] = [];
   for (const artifact of artifacts) {
-    if (essenceOf(artifact.media_type).startsWith("image/")) {
+    if (mediaEssence(artifact.media_type).startsWith("image/")) {
       views.push({ as: "image" });
       continue;
     }
@@ -417,7 +409,7 @@ async function artifactViews(
 }
 
 function isJson(mediaType: string): boolean {
-  const essence = essenceOf(mediaType);
+  const essence = mediaEssence(mediaType);
   return essence === "application/json" || essence.endsWith("+json");
 }
 
@@ -681,10 +673,10 @@ function RunContent(props: {
 /** `GET /runs/:id`: one run, by run id or trace id or a prefix; `?fragment=main` for its content. */
 export function registerRunPage<E extends Env>(app: Hono<E>, deps: WebDeps<E>): void {
   app.get("/runs/:id", async (c) => {
-    const run = await deps.findOne(c, c.req.param("id"));
+    const { run, stages } = await deps.findWithStages(c, c.req.param("id"));
     const store = deps.store();
-    const stages = await store.read((s) => runStages(s, run));
-    const artifacts = [...(run.artifacts ?? [])].sort((a, b) => a.seq - b.seq);
+    // In order of their sequence numbers, as the run row keeps them.
+    const artifacts = run.artifacts ?? [];
     const views = await artifactViews(store.path, run, artifacts);
     const content = (
       <RunContent

@@ -5,16 +5,12 @@ import { pipelinesOf } from "../query/trends.js";
 import type { RunRow } from "../record/rows.js";
 import { isRunStatus, RUN_STATUSES } from "../record/run-status.js";
 import { ApiError } from "../server/api-error.js";
-import { decodeCursor, encodeCursor, filterOf } from "../server/run-query.js";
+import { decodeCursor, encodeCursor, filterOf, statusesOf } from "../server/run-query.js";
 import type { Grant } from "../server/tokens.js";
 import { formatCount, formatProgress, formatRunDuration, shortId } from "../util/format.js";
 import { Layout } from "./layout.js";
-import { addPageAssets, htmlPage, type WebDeps } from "./page.js";
+import { htmlPage, type WebDeps } from "./page.js";
 import { ColumnHeads, htmlFragment, StatusBadge, Time, truncate } from "./run-views.js";
-import { RUNS_LIVE_JS } from "./scripts/runs-live.js";
-import { RUNS_CSS } from "./styles/runs.js";
-
-addPageAssets(RUNS_CSS, { "runs-live.js": RUNS_LIVE_JS });
 
 /** Runs a page shows. */
 const RUNS_PER_PAGE = 50;
@@ -53,9 +49,8 @@ function textParam(c: Context, name: string): string | undefined {
 }
 
 function runsQueryOf(c: Context): RunsQuery {
-  const statuses = [
-    ...new Set((c.req.queries("status") ?? []).flatMap((s) => s.split(",")).filter(Boolean)),
-  ];
+  // An empty status (`?status=`, or a trailing comma) asks for none in particular.
+  const statuses: string[] = (statusesOf(c.req.queries("status")) ?? []).filter(Boolean);
   for (const status of statuses) {
     if (!isRunStatus(status)) {
       throw new ApiError(

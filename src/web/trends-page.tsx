@@ -18,12 +18,8 @@ import { ApiError } from "../server/api-error.js";
 import { formatSeconds, isoOfMicros } from "../util/duration.js";
 import { formatPercent, formatTime } from "../util/format.js";
 import { Layout } from "./layout.js";
-import { addPageAssets, htmlPage, type WebDeps } from "./page.js";
+import { htmlPage, type WebDeps } from "./page.js";
 import { type Column, ColumnHeads, Time } from "./run-views.js";
-import { CHARTS_JS } from "./scripts/charts.js";
-import { TRENDS_CSS } from "./styles/trends.js";
-
-addPageAssets(TRENDS_CSS, { "charts.js": CHARTS_JS });
 
 const WINDOW_CHOICES: { value: TrendWindow; text: string }[] = [
   { value: "24h", text: "Last 24 hours, by hour" },

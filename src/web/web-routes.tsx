@@ -3,10 +3,15 @@ import { createRequire } from "node:module";
 import type { Context, Hono } from "hono";
 import type { Env } from "hono/types";
 import { Layout } from "./layout.js";
-import { htmlPage, PAGE_SCRIPTS, PAGE_STYLES, TOKEN_COOKIE, type WebDeps } from "./page.js";
+import { htmlPage, TOKEN_COOKIE, type WebDeps } from "./page.js";
 import { registerRunPage } from "./run-page.js";
 import { registerRunsPage } from "./runs-page.js";
+import { CHARTS_JS } from "./scripts/charts.js";
+import { RUN_LIVE_JS } from "./scripts/run-live.js";
+import { RUNS_LIVE_JS } from "./scripts/runs-live.js";
 import { BASE_CSS } from "./styles/base.js";
+import { RUN_CSS, RUNS_CSS } from "./styles/runs.js";
+import { TRENDS_CSS } from "./styles/trends.js";
 import { registerTrendsPage } from "./trends-page.js";
 
 const require = createRequire(import.meta.url);
@@ -29,6 +34,15 @@ function staticFile(c: Context, body: string, type: string): Response {
   return c.body(body, 200, { "Content-Type": type });
 }
 
+/** The pages' style sheet, `/ui/style.css`. */
+const STYLE_CSS = [BASE_CSS, RUN_CSS, RUNS_CSS, TRENDS_CSS].join("\n");
+/** The pages' scripts, served from `/ui/<name>`. */
+const SCRIPTS = new Map([
+  ["run-live.js", RUN_LIVE_JS],
+  ["runs-live.js", RUNS_LIVE_JS],
+  ["charts.js", CHARTS_JS],
+]);
+
 const CSS = "text/css; charset=utf-8";
 const JS = "text/javascript; charset=utf-8";
 
@@ -39,11 +53,11 @@ const JS = "text/javascript; charset=utf-8";
  * send.
  */
 export function registerWebRoutes<E extends Env>(app: Hono<E>, deps: WebDeps<E>): void {
-  app.get("/ui/style.css", (c) => staticFile(c, [BASE_CSS, ...PAGE_STYLES].join("\n"), CSS));
+  app.get("/ui/style.css", (c) => staticFile(c, STYLE_CSS, CSS));
   app.get("/ui/uplot.js", (c) => staticFile(c, UPLOT_JS(), JS));
   app.get("/ui/uplot.css", (c) => staticFile(c, UPLOT_CSS(), CSS));
   app.get("/ui/:script{[a-z-]+\\.js}", (c) => {
-    const source = PAGE_SCRIPTS.get(c.req.param("script"));
+    const source = SCRIPTS.get(c.req.param("script"));
     if (source === undefined) return c.body("not found", 404);
     return staticFile(c, source, JS);
   });

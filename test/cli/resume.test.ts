@@ -259,11 +259,23 @@ describe("runtrail resume while the runtrail server holds the store", () => {
       "--json",
     ]);
     try {
-      await server.line((l) => l.startsWith("{"), 60_000);
+      const { url } = JSON.parse(await server.line((l) => l.startsWith("{"), 60_000));
       const result = await resume(p, short(p.run.run_id));
       expect(result.stderr).toBe("");
       expect(result.code).toBe(0);
       expect(linesOf(result.stdout).at(-1)).toMatch(/^Run [0-9a-f-]{36} completed$/);
+      expect(callsOf(p)).toEqual(FAILED_THEN_RESUMED);
+
+      // Named by --url with another store here, the server's store is elsewhere: nothing runs.
+      const elsewhere = join(tempDir(), "runs.duckdb");
+      const refused = await runtrail(
+        ["resume", short(p.run.run_id), "--url", url, "--db", elsewhere],
+        { env: p.env },
+      );
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toBe(
+        `runtrail: run ${p.run.run_id} was read through a server whose store is not here (--url or RUNTRAIL_URL): resume it on the machine that holds that store\n`,
+      );
       expect(callsOf(p)).toEqual(FAILED_THEN_RESUMED);
     } finally {
       server.child.kill("SIGTERM");

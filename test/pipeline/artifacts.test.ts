@@ -105,6 +105,11 @@ describe("artifacts", () => {
       const odd = await run.artifact("../../etc/passwd", "x");
       expect(odd?.file).toBe("01_etc_passwd.txt");
       expect(odd?.path.startsWith(artifactFolderOf(r.db, run.runId))).toBe(true);
+      // A media type is looked up among the known ones only, never among an object's own keys.
+      const named = await run.artifact("named", "x", undefined, { mediaType: "constructor" });
+      expect(named?.file).toBe("02_named.bin");
+      const upper = await run.artifact("upper", "x", undefined, { mediaType: "Text/CSV; x=1" });
+      expect(upper?.file).toBe("03_upper.csv");
     });
     await runPipeline("off", { tracer: r.tracer, store: r.db, tracking: false }, async (run) => {
       expect(await run.artifact("input", "x")).toBeUndefined();

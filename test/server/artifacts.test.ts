@@ -5,7 +5,7 @@
  * `fetch` would tidy up before sending).
  */
 
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { readFileSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
@@ -15,6 +15,7 @@ import type { ArtifactRow } from "../../src/record/rows.js";
 import { type RunningServer, startServer } from "../../src/server/serve.js";
 import { TokenSet } from "../../src/server/tokens.js";
 import { artifactFolderOf } from "../../src/store/store-files.js";
+import { sha256 } from "../helpers/artifact-files.js";
 import { tempDir } from "../helpers/temp-dir.js";
 import { traced } from "../helpers/tracing.js";
 
@@ -55,8 +56,6 @@ const SECOND_INPUT = "second input: the words of the second input";
 const GLOBEX_TEXT = "globex-only text";
 /** Text of the artifacts whose files the tests replace or delete. */
 const LINKED_TEXT = "linked-run text";
-
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 let dir: string;
 let db: string;

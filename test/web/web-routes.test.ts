@@ -38,6 +38,17 @@ describe("the web pages' frame", () => {
     expect(api.headers.get("content-type")).toMatch(/^application\/json/);
   });
 
+  it("answers a page that took too long with a page that says so, as the API answers 504", async () => {
+    const { app } = await serve(tempStore(), { requestTimeoutMs: 0 });
+    const page = await app.request("/trends");
+    expect(page.status).toBe(504);
+    expect(page.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(await page.text()).toContain("the request took too long");
+    const api = await app.request("/api/stats");
+    expect(api.status).toBe(504);
+    expect(await api.json()).toMatchObject({ error: "timeout" });
+  });
+
   it("asks for a token on the login page and keeps it in a cookie the pages and API take", async () => {
     const tokens = TokenSet.fromText("reader-secret:*:read");
     const { app } = await serve(tempStore(), { tokens });

@@ -9,11 +9,9 @@ import {
   RESUMABLE_STATUSES,
   type StageProgress,
 } from "../../pipeline/define-pipeline.js";
-import { readStoredRun } from "../../pipeline/stored-run.js";
 import type { RunRow } from "../../record/rows.js";
-import { resolveStorePath } from "../../store/store-path.js";
 import { formatSeconds } from "../../util/duration.js";
-import { COMMON_OPTIONS, COMMON_USAGE, type Command, stringValue } from "../_command.js";
+import { COMMON_OPTIONS, COMMON_USAGE, type Command } from "../_command.js";
 import { jsonOf, shortId } from "../_format.js";
 import { URL_USAGE } from "../_remote.js";
 import { paint, paintStatus, type Style } from "../_style.js";
@@ -129,7 +127,7 @@ export const resumeCommand: Command = {
     if (prefix === undefined || extra !== undefined) {
       throw new CliError("resume takes one run id or trace id prefix", ExitCode.usage);
     }
-    const { run, stages } = await findRun(values, io, prefix);
+    const { run, stages, storePath } = await findRun(values, io, prefix);
     if (!RESUMABLE_STATUSES.includes(run.status)) {
       throw new CliError(
         `run ${run.run_id} is ${run.status}: only failed, crashed or timed-out runs can be resumed`,
@@ -140,9 +138,13 @@ export const resumeCommand: Command = {
         `run ${run.run_id} has no recorded entry point: define its pipeline with definePipeline({ module: import.meta.url, ... }) or resume it from its program with pipeline.resume(id)`,
       );
     }
+    if (storePath === undefined) {
+      throw new CliError(
+        `run ${run.run_id} was read through a server whose store is not here (--url or RUNTRAIL_URL): resume it on the machine that holds that store`,
+      );
+    }
     const pipeline = await loadPipeline(run, run.entry_point, prefix);
 
-    const storePath = resolveStorePath(stringValue(values, "db"), io.env);
     let newRunId: string | undefined;
     const provider = new NodeTracerProvider({
       resource: resourceFromAttributes({ "service.name": run.service_name ?? run.pipeline }),
@@ -207,16 +209,9 @@ export const resumeCommand: Command = {
     // outcome.
     let status: string = failure ? "failed" : "completed";
     if (runId !== undefined) {
-      const url = stringValue(values, "url") ?? (io.env.RUNTRAIL_URL || undefined);
-      const token = io.env.RUNTRAIL_TOKEN || undefined;
       try {
-        const stored = await readStoredRun(
-          { store: storePath, ...(url ? { url } : {}), ...(token ? { token } : {}) },
-          runId,
-        );
-        if (stored.found === "one" && stored.stored.run.status !== "running") {
-          status = stored.stored.run.status;
-        }
+        const stored = (await findRun(values, io, runId)).run;
+        if (stored.status !== "running") status = stored.status;
       } catch {
         // The outcome stands.
       }

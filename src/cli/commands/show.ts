@@ -141,14 +141,8 @@ export async function findRun(values: ParsedValues, io: CliIo, prefix: string): 
   const { path, result } = remote
     ? { path: remote.url, result: await remoteRun(remote, prefix) }
     : await useStore(values, io, async (session) => {
-        let lookup: Awaited<ReturnType<typeof lookupRun>>;
-        try {
-          lookup = await lookupRun(session, prefix);
-        } catch (error) {
-          if (error instanceof InvalidIdPrefixError)
-            throw new CliError(error.message, ExitCode.usage);
-          throw error;
-        }
+        // The prefix was checked above.
+        const lookup = await lookupRun(session, prefix);
         if (lookup.found !== "one") return lookup;
         return { ...lookup, stages: await runStages(session, lookup.run) };
       });
@@ -172,7 +166,9 @@ export async function findRun(values: ParsedValues, io: CliIo, prefix: string): 
   // its store only when the store's claim file names that server.
   const local = resolveStorePath(stringValue(values, "db"), io.env);
   const storePath =
-    remote === undefined || liveClaim(local)?.url.replace(/\/+$/, "") === remote.url
+    remote === undefined ||
+    remote.holdsStoreHere ||
+    liveClaim(local)?.url.replace(/\/+$/, "") === remote.url
       ? local
       : undefined;
   return { run: result.run, stages: result.stages, storePath };
@@ -188,16 +184,15 @@ function artifactTable(artifacts: readonly ArtifactRow[]): string {
       { header: "Size", align: "right" },
       { header: "Stage" },
     ],
-    [...artifacts]
-      .sort((a, b) => a.seq - b.seq)
-      .map((a) => [
-        String(a.seq),
-        a.kind,
-        a.file,
-        a.media_type,
-        formatBytes(a.size),
-        a.stage ?? "-",
-      ]),
+    // In order of their sequence numbers, as the run row keeps them.
+    artifacts.map((a) => [
+      String(a.seq),
+      a.kind,
+      a.file,
+      a.media_type,
+      formatBytes(a.size),
+      a.stage ?? "-",
+    ]),
   );
 }
 
