@@ -327,7 +327,7 @@ export class OtlpIngest {
       span: string;
     }>(
       `SELECT trace_id, span_id, tenant_id, span FROM otlp_spans
-       WHERE trace_id IN (SELECT value FROM temp.main.runtrail_otlp_lookup)
+       WHERE trace_id IN (SELECT unnest(v) FROM temp.main.runtrail_otlp_lookup)
        ORDER BY received_at`,
     );
     const loaded = new Map<string, TraceEntry>();

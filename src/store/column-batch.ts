@@ -10,9 +10,8 @@ import type { Column } from "./row-columns.js";
  * that long outlive the young generation of V8's heap and are copied and promoted by its
  * collections: that cost, paid on the pipeline's thread, grows with every object held. So
  * numbers go into typed arrays outside the heap, span ids (unique per row) are parsed into
- * two numbers, and a text value equal to the one before it in its column is stored once: the
- * run id, status and pipeline of consecutive rows cost nothing. A stage row holds no object
- * of its own but its stage name.
+ * two numbers, and a text value is stored once per batch and column while it recurs (see
+ * {@link codeOf}): the run id, status, pipeline and stage name of most rows cost nothing.
  *
  * The chunks are reused: once a batch is written, its chunks go back to a pool (see
  * {@link recycleColumns}) for the rows of the next. A buffer that grew by reallocating one
@@ -25,15 +24,19 @@ export interface Columns {
   width: number;
   /** The rows, {@link CHUNK_ROWS} to a chunk; the last chunk may be partly filled. */
   chunks: Float64Array[];
-  /** Text values, once per run of equal values in a column. */
+  /** Text values, once per batch and column while they recur. */
   values: string[];
 }
 
 /** Rows per chunk: a power of two. */
 export const CHUNK_ROWS = 512;
 const CHUNK_SHIFT = Math.log2(CHUNK_ROWS);
-/** Free chunks kept for reuse, in bytes at most: the rows of a busy second or two. */
-const POOL_BYTES = 8 * 1024 * 1024;
+/**
+ * Free chunks kept for reuse, in bytes at most: a full batch (the writer's 50,000 stage rows
+ * and their runs, about 12 MiB), so that a pipeline writing as fast as the store takes its rows
+ * fills each batch with the chunks of the one before.
+ */
+const POOL_BYTES = 16 * 1024 * 1024;
 
 /** Free chunks by length. Each chunk has an ArrayBuffer of its own, so it can be moved. */
 const pool = new Map<number, Float64Array[]>();
@@ -91,6 +94,24 @@ export function stagedOffsets(spec: readonly Column[]): { offsets: number[]; wid
   return { offsets, width };
 }
 
+/**
+ * Every staged value of every row, one array per value of a row (see {@link stagedOffsets}):
+ * the rows are read once, in order, which is several times quicker than a pass per column
+ * striding across them.
+ */
+export function stagedColumns(columns: Columns): Float64Array[] {
+  const { count, width, chunks } = columns;
+  const out = Array.from({ length: width }, () => new Float64Array(count));
+  for (let c = 0, r = 0; r < count; c++) {
+    const chunk = chunks[c] as Float64Array;
+    const end = Math.min(count, r + CHUNK_ROWS);
+    for (let i = 0; r < end; r++) {
+      for (let k = 0; k < width; k++, i++) (out[k] as Float64Array)[r] = chunk[i] as number;
+    }
+  }
+  return out;
+}
+
 /** One staged value of every row: the `offset`th of each row. */
 export function stagedColumn(columns: Columns, offset: number): Float64Array {
   const { count, width, chunks } = columns;
@@ -128,19 +149,57 @@ export function hex32(id: string, at: number): number {
   return value;
 }
 
+/**
+ * A lone surrogate as JSON.stringify escapes it (a pair it leaves as it is), after an even
+ * number of backslashes: not a backslash and "ud800" that are only text.
+ */
+const LONE_SURROGATE_ESCAPE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
+
+/**
+ * JSON text of a value that DuckDB's JSON parser takes: it refuses a lone surrogate, which
+ * becomes U+FFFD, as it does on any way into DuckDB's UTF-8.
+ */
+export function jsonText(value: unknown): string {
+  const json = JSON.stringify(value);
+  return json.includes("\\ud") ? json.replace(LONE_SURROGATE_ESCAPE, "$1\\ufffd") : json;
+}
+
 function hex8(value: number): string {
   return value.toString(16).padStart(8, "0");
 }
 
-/** Writes one row from `at`; `last` and `lastCode` remember each column's last text. */
+/**
+ * Writes one row from `at`; `last` and `lastCode` remember each column's last text, `seen` the
+ * codes of the texts of each column so far (see {@link codeOf}).
+ */
 type Encode = (
   data: Float64Array,
   values: string[],
   last: (string | undefined)[],
   lastCode: number[],
+  seen: Map<string, number>[],
   row: object,
   at: number,
 ) => void;
+
+/** Distinct texts a column remembers the codes of; past this, it starts again. */
+const SEEN_TEXTS = 256;
+
+/**
+ * The code of a text that is not the one before it in its column: the code it had when it was
+ * last seen in the column, else a new one. Stage names, statuses and pipelines come round again
+ * and again but seldom twice in a row; each is kept once per batch, not once a row, which keeps
+ * the list of texts, and the dictionary DuckDB builds from it, small.
+ */
+function codeOf(seen: Map<string, number>, values: string[], value: string): number {
+  let code = seen.get(value);
+  if (code === undefined) {
+    code = values.push(value) - 1;
+    if (seen.size >= SEEN_TEXTS) seen.clear();
+    seen.set(value, code);
+  }
+  return code;
+}
 type Decode = (data: Float64Array, values: string[], at: number) => object;
 
 /**
@@ -159,7 +218,7 @@ function compile(spec: readonly Column[]): { encode: Encode; decode: Decode } {
     const at = (k = 0) => `d[at + ${(offsets[index] as number) + k}]`;
     const code = (value: string) =>
       `if (${value} == null) ${at()} = NaN;
-      else { if (${value} !== last[${index}]) { last[${index}] = ${value}; lastCode[${index}] = v.push(${value}) - 1; }
+      else { if (${value} !== last[${index}]) { last[${index}] = ${value}; lastCode[${index}] = codeOf(seen[${index}], v, ${value}); }
         ${at()} = lastCode[${index}]; }`;
     const text = (expression: string) =>
       `${name}: Number.isNaN(${at()}) ? null : ${expression.replace("$", `v[${at()}]`)},`;
@@ -181,19 +240,21 @@ function compile(spec: readonly Column[]): { encode: Encode; decode: Decode } {
         ? (Number.isNaN(${at(2)}) ? null : v[${at(2)}])
         : hex8(${at(0)}) + hex8(${at(1)}),`);
     } else if (column.kind === "list" || column.kind === "json") {
-      encode.push(
-        `{ const x = row.${name} == null ? null : JSON.stringify(row.${name}); ${code("x")} }`,
-      );
+      encode.push(`{ const x = row.${name} == null ? null : jsonText(row.${name}); ${code("x")} }`);
       decode.push(text("JSON.parse($)"));
     } else {
       encode.push(`{ const x = row.${name}; ${code("x")} }`);
       decode.push(text("$"));
     }
   });
-  const encodeBody = `return function encode(d, v, last, lastCode, row, at) {\n${encode.join("\n")}\n};`;
+  const encodeBody = `return function encode(d, v, last, lastCode, seen, row, at) {\n${encode.join("\n")}\n};`;
   const decodeBody = `return function decode(d, v, at) { return {\n${decode.join("\n")}\n}; };`;
   return {
-    encode: new Function("hex32", encodeBody)(hex32) as Encode,
+    encode: new Function("hex32", "codeOf", "jsonText", encodeBody)(
+      hex32,
+      codeOf,
+      jsonText,
+    ) as Encode,
     decode: new Function("hex8", decodeBody)(hex8) as Decode,
   };
 }
@@ -218,6 +279,7 @@ export class ColumnBuffer {
   private readonly width: number;
   private readonly last: (string | undefined)[];
   private readonly lastCode: number[];
+  private readonly seen: Map<string, number>[];
   private rows = 0;
   private readonly encode: Encode;
 
@@ -226,6 +288,7 @@ export class ColumnBuffer {
     this.width = stagedOffsets(spec).width;
     this.last = spec.map(() => undefined);
     this.lastCode = spec.map(() => -1);
+    this.seen = spec.map(() => new Map());
   }
 
   get count(): number {
@@ -238,7 +301,7 @@ export class ColumnBuffer {
       this.chunk = acquireChunk(CHUNK_ROWS * this.width);
       this.chunks.push(this.chunk);
     }
-    this.encode(this.chunk, this.values, this.last, this.lastCode, row, at * this.width);
+    this.encode(this.chunk, this.values, this.last, this.lastCode, this.seen, row, at * this.width);
     this.rows += 1;
   }
 
@@ -255,6 +318,7 @@ export class ColumnBuffer {
     this.values = [];
     this.last.fill(undefined);
     this.lastCode.fill(-1);
+    for (const seen of this.seen) seen.clear();
     return columns;
   }
 }

@@ -6,6 +6,7 @@ import { migrate, requireCurrentSchema } from "./migrations.js";
 import { classifyDuckDbError, StoreError } from "./store-errors.js";
 import { lockStore } from "./store-lock.js";
 import { StoreSession } from "./store-session.js";
+import { askForStore } from "./store-wanted.js";
 
 export interface OpenStoreOptions {
   /** Create the store (and its folder) when it does not exist. Default true. */
@@ -46,6 +47,7 @@ export async function openStore(
       } catch (error) {
         const failure = classifyDuckDbError(path, error);
         if (failure.kind === "locked" && Date.now() < deadline) {
+          askForStore(path);
           await sleep(Math.min(backoff, deadline - Date.now()) * (0.5 + Math.random()));
           backoff = Math.min(backoff * 1.6, 100);
           continue;

@@ -1,12 +1,11 @@
-import { DOUBLE, DuckDBDataChunk, VARCHAR } from "@duckdb/node-api";
+import { DOUBLE, DuckDBDataChunk } from "@duckdb/node-api";
 import duckdb from "@duckdb/node-bindings";
-import { type Columns, isNumeric, stagedColumn, stagedOffsets } from "./column-batch.js";
+import { type Columns, isNumeric, jsonText, stagedColumns, stagedOffsets } from "./column-batch.js";
 import type { Column } from "./row-columns.js";
 import type { StoreSession } from "./store-session.js";
 
 /** Rows per DuckDB data chunk (DuckDB's vector size). */
 const CHUNK_ROWS = 2048;
-const utf8 = new TextEncoder();
 
 /**
  * The staged form of a column: one or more DOUBLE columns (see `Columns`). Span ids, unique per
@@ -19,12 +18,17 @@ export function stagedNames(column: Column): string[] {
 }
 
 /**
- * The staged columns of a column, text codes shifted by `offset`: the write's list of values
- * holds those of earlier batches first.
+ * The staged columns of a column, from the batch's (`staged`, by staged offset), text codes
+ * shifted by `offset`: the write's list of values holds those of earlier batches first.
  */
-function stagedValues(column: Column, at: number, batch: Columns, offset: number): Float64Array[] {
+function stagedValues(
+  column: Column,
+  at: number,
+  staged: Float64Array[],
+  offset: number,
+): Float64Array[] {
   const value = (k: number, shift: boolean) => {
-    const out = stagedColumn(batch, at + k);
+    const out = staged[at + k] as Float64Array;
     if (shift && offset !== 0)
       for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) + offset;
     return out;
@@ -45,16 +49,11 @@ function copyNumbers(chunk: DuckDBDataChunk, column: number, values: Float64Arra
     values.byteLength,
   );
   // DuckDB's validity is a bit per row in 64-bit little-endian words: bytes in order.
-  const bytes = Math.ceil(values.length / 64) * 8;
   let mask: Uint8Array | undefined;
-  if (values.every(Number.isNaN)) {
-    mask = new Uint8Array(bytes);
-  } else {
-    for (let i = 0; i < values.length; i++) {
-      if (!Number.isNaN(values[i] as number)) continue;
-      mask ??= new Uint8Array(bytes).fill(0xff);
-      mask[i >> 3] = (mask[i >> 3] as number) & ~(1 << (i & 7));
-    }
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isNaN(values[i])) continue;
+    mask ??= new Uint8Array(Math.ceil(values.length / 64) * 8).fill(0xff);
+    mask[i >> 3] = (mask[i >> 3] as number) & ~(1 << (i & 7));
   }
   if (mask !== undefined) {
     duckdb.vector_ensure_validity_writable(vector);
@@ -109,8 +108,9 @@ export async function stageColumns(
   const offset = values.length;
   for (const value of batch.values) values.push(value);
   const { offsets } = stagedOffsets(spec);
+  const staged = stagedColumns(batch);
   const columns = spec.flatMap((column, i) =>
-    stagedValues(column, offsets[i] as number, batch, offset),
+    stagedValues(column, offsets[i] as number, staged, offset),
   );
   await appendChunks(
     session,
@@ -125,30 +125,18 @@ export async function stageColumns(
   );
 }
 
-/** Stages the text values of a write as a temp table (code, value). */
+/**
+ * Stages the text values of a write as a temp table of one row: `v`, the list of them, a
+ * value's code its index. The list travels as one JSON text, parsed by DuckDB: a value at a
+ * time, each a call into DuckDB, cost several times more.
+ */
 export async function stageValues(
   session: StoreSession,
   table: string,
   values: readonly string[],
 ): Promise<void> {
-  await session.run(`CREATE OR REPLACE TEMP TABLE ${table} (code DOUBLE, value VARCHAR)`);
-  await appendChunks(
-    session,
-    table,
-    values.length,
-    (chunk, offset, rows) => {
-      const codes = new Float64Array(rows);
-      for (let i = 0; i < rows; i++) codes[i] = offset + i;
-      copyNumbers(chunk, 0, codes);
-      const vector = duckdb.data_chunk_get_vector(chunk.chunk, 1);
-      for (let i = 0; i < rows; i++) {
-        const value = values[offset + i] as string;
-        // A C string ends at the first NUL: a value holding one goes with its length.
-        if (value.includes("\0"))
-          duckdb.vector_assign_string_element_len(vector, i, utf8.encode(value));
-        else duckdb.vector_assign_string_element(vector, i, value);
-      }
-    },
-    [DOUBLE, VARCHAR],
+  await session.run(
+    `CREATE OR REPLACE TEMP TABLE ${table} AS SELECT from_json($1::VARCHAR, '["VARCHAR"]') AS v`,
+    [jsonText(values)],
   );
 }

@@ -1,4 +1,5 @@
 import { threadId } from "node:worker_threads";
+import { askForStore } from "./store-wanted.js";
 
 /**
  * One store may be open once per process: DuckDB takes an OS file lock per process, so two
@@ -57,6 +58,8 @@ export async function lockStore(path: string): Promise<() => void> {
         Atomics.notify(memory, cell);
       };
     }
+    // A writer of this store in another thread lets go sooner when asked.
+    askForStore(path);
     const wait = Atomics.waitAsync(memory, cell, seen, 50);
     if (wait.async) {
       // Waiting on shared memory does not keep Node running; a timer does, so a process that

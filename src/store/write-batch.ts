@@ -1,4 +1,5 @@
 import { statSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { RunRow, StageRow } from "../record/rows.js";
 import { rowsOf } from "./column-batch.js";
 import { ingestSpool } from "./ingest-spool.js";
@@ -8,6 +9,7 @@ import { liveClaim } from "./server-claim.js";
 import { spoolRows } from "./spool.js";
 import { classifyDuckDbError, type StoreErrorKind } from "./store-errors.js";
 import type { StoreSession } from "./store-session.js";
+import { askedSince } from "./store-wanted.js";
 import { type ColumnBatch, mergeAll, writeColumns } from "./write-rows.js";
 
 export interface BatchOutcome {
@@ -44,27 +46,54 @@ export interface BatchWriterOptions {
   lockWaitMs: number;
   /** How long the store stays open after a write, for the next one. Default 100 ms. */
   graceMs?: number;
-  /** How long the store may stay open across writes before it is closed. Default 1 s. */
+  /**
+   * How long the store may stay open across writes once another process or thread has asked
+   * for it (see `askForStore`). Default 1 s.
+   */
+  shareAfterMs?: number;
+  /** How long the store may stay open across writes when no one asks for it. Default 10 s. */
   maxHoldMs?: number;
 }
+
+/**
+ * The write-ahead log a held store may grow to before DuckDB checkpoints it: a checkpoint
+ * rewrites the tables' last, partly filled row groups whole, so one every 16 MB (DuckDB's
+ * default, a few batches) wrote the same rows several times over. Closing checkpoints what is
+ * left, so this also bounds the wait of whoever asked for the store.
+ */
+const HELD_CHECKPOINT_THRESHOLD = "128MB";
+
+/**
+ * How long a writer that let go of the store for someone who asked waits before it takes the
+ * store again: longer than the pause between the tries of a process waiting for the file (at
+ * most 150 ms, see `openStore`), so that the one who asked gets in, not the writer again.
+ */
+const YIELD_MS = 250;
 
 interface Held {
   session: StoreSession;
   inode: number | undefined;
+  /** `performance.now()` when opened. */
   openedAt: number;
+  /** `Date.now()` when opened: asks for the store since then count. */
+  openedAtEpochMs: number;
 }
 
 /**
  * Makes batches durable in one store. Each batch is one transaction: committed, it is durable.
- * Between batches that follow each other closely the store stays open (up to `maxHoldMs`), so
- * opening and checkpointing are paid once for several; then it is checkpointed and closed, for
- * other processes to take their turn. If the file was replaced or deleted meanwhile, the batch
- * is written again to the file now at the path. When the store cannot be used, the rows go to
- * the spool instead.
+ * Between batches that follow each other closely the store stays open, so opening and
+ * checkpointing are paid once for several: up to `maxHoldMs` while no one else asks for it, and
+ * `shareAfterMs` once someone does; then it is checkpointed and closed, for other processes to
+ * take their turn. If the file was replaced or deleted meanwhile, the batch is written again to
+ * the file now at the path. When the store cannot be used, the rows go to the spool instead.
  */
 export class BatchWriter {
   private held: Held | undefined;
   private idle: NodeJS.Timeout | undefined;
+  /** The store being checkpointed and closed, until it is. */
+  private closing: Promise<void> | undefined;
+  /** `performance.now()` when it last let go of the store for someone who asked. */
+  private yieldedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly path: string,
@@ -135,6 +164,9 @@ export class BatchWriter {
 
   private async open(outcome: BatchOutcome): Promise<Held> {
     if (this.held) return this.held;
+    await this.closing;
+    const pauseMs = this.yieldedAt + YIELD_MS - performance.now();
+    if (pauseMs > 0) await sleep(pauseMs);
     const session = await openStore(this.path, {
       lockTimeoutMs: this.options.lockWaitMs,
       // One DuckDB thread: the pipeline keeps the other cores.
@@ -143,7 +175,10 @@ export class BatchWriter {
         outcome.movedAside = { to, reason };
       },
     });
-    this.held = { session, inode: inodeOf(this.path), openedAt: performance.now() };
+    const openedAt = performance.now();
+    const openedAtEpochMs = Date.now();
+    this.held = { session, inode: inodeOf(this.path), openedAt, openedAtEpochMs };
+    await session.run(`SET checkpoint_threshold = '${HELD_CHECKPOINT_THRESHOLD}'`);
     return this.held;
   }
 
@@ -156,29 +191,54 @@ export class BatchWriter {
     const held = this.held;
     if (held === undefined) return;
     const graceMs = this.options.graceMs ?? 100;
-    if (performance.now() - held.openedAt + graceMs > (this.options.maxHoldMs ?? 1000)) {
-      void this.checkpointAndClose();
+    const heldMs = performance.now() - held.openedAt + graceMs;
+    const asked = askedSince(this.path, held.openedAtEpochMs);
+    const limitMs = asked
+      ? (this.options.shareAfterMs ?? 1000)
+      : (this.options.maxHoldMs ?? 10_000);
+    if (heldMs > limitMs) {
+      void this.checkpointAndClose(asked);
       return;
     }
     this.idle = setTimeout(() => void this.checkpointAndClose(), graceMs);
     this.idle.unref();
   }
 
-  /** Checkpoints and closes the store if it is open, letting other processes in. */
-  async checkpointAndClose(): Promise<void> {
+  /**
+   * Checkpoints and closes the store if it is open, letting other processes in; `yielding`
+   * when someone asked for it, who then gets a head start on this writer's next batch.
+   */
+  async checkpointAndClose(yielding = false): Promise<void> {
     if (this.idle) clearTimeout(this.idle);
     this.idle = undefined;
     const held = this.held;
-    if (held === undefined) return;
+    if (held === undefined) return this.closing;
     // Detached first: a write that comes meanwhile opens the store anew, once this one is closed.
     this.held = undefined;
+    const closing = (async () => {
+      try {
+        // Closing checkpoints; done here, on DuckDB's threads, it leaves little for close().
+        await held.session.run("CHECKPOINT");
+      } catch {
+        // close() checkpoints again, or the write-ahead log keeps the data for the next opener.
+      }
+      try {
+        held.session.close();
+      } finally {
+        if (yielding) this.yieldedAt = performance.now();
+      }
+    })();
+    // What the next open waits for: that it is over, however it ended.
+    const settled = closing.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.closing = settled;
     try {
-      // Closing checkpoints; done here, on DuckDB's threads, it leaves little for close().
-      await held.session.run("CHECKPOINT");
-    } catch {
-      // close() checkpoints again, or the write-ahead log keeps the data for the next opener.
+      await closing;
+    } finally {
+      if (this.closing === settled) this.closing = undefined;
     }
-    held.session.close();
   }
 
   private async spool(batch: ColumnBatch, outcome: BatchOutcome): Promise<void> {

@@ -92,8 +92,7 @@ function fromStaged(column: Column): string {
 }
 
 function stagedSelect(cols: readonly Column[], table: string): string {
-  return `SELECT ${cols.map(fromStaged).join(", ")} FROM temp.main.${table} s,
-    (SELECT coalesce(list(value ORDER BY code), []) AS v FROM temp.main.${DICTIONARY}) d`;
+  return `SELECT ${cols.map(fromStaged).join(", ")} FROM temp.main.${table} s, temp.main.${DICTIONARY} d`;
 }
 
 /** The earliest `started_at` of a batch, to bound the scan of the table it merges into. */

@@ -6,6 +6,7 @@ import {
   recycleColumns,
   rowsOf,
   stagedColumn,
+  stagedColumns,
   stagedOffsets,
 } from "../../src/store/column-batch.js";
 import { STAGE_COLUMNS } from "../../src/store/row-columns.js";
@@ -78,5 +79,37 @@ describe("column buffers", () => {
     const next = fill(buffer, rows);
     expect(next.chunks[0] === chunk).toBe(false);
     expect(rowsOf<StageRow>(STAGE_COLUMNS, next)).toEqual(rows);
+  });
+
+  it("reads every staged value of every row as columns, across chunks", () => {
+    const rows = stages(2 * CHUNK_ROWS + 11, "t");
+    const columns = fill(new ColumnBuffer(STAGE_COLUMNS), rows);
+    const all = stagedColumns(columns);
+    expect(all).toHaveLength(columns.width);
+    for (let k = 0; k < columns.width; k++) {
+      expect(all[k]).toEqual(stagedColumn(columns, k));
+    }
+  });
+
+  it("keeps a text that comes round again once per batch, not once a row", () => {
+    // Three names in turn: never the same twice in a row.
+    const rows = stages(3 * CHUNK_ROWS, "r");
+    const buffer = new ColumnBuffer(STAGE_COLUMNS);
+    const columns = fill(buffer, rows);
+    const count = (text: string) => columns.values.filter((v) => v === text).length;
+    expect(NAMES.map(count)).toEqual([1, 1, 1]);
+    expect(count("completed")).toBe(1);
+    expect(rowsOf<StageRow>(STAGE_COLUMNS, columns)).toEqual(rows);
+    // The next batch has a list of its own.
+    const next = fill(buffer, rows.slice(0, 4));
+    expect(NAMES.map((n) => next.values.filter((v) => v === n).length)).toEqual([1, 1, 1]);
+    expect(rowsOf<StageRow>(STAGE_COLUMNS, next)).toEqual(rows.slice(0, 4));
+  });
+
+  it("gives back rows whose texts are more varied than it remembers", () => {
+    // More distinct names than a column remembers, coming round in turn.
+    const rows = stages(2_000, "v").map((row, i) => ({ ...row, name: `stage-${i % 700}` }));
+    const columns = fill(new ColumnBuffer(STAGE_COLUMNS), rows);
+    expect(rowsOf<StageRow>(STAGE_COLUMNS, columns)).toEqual(rows);
   });
 });

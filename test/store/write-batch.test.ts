@@ -1,0 +1,64 @@
+import { existsSync, statSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import type { RunRow } from "../../src/record/rows.js";
+import { BatchWriter } from "../../src/store/write-batch.js";
+import { columnBatchOf } from "../../src/store/write-rows.js";
+import { runtrail } from "../helpers/processes.js";
+import { blankRun } from "../helpers/run-row.js";
+import { storedRuns } from "../helpers/store-rows.js";
+import { tempStore } from "../helpers/temp-dir.js";
+
+const AT = 1_700_000_000_000_000;
+
+function run(i: number): RunRow {
+  const hex = i.toString(16).padStart(12, "0");
+  return blankRun({
+    run_id: `0a1b2c3d-0000-4000-8000-${hex}`,
+    trace_id: `0a1b2c3d000040008000${hex}`,
+    span_id: `0000${hex}`,
+    pipeline: "hold",
+    status: "completed",
+    started_at: AT + i,
+  });
+}
+
+describe("a writer holding the store across batches", () => {
+  it("keeps it while no one else asks, and lets go within a batch of another process asking", async () => {
+    const db = tempStore();
+    const writer = new BatchWriter(db, { lockWaitMs: 5_000 });
+    let written = 0;
+    const writeOne = async () => {
+      const outcome = await writer.write(
+        columnBatchOf({ runs: [], newRuns: [run(written)], stages: [] }),
+      );
+      expect(outcome.written).toBe(true);
+      written += 1;
+    };
+    try {
+      await writeOne();
+      const fileChanged = statSync(db).mtimeMs;
+      // Longer than the second after which a writer lets go once asked.
+      const until = Date.now() + 1_500;
+      while (Date.now() < until) await writeOne();
+      // Never checkpointed, so never closed: the batches are in the write-ahead log alone.
+      expect(statSync(db).mtimeMs).toBe(fileChanged);
+      expect(existsSync(`${db}.wal`)).toBe(true);
+
+      // The CLI asks for the store while batches keep coming; the writer would hold on for
+      // 10 s if no one asked.
+      let reading = true;
+      const read = runtrail(["tail", "-n", "3", "--json", "--db", db]).finally(() => {
+        reading = false;
+      });
+      while (reading) await writeOne();
+      const answer = await read;
+      expect(answer.stderr).toBe("");
+      expect(answer.code).toBe(0);
+      expect(answer.ms).toBeLessThan(2_000);
+      expect(JSON.parse(answer.stdout)).toHaveLength(3);
+    } finally {
+      await writer.checkpointAndClose();
+    }
+    expect(await storedRuns(db)).toHaveLength(written);
+  });
+});
