@@ -1,5 +1,5 @@
 import { ingestSpool, type SpoolIngest } from "../store/ingest-spool.js";
-import { openStore } from "../store/open-store.js";
+import { HELD_CHECKPOINT_THRESHOLD, openStore } from "../store/open-store.js";
 import { reapCrashedRuns } from "../store/reap.js";
 import { hasSpooled } from "../store/spool.js";
 import type { StoreSession } from "../store/store-session.js";
@@ -54,7 +54,11 @@ export class ServedStore {
   /** Opens the store, writes in what was spooled, and starts the background work. */
   static async open(path: string, options: ServedStoreOptions): Promise<ServedStore> {
     const store = new ServedStore(path, options);
-    store.writer = await openStore(path, { lockTimeoutMs: options.lockWaitMs ?? 30_000 });
+    store.writer = await openStore(path, {
+      lockTimeoutMs: options.lockWaitMs ?? 30_000,
+      // The server holds the store for as long as it runs.
+      checkpointThreshold: HELD_CHECKPOINT_THRESHOLD,
+    });
     try {
       for (let i = 0; i < (options.readers ?? 2); i++) {
         store.readers.push(await store.writer.connect());

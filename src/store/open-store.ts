@@ -20,11 +20,24 @@ export interface OpenStoreOptions {
   /** DuckDB threads for this session. Default 2. */
   threads?: number;
   /**
+   * The write-ahead log this session lets grow before DuckDB checkpoints it. Default DuckDB's,
+   * 16 MB; a session held long, across many writes, takes {@link HELD_CHECKPOINT_THRESHOLD}.
+   */
+  checkpointThreshold?: string;
+  /**
    * Open for reading only, for a reader without write access to the file. Nothing is written,
    * not even a migration: an older store must be opened for writing once first.
    */
   readOnly?: boolean;
 }
+
+/**
+ * The write-ahead log a store held across many writes may grow to before DuckDB checkpoints it.
+ * A checkpoint rewrites the tables' last, partly filled row groups whole, so one every 16 MB
+ * (DuckDB's default, a few writes) wrote the same rows several times over. Closing checkpoints
+ * what is left, so this also bounds how long a close takes.
+ */
+export const HELD_CHECKPOINT_THRESHOLD = "128MB";
 
 /**
  * Opens the store at `path` for this process, waiting while another process holds it, moving a
@@ -86,6 +99,7 @@ async function openOnce(
   const instance = await DuckDBInstance.create(path, {
     threads: String(options.threads ?? 2),
     memory_limit: "512MB",
+    ...(options.checkpointThreshold ? { checkpoint_threshold: options.checkpointThreshold } : {}),
     ...(options.readOnly ? { access_mode: "READ_ONLY" } : {}),
   });
   let connection: Awaited<ReturnType<DuckDBInstance["connect"]>> | undefined;

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { RunRow, StageRow } from "../record/rows.js";
 import { rowsOf } from "./column-batch.js";
 import { ingestSpool } from "./ingest-spool.js";
-import { openStore } from "./open-store.js";
+import { HELD_CHECKPOINT_THRESHOLD, openStore } from "./open-store.js";
 import { RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
 import { liveClaim } from "./server-claim.js";
 import { spoolRows } from "./spool.js";
@@ -54,14 +54,6 @@ export interface BatchWriterOptions {
   /** How long the store may stay open across writes when no one asks for it. Default 10 s. */
   maxHoldMs?: number;
 }
-
-/**
- * The write-ahead log a held store may grow to before DuckDB checkpoints it: a checkpoint
- * rewrites the tables' last, partly filled row groups whole, so one every 16 MB (DuckDB's
- * default, a few batches) wrote the same rows several times over. Closing checkpoints what is
- * left, so this also bounds the wait of whoever asked for the store.
- */
-const HELD_CHECKPOINT_THRESHOLD = "128MB";
 
 /**
  * How long a writer that let go of the store for someone who asked waits before it takes the
@@ -171,6 +163,7 @@ export class BatchWriter {
       lockTimeoutMs: this.options.lockWaitMs,
       // One DuckDB thread: the pipeline keeps the other cores.
       threads: 1,
+      checkpointThreshold: HELD_CHECKPOINT_THRESHOLD,
       onMovedAside: (_from, to, reason) => {
         outcome.movedAside = { to, reason };
       },
@@ -178,7 +171,6 @@ export class BatchWriter {
     const openedAt = performance.now();
     const openedAtEpochMs = Date.now();
     this.held = { session, inode: inodeOf(this.path), openedAt, openedAtEpochMs };
-    await session.run(`SET checkpoint_threshold = '${HELD_CHECKPOINT_THRESHOLD}'`);
     return this.held;
   }
 
