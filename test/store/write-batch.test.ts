@@ -54,7 +54,8 @@ describe("a writer holding the store across batches", () => {
       const answer = await read;
       expect(answer.stderr).toBe("");
       expect(answer.code).toBe(0);
-      expect(answer.ms).toBeLessThan(2_000);
+      // Well short of the 10 s a writer holds the store for when no one asks.
+      expect(answer.ms).toBeLessThan(3_000);
       expect(JSON.parse(answer.stdout)).toHaveLength(3);
     } finally {
       await writer.checkpointAndClose();
