@@ -466,7 +466,7 @@ export async function runPersistence(options: BenchOptions): Promise<Persistence
           "(a) runtrail's writer path: rows to columns on the main thread while the store thread (a worker thread, " +
           "as in the span processor) writes the batch before, one write at a time: its `BatchWriter` writes batch after batch of " +
           `${num(batch)} runs, a transaction each; the store stays open across batches that follow closely while no other ` +
-          "process asks for it (up to 10 s), then is checkpointed and closed; timed to the last close. (b) seed 000: per run an INSERT " +
+          "process asks for it (up to 5 s), then is checkpointed and closed; timed to the last close. (b) seed 000: per run an INSERT " +
           "at start, an INSERT per stage and an UPDATE at the end, each an autocommitted prepared statement " +
           "on one open connection. (c) seed 001: one JSON line per run (stages inline) with " +
           "`fs.appendFileSync`. Generating the data is not timed.",

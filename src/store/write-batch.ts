@@ -51,7 +51,11 @@ export interface BatchWriterOptions {
    * for it (see `askForStore`). Default 1 s.
    */
   shareAfterMs?: number;
-  /** How long the store may stay open across writes when no one asks for it. Default 10 s. */
+  /**
+   * How long the store may stay open across writes when no one asks for it. Default 5 s: half
+   * the CLI's wait for the file, for a reader that cannot ask (one that may not write in the
+   * store's folder).
+   */
   maxHoldMs?: number;
 }
 
@@ -185,9 +189,7 @@ export class BatchWriter {
     const graceMs = this.options.graceMs ?? 100;
     const heldMs = performance.now() - held.openedAt + graceMs;
     const asked = askedSince(this.path, held.openedAtEpochMs);
-    const limitMs = asked
-      ? (this.options.shareAfterMs ?? 1000)
-      : (this.options.maxHoldMs ?? 10_000);
+    const limitMs = asked ? (this.options.shareAfterMs ?? 1000) : (this.options.maxHoldMs ?? 5_000);
     if (heldMs > limitMs) {
       void this.checkpointAndClose(asked);
       return;
