@@ -86,10 +86,8 @@ interface Held {
 export class BatchWriter {
   private held: Held | undefined;
   private idle: NodeJS.Timeout | undefined;
-  /** The store being checkpointed and closed, until it is. */
+  /** The store being checkpointed and closed, until it is (and, after a yield, a little more). */
   private closing: Promise<void> | undefined;
-  /** `performance.now()` when it last let go of the store for someone who asked. */
-  private yieldedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly path: string,
@@ -161,8 +159,6 @@ export class BatchWriter {
   private async open(outcome: BatchOutcome): Promise<Held> {
     if (this.held) return this.held;
     await this.closing;
-    const pauseMs = this.yieldedAt + YIELD_MS - performance.now();
-    if (pauseMs > 0) await sleep(pauseMs);
     const session = await openStore(this.path, {
       lockTimeoutMs: this.options.lockWaitMs,
       // One DuckDB thread: the pipeline keeps the other cores.
@@ -191,18 +187,23 @@ export class BatchWriter {
     const asked = askedSince(this.path, held.openedAtEpochMs);
     const limitMs = asked ? (this.options.shareAfterMs ?? 1000) : (this.options.maxHoldMs ?? 5_000);
     if (heldMs > limitMs) {
-      void this.checkpointAndClose(asked);
+      void this.letGo(asked);
       return;
     }
     this.idle = setTimeout(() => void this.checkpointAndClose(), graceMs);
     this.idle.unref();
   }
 
+  /** Checkpoints and closes the store if it is open, letting other processes in. */
+  checkpointAndClose(): Promise<void> {
+    return this.letGo(false);
+  }
+
   /**
-   * Checkpoints and closes the store if it is open, letting other processes in; `yielding`
-   * when someone asked for it, who then gets a head start on this writer's next batch.
+   * Checkpoints and closes the store if it is open; `yielding` when someone asked for it, who
+   * then gets a head start: the next batch waits for the close, and then {@link YIELD_MS}.
    */
-  async checkpointAndClose(yielding = false): Promise<void> {
+  private async letGo(yielding: boolean): Promise<void> {
     if (this.idle) clearTimeout(this.idle);
     this.idle = undefined;
     const held = this.held;
@@ -218,21 +219,15 @@ export class BatchWriter {
       }
       try {
         held.session.close();
-      } finally {
-        if (yielding) this.yieldedAt = performance.now();
+      } catch {
+        // The committed batches are in the write-ahead log, which the next opener replays; the
+        // session let go of its lock whatever happened.
       }
+      if (yielding) await sleep(YIELD_MS);
     })();
-    // What the next open waits for: that it is over, however it ended.
-    const settled = closing.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.closing = settled;
-    try {
-      await closing;
-    } finally {
-      if (this.closing === settled) this.closing = undefined;
-    }
+    this.closing = closing;
+    await closing;
+    if (this.closing === closing) this.closing = undefined;
   }
 
   private async spool(batch: ColumnBatch, outcome: BatchOutcome): Promise<void> {

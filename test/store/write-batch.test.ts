@@ -1,6 +1,7 @@
 import { existsSync, statSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { RunRow } from "../../src/record/rows.js";
+import { askForStore } from "../../src/store/store-wanted.js";
 import { BatchWriter } from "../../src/store/write-batch.js";
 import { columnBatchOf } from "../../src/store/write-rows.js";
 import { runtrail } from "../helpers/processes.js";
@@ -79,6 +80,33 @@ describe("a writer holding the store across batches", () => {
       }
       // Checkpointed on letting go: the batches reached the main file.
       expect(statSync(db).mtimeMs).toBeGreaterThan(fileChanged);
+    } finally {
+      await writer.checkpointAndClose();
+    }
+    expect(await storedRuns(db)).toHaveLength(written);
+  });
+
+  it("after letting go for someone who asked, waits a little before it takes the store again", async () => {
+    const db = tempStore();
+    const writer = new BatchWriter(db, { lockWaitMs: 5_000, shareAfterMs: 0 });
+    let written = 0;
+    const timedWrite = async () => {
+      const began = performance.now();
+      const outcome = await writer.write(
+        columnBatchOf({ runs: [], newRuns: [run(written++)], stages: [] }),
+      );
+      expect(outcome.written).toBe(true);
+      return performance.now() - began;
+    };
+    try {
+      await timedWrite();
+      // Held but not asked for: the next batch finds the store open.
+      expect(await timedWrite()).toBeLessThan(200);
+      askForStore(db);
+      // This batch ends the hold, for whoever asked ...
+      await timedWrite();
+      // ... who gets a head start of 250 ms on the one after.
+      expect(await timedWrite()).toBeGreaterThanOrEqual(250);
     } finally {
       await writer.checkpointAndClose();
     }
