@@ -2,7 +2,7 @@ import { existsSync, statSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { RunRow } from "../../src/record/rows.js";
 import { askForStore } from "../../src/store/store-wanted.js";
-import { BatchWriter } from "../../src/store/write-batch.js";
+import { BatchWriter, type BatchWriterOptions } from "../../src/store/write-batch.js";
 import { columnBatchOf } from "../../src/store/write-rows.js";
 import { runtrail } from "../helpers/processes.js";
 import { blankRun } from "../helpers/run-row.js";
@@ -23,24 +23,38 @@ function run(i: number): RunRow {
   });
 }
 
-describe("a writer holding the store across batches", () => {
-  it("keeps it while no one else asks, and lets go within a batch of another process asking", async () => {
-    const db = tempStore();
-    const writer = new BatchWriter(db, { lockWaitMs: 5_000 });
-    let written = 0;
-    const writeOne = async () => {
+/** A writer of the store at `db` with a new run in each batch; each write checked and timed. */
+function runWriter(db: string, options: BatchWriterOptions) {
+  const writer = new BatchWriter(db, options);
+  let written = 0;
+  return {
+    writer,
+    get written() {
+      return written;
+    },
+    /** Writes the next run; how long it took, in milliseconds. */
+    async write(): Promise<number> {
+      const began = performance.now();
       const outcome = await writer.write(
         columnBatchOf({ runs: [], newRuns: [run(written)], stages: [] }),
       );
       expect(outcome.written).toBe(true);
       written += 1;
-    };
+      return performance.now() - began;
+    },
+  };
+}
+
+describe("a writer holding the store across batches", () => {
+  it("keeps it while no one else asks, and lets go within a batch of another process asking", async () => {
+    const db = tempStore();
+    const runs = runWriter(db, { lockWaitMs: 5_000 });
     try {
-      await writeOne();
+      await runs.write();
       const fileChanged = statSync(db).mtimeMs;
       // Longer than the second after which a writer lets go once asked.
       const until = Date.now() + 1_500;
-      while (Date.now() < until) await writeOne();
+      while (Date.now() < until) await runs.write();
       // Never checkpointed, so never closed: the batches are in the write-ahead log alone.
       expect(statSync(db).mtimeMs).toBe(fileChanged);
       expect(existsSync(`${db}.wal`)).toBe(true);
@@ -51,7 +65,7 @@ describe("a writer holding the store across batches", () => {
       const read = runtrail(["tail", "-n", "3", "--json", "--db", db]).finally(() => {
         reading = false;
       });
-      while (reading) await writeOne();
+      while (reading) await runs.write();
       const answer = await read;
       expect(answer.stderr).toBe("");
       expect(answer.code).toBe(0);
@@ -59,57 +73,42 @@ describe("a writer holding the store across batches", () => {
       expect(answer.ms).toBeLessThan(3_000);
       expect(JSON.parse(answer.stdout)).toHaveLength(3);
     } finally {
-      await writer.checkpointAndClose();
+      await runs.writer.checkpointAndClose();
     }
-    expect(await storedRuns(db)).toHaveLength(written);
+    expect(await storedRuns(db)).toHaveLength(runs.written);
   });
 
   it("lets go at the end of its longest hold even when no one asks", async () => {
     const db = tempStore();
-    const writer = new BatchWriter(db, { lockWaitMs: 5_000, maxHoldMs: 300 });
-    let written = 0;
+    const runs = runWriter(db, { lockWaitMs: 5_000, maxHoldMs: 300 });
     try {
-      await writer.write(columnBatchOf({ runs: [], newRuns: [run(written++)], stages: [] }));
+      await runs.write();
       const fileChanged = statSync(db).mtimeMs;
       const until = Date.now() + 1_000;
-      while (Date.now() < until) {
-        const outcome = await writer.write(
-          columnBatchOf({ runs: [], newRuns: [run(written++)], stages: [] }),
-        );
-        expect(outcome.written).toBe(true);
-      }
+      while (Date.now() < until) await runs.write();
       // Checkpointed on letting go: the batches reached the main file.
       expect(statSync(db).mtimeMs).toBeGreaterThan(fileChanged);
     } finally {
-      await writer.checkpointAndClose();
+      await runs.writer.checkpointAndClose();
     }
-    expect(await storedRuns(db)).toHaveLength(written);
+    expect(await storedRuns(db)).toHaveLength(runs.written);
   });
 
   it("after letting go for someone who asked, waits a little before it takes the store again", async () => {
     const db = tempStore();
-    const writer = new BatchWriter(db, { lockWaitMs: 5_000, shareAfterMs: 0 });
-    let written = 0;
-    const timedWrite = async () => {
-      const began = performance.now();
-      const outcome = await writer.write(
-        columnBatchOf({ runs: [], newRuns: [run(written++)], stages: [] }),
-      );
-      expect(outcome.written).toBe(true);
-      return performance.now() - began;
-    };
+    const runs = runWriter(db, { lockWaitMs: 5_000, shareAfterMs: 0 });
     try {
-      await timedWrite();
+      await runs.write();
       // Held but not asked for: the next batch finds the store open.
-      expect(await timedWrite()).toBeLessThan(200);
+      expect(await runs.write()).toBeLessThan(200);
       askForStore(db);
       // This batch ends the hold, for whoever asked ...
-      await timedWrite();
+      await runs.write();
       // ... who gets a head start of 250 ms on the one after.
-      expect(await timedWrite()).toBeGreaterThanOrEqual(250);
+      expect(await runs.write()).toBeGreaterThanOrEqual(250);
     } finally {
-      await writer.checkpointAndClose();
+      await runs.writer.checkpointAndClose();
     }
-    expect(await storedRuns(db)).toHaveLength(written);
+    expect(await storedRuns(db)).toHaveLength(runs.written);
   });
 });
