@@ -43,6 +43,9 @@ const REQUEST_TIMEOUT_S = 20;
 const DRAIN_S = 2;
 /** Pause after each run, so that the next starts, or the server stops, with nothing in flight. */
 const PAUSE_MS = 2000;
+/** While a load runs, this many finished runs are spooled every FEED_INTERVAL_MS. */
+const FEED_RUNS = 5;
+const FEED_INTERVAL_MS = 250;
 
 async function fetchText(
   url: string,
@@ -126,7 +129,7 @@ async function withCpu<T>(serverPid: number, work: () => Promise<T>): Promise<[T
 type LoadShape = "single" | "bursts" | "paced" | "max";
 
 const SHAPE_LABEL: Record<LoadShape, string> = {
-  single: "one at a time",
+  single: "one at a time, no-cache",
   bursts: "autocannon overallRate",
   paced: "paced (open loop)",
   max: "autocannon unthrottled",
@@ -361,7 +364,7 @@ function paced(
 }
 
 // ---------------------------------------------------------------------------------------------
-// The metrics store's runs: 200 pipelines, 10 stages each, finished just now
+// Finished runs of 10 stages each, one per pipeline: the metrics store's 200, and the feed
 
 const METRIC_STAGE_NAMES = Array.from(
   { length: METRIC_STAGES },
@@ -369,11 +372,15 @@ const METRIC_STAGE_NAMES = Array.from(
 );
 const metricPipeline = (i: number) => `metrics-pipeline-${String(i + 1).padStart(3, "0")}`;
 
-/** One completed run per pipeline, with all its stages, ending `endUs`. */
-function metricRows(endUs: number, random: () => number): { runs: RunRow[]; stages: StageRow[] } {
+/** One completed run in each of `pipelines` pipelines, with all its stages, ending `endUs`. */
+function finishedRuns(
+  endUs: number,
+  random: () => number,
+  pipelines: number,
+): { runs: RunRow[]; stages: StageRow[] } {
   const runs: RunRow[] = [];
   const stages: StageRow[] = [];
-  for (let p = 0; p < METRIC_PIPELINES; p++) {
+  for (let p = 0; p < pipelines; p++) {
     const runId = randomUUID();
     const runSpan = hex(random, 16);
     const durations = METRIC_STAGE_NAMES.map(() => Math.round((0.05 + random() * 30) * 1e6));
@@ -434,6 +441,32 @@ function metricRows(endUs: number, random: () => number): { runs: RunRow[]; stag
     );
   }
   return { runs, stages };
+}
+
+/**
+ * New runs while a load runs, as a busy pipeline host writes them: {@link FEED_RUNS} finished
+ * runs spooled every {@link FEED_INTERVAL_MS}, which the server writes in at its next spool
+ * ingest. Each of those writes drops the answers the server kept, so the loads measure answers
+ * both kept and computed anew. `stop` gives the number of runs spooled.
+ */
+function feed(storePath: string, random: () => number): { stop: () => Promise<number> } {
+  let feeding = true;
+  let runs = 0;
+  const loop = (async () => {
+    while (feeding) {
+      const rows = finishedRuns(Date.now() * 1000, random, FEED_RUNS);
+      await spoolRows(storePath, rows.runs, rows.stages);
+      runs += rows.runs.length;
+      await sleep(FEED_INTERVAL_MS);
+    }
+  })();
+  return {
+    stop: async () => {
+      feeding = false;
+      await loop;
+      return runs;
+    },
+  };
 }
 
 /** Distinct label sets of a metric's `_count` samples in a text exposition. */
@@ -615,20 +648,33 @@ export async function runServer(options: BenchOptions): Promise<ServerResult> {
       { label: "GET /api/stats?since=7d", paths: ["/api/stats?since=7d"], goal: false },
     ];
     const measured: EndpointLoads[] = [];
+    const feedRandom = rng(31);
+    let fed = 0;
+    /** A load, while new runs are fed to the server. */
+    const fedLoad = async (load: () => Promise<Load>): Promise<Load> => {
+      const feeding = feed(path, feedRandom);
+      try {
+        return await load();
+      } finally {
+        fed += await feeding.stop();
+      }
+    };
     for (const endpoint of endpoints) {
       // Warm-up: compiled code, DuckDB's caches, open connections.
       await cannon(server, endpoint.paths, { seconds: 10, connections: 4, amount: 300 });
       const loads: Load[] = [];
       const single = { seconds: 60, connections: 1, amount: singleRequests };
-      loads.push(await cannon(server, endpoint.paths, single));
+      loads.push(await cannon(server, endpoint.paths, single, { "cache-control": "no-cache" }));
       await sleep(PAUSE_MS);
       const rate = { seconds: runSeconds, connections: CONNECTIONS, rate: GOAL_RATE };
-      loads.push(await paced(server, endpoint.paths, rate));
+      loads.push(await fedLoad(() => paced(server, endpoint.paths, rate)));
       await sleep(PAUSE_MS);
-      loads.push(await cannon(server, endpoint.paths, rate));
+      loads.push(await fedLoad(() => cannon(server, endpoint.paths, rate)));
       await sleep(PAUSE_MS);
       loads.push(
-        await cannon(server, endpoint.paths, { seconds: runSeconds, connections: CONNECTIONS }),
+        await fedLoad(() =>
+          cannon(server, endpoint.paths, { seconds: runSeconds, connections: CONNECTIONS }),
+        ),
       );
       await sleep(PAUSE_MS);
       for (const load of loads) {
@@ -638,6 +684,14 @@ export async function runServer(options: BenchOptions): Promise<ServerResult> {
       }
       measured.push({ endpoint, loads });
     }
+    // Every run fed during the loads was written in.
+    const after = await fetchText(`${base}/api/runs?limit=1`, { "cache-control": "no-cache" });
+    const storedAfter = (JSON.parse(after.text) as Page).total;
+    check(
+      storedAfter === n + fed,
+      `the server should hold the ${num(n)} runs and the ${num(fed)} fed during the loads, not ${num(storedAfter)}`,
+    );
+    options.log(`  fed ${num(fed)} runs during the loads; all stored`);
     const exitCode = await server.stop();
     check(exitCode === 0, `the server should exit 0 on SIGTERM, not ${exitCode}`);
 
@@ -651,7 +705,7 @@ export async function runServer(options: BenchOptions): Promise<ServerResult> {
     // through the spool, as a pipeline's rows do while a server holds the store.
     const baseline = await fetchText(metricsUrl);
     check(baseline.status === 200, `/metrics should answer 200, not ${baseline.status}`);
-    const rows = metricRows(Date.now() * 1000, rng(29));
+    const rows = finishedRuns(Date.now() * 1000, rng(29), METRIC_PIPELINES);
     await spoolRows(metricsPath, rows.runs, rows.stages);
     let body = "";
     let stageSets = 0;
@@ -745,8 +799,14 @@ export async function runServer(options: BenchOptions): Promise<ServerResult> {
           "stages (built as in section 3); the load generator runs in the benchmark's own process, " +
           "so server and client share the machine's cores as a client on the same host would. Each " +
           `endpoint is warmed up with 300 requests, then asked ${num(singleRequests)} times **one at a ` +
-          "time** (autocannon, 1 connection: the latency of a lone client), then loaded three ways " +
-          `for ${runSeconds} s each, with a ${seconds(PAUSE_MS, 0)} pause between runs. **Paced**: an open-loop generator ` +
+          "time** (autocannon, 1 connection: the latency of a lone client) with `Cache-Control: " +
+          "no-cache`, so that each is answered afresh from the store, as a question the server has " +
+          `not kept is; then loaded three ways for ${runSeconds} s each, with a ${seconds(PAUSE_MS, 0)} pause between runs, ` +
+          `**while new runs are fed**: ${FEED_RUNS} finished runs of ${METRIC_STAGES} stages spooled every ` +
+          `${FEED_INTERVAL_MS} ms (${num((FEED_RUNS * 1000) / FEED_INTERVAL_MS)} runs/s), as a busy pipeline host ` +
+          "writes them. The server writes the spool in every 250 ms, and each of those writes drops " +
+          "the answers it kept (the newest runs changed), so about four times a second the next " +
+          "question of each kind is answered from the store again. **Paced**: an open-loop generator " +
           `sending ${GOAL_RATE} requests a second evenly spaced over ${CONNECTIONS} keep-alive ` +
           "connections, latency counted from when each request was due, requests still unanswered " +
           `${DRAIN_S} s after the last one was due given up and counted. **autocannon overallRate**: ` +
@@ -773,6 +833,7 @@ export async function runServer(options: BenchOptions): Promise<ServerResult> {
                 "Failed runs / runs started in the last 7 days",
                 `${num(failedTotal)} / ${num(weekTotal)}`,
               ],
+              ["Runs fed during the loads (all found stored afterwards)", num(fed)],
               [
                 "Get-by-prefix paths",
                 `${num(PREFIXES)} sampled runs, first 8 hex digits of the run id, each naming one run`,

@@ -6,15 +6,29 @@ import type { StoreSession } from "../store/store-session.js";
 const CLOCK_SKEW_US = 60_000_000;
 
 /**
+ * How long after its run ended a stage may still start and be shown with it: a span started by
+ * work the run left running, or a remote host's clock. An hour of stages is a few row groups at
+ * most, against the whole table from the run's start onwards without a bound.
+ */
+const STRAGGLER_US = 3_600_000_000;
+
+/**
  * The stages of a run in the order they started. Stages start no earlier than their run, and
- * stage rows are appended as stages end, so the start-time bound lets DuckDB skip older rows.
+ * no later than it ended (give or take {@link STRAGGLER_US}); stage rows are appended as stages
+ * end, so these bounds let DuckDB skip the row groups of other times.
  */
 export async function runStages(session: StoreSession, run: RunRow): Promise<StageRow[]> {
+  const params = [run.run_id, run.started_at - CLOCK_SKEW_US];
+  let bound = "";
+  if (run.finished_at !== null) {
+    params.push(Math.max(run.finished_at, run.started_at) + STRAGGLER_US);
+    bound = " AND started_at <= make_timestamptz($3::BIGINT)";
+  }
   const raw = await session.all<Record<string, unknown>>(
     `SELECT ${selectList(STAGE_COLUMNS)} FROM stages
-     WHERE run_id = $1::UUID AND started_at >= make_timestamptz($2::BIGINT)
+     WHERE run_id = $1::UUID AND started_at >= make_timestamptz($2::BIGINT)${bound}
      ORDER BY stages.seq, stages.started_at`,
-    [run.run_id, run.started_at - CLOCK_SKEW_US],
+    params,
   );
   return raw.map((r) => fromStoredRow<StageRow>(STAGE_COLUMNS, r));
 }

@@ -367,6 +367,29 @@ export function createApp(options: AppOptions) {
     return grant;
   };
 
+  /**
+   * A read for this request's token, answered from the store's kept answers when the same
+   * question of the same tenant was answered since the last write (see `ServedStore.cachedRead`).
+   * `Cache-Control: no-cache` asks for a fresh answer. What is kept is shared: callers build
+   * their answers from it and change nothing in it.
+   */
+  const cachedRead = <T>(
+    c: Context<Env>,
+    grant: Grant,
+    question: string,
+    work: (session: StoreSession) => Promise<T>,
+  ): Promise<T> => {
+    const asked = c.req.header("cache-control") ?? "";
+    const fresh = /\bno-(cache|store)\b/i.test(asked);
+    return store().cachedRead(`${grant.tenant ?? "*"}\n${question}`, work, fresh);
+  };
+  /** The path and query of the request, which name its question. */
+  const questionOf = (c: Context<Env>) => {
+    const url = c.req.url;
+    const path = url.indexOf("/", url.indexOf("//") + 2);
+    return path < 0 ? "/" : url.slice(path);
+  };
+
   /** Reads the run an id or prefix names, as the request's token may see it, and `then` of it. */
   const readRun = async <T>(
     c: Context<Env>,
@@ -380,9 +403,15 @@ export function createApp(options: AppOptions) {
     );
   };
   const findOne = (c: Context<Env>, id: string) => readRun(c, id, async (_, run) => run);
-  /** The run and its stages, read together. */
-  const findWithStages = (c: Context<Env>, id: string) =>
-    readRun(c, id, async (s, run) => ({ run, stages: await runStages(s, run) }));
+  /** The run and its stages, read together; kept for pollers of the same run. */
+  const findWithStages = (c: Context<Env>, id: string) => {
+    const grant = need(c, "read");
+    const prefix = checkedPrefix(id);
+    return cachedRead(c, grant, `run ${prefix}`, async (s) => {
+      const run = oneRun(await lookupRun(s, prefix, grant.tenant ?? undefined), id);
+      return { run, stages: await runStages(s, run) };
+    });
+  };
 
   app.openapi(
     createRoute({
@@ -398,17 +427,15 @@ export function createApp(options: AppOptions) {
       const filter = filterOf(grant, query);
       const limit = limitOf(query.limit, 100);
       const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
-      const page = await store().read((s) =>
-        listRuns(s, { ...filter, limit, ...(cursor ? { cursor } : {}) }),
-      );
-      return c.json(
-        {
+      const body = await cachedRead(c, grant, questionOf(c), async (s) => {
+        const page = await listRuns(s, { ...filter, limit, ...(cursor ? { cursor } : {}) });
+        return {
           runs: page.runs.map(withIsoTimes),
           total: page.total,
           next_cursor: page.next === null ? null : encodeCursor(page.next),
-        },
-        200,
-      );
+        };
+      });
+      return c.json(body, 200);
     },
   );
 
@@ -513,17 +540,14 @@ export function createApp(options: AppOptions) {
         query.stuck_after === undefined
           ? stuckAfterMs
           : durationMs("stuck_after", query.stuck_after);
-      const { groups, runGroups } = await store().read(async (s) => {
+      const body = await cachedRead(c, grant, questionOf(c), async (s) => {
         const groups = await runStats(s, { ...filter, since, groupBy, stuckAfterMs: stuck });
         // Stuck and crashed runs are counted once per run, whatever the grouping.
         const runGroups =
           groupBy === "stage"
             ? await runStats(s, { ...filter, since, groupBy: "pipeline", stuckAfterMs: stuck })
             : groups;
-        return { groups, runGroups };
-      });
-      return c.json(
-        {
+        return {
           group_by: groupBy,
           since: isoOfMicros(since),
           until: filter.until === undefined ? null : isoOfMicros(filter.until),
@@ -545,9 +569,9 @@ export function createApp(options: AppOptions) {
           })),
           stuck: runGroups.reduce((n, g) => n + g.stuck, 0),
           crashed: runGroups.reduce((n, g) => n + g.byStatus.crashed, 0),
-        },
-        200,
-      );
+        };
+      });
+      return c.json(body, 200);
     },
   );
 

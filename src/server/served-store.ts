@@ -3,6 +3,7 @@ import { HELD_CHECKPOINT_THRESHOLD, openStore } from "../store/open-store.js";
 import { reapCrashedRuns } from "../store/reap.js";
 import { hasSpooled } from "../store/spool.js";
 import type { StoreSession } from "../store/store-session.js";
+import { ReadCache } from "./read-cache.js";
 
 export interface ServedStoreOptions {
   /** How long opening waits for another process to let go of the file. Default 30 s. */
@@ -17,6 +18,8 @@ export interface ServedStoreOptions {
   reapIntervalMs?: number;
   /** Connections that answer queries, next to the one that writes. Default 2. */
   readers?: number;
+  /** How long an answer of {@link ServedStore.cachedRead} is kept at most. Default 1 s. */
+  readCacheMs?: number;
   /** Told of every write: rows ingested, runs reaped, runs deleted. */
   onChange?: () => void;
   /** Told of every ingest of spooled rows. */
@@ -24,6 +27,9 @@ export interface ServedStoreOptions {
   /** Told of a background failure (the server logs it and goes on). */
   onError?: (error: unknown) => void;
 }
+
+/** Answers kept at most: a page of 100 runs takes about 200 KiB of heap. */
+const READ_CACHE_ENTRIES = 256;
 
 /** How long closing waits for reads under way. */
 const CLOSE_WAIT_MS = 10_000;
@@ -45,11 +51,17 @@ export class ServedStore {
   /** Reads under way: the store closes once they are done. */
   private reading = new Set<Promise<unknown>>();
   private lastError: string | undefined;
+  private readonly cache: ReadCache;
 
   private constructor(
     readonly path: string,
     private readonly options: ServedStoreOptions,
-  ) {}
+  ) {
+    this.cache = new ReadCache({
+      maxAgeMs: options.readCacheMs ?? 1000,
+      maxEntries: READ_CACHE_ENTRIES,
+    });
+  }
 
   /** Opens the store, writes in what was spooled, and starts the background work. */
   static async open(path: string, options: ServedStoreOptions): Promise<ServedStore> {
@@ -101,11 +113,26 @@ export class ServedStore {
     return read;
   }
 
+  /**
+   * A read whose answer is kept for the same `key` until the next write, or for at most
+   * `readCacheMs` (see {@link ReadCache}). The key must name everything the answer depends on
+   * but the store: the question and whose it is (the tenant). `fresh` reads anew.
+   */
+  cachedRead<T>(
+    key: string,
+    work: (session: StoreSession) => Promise<T>,
+    fresh = false,
+  ): Promise<T> {
+    return this.cache.get(key, () => this.read(work), fresh);
+  }
+
   /** Runs a change on the writing connection, after the changes before it. */
   write<T>(work: (session: StoreSession) => Promise<T>): Promise<T> {
     const writer = this.writer;
     if (writer === undefined) return Promise.reject(new Error("the store is closed"));
-    const result = this.writing.then(() => work(writer));
+    // Kept answers are dropped once the change is done, before its caller hears of it; a change
+    // that failed was rolled back, but dropping them then costs little.
+    const result = this.writing.then(() => work(writer)).finally(() => this.cache.changed());
     this.writing = result.catch(() => undefined);
     return result;
   }

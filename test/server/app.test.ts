@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/server/app.js";
 import { ServedStore } from "../../src/server/served-store.js";
 import { TokenSet } from "../../src/server/tokens.js";
+import type { StoreSession } from "../../src/store/store-session.js";
 import { sharedStore } from "../cli/_fixtures.js";
 import { eventually } from "../helpers/eventually.js";
 import { tempStore } from "../helpers/temp-dir.js";
@@ -81,6 +82,25 @@ describe("GET /api/runs", () => {
     // A degraded run keeps the error of the stage that failed.
     expect(await ids("has_error=true")).toEqual(sorted("failed", "degraded"));
     expect(await ids(`pipeline=${encodeURIComponent("ingest' OR '1'='1")}`)).toEqual([]);
+  });
+
+  it("answers a question again from what it kept until the next write; no-cache reads anew", async () => {
+    const pipelineOf = async (init?: RequestInit) => {
+      const { body } = await get("/api/runs", init);
+      return runsOf(body).find((r) => r.run_id === id("ok1"))?.pipeline;
+    };
+    const rename = (name: string) => (s: StoreSession) =>
+      s.run("UPDATE runs SET pipeline = $1 WHERE run_id = $2::UUID", [name, id("ok1")]);
+    expect(await pipelineOf()).toBe("ingest");
+    // A change the server does not make (a reading connection) is not seen until a write...
+    await served.store.read(rename("renamed"));
+    expect(await pipelineOf()).toBe("ingest");
+    // ...or until a client asks for a fresh answer.
+    expect(await pipelineOf({ headers: { "cache-control": "no-cache" } })).toBe("renamed");
+    expect(await pipelineOf()).toBe("renamed");
+    // The server's own writes are seen by the next request.
+    await served.store.write(rename("ingest"));
+    expect(await pipelineOf()).toBe("ingest");
   });
 
   it("answers 400 with { error, detail } for every invalid parameter", async () => {
