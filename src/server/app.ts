@@ -399,7 +399,7 @@ export function createApp(options: AppOptions) {
     const grant = need(c, "read");
     const prefix = checkedPrefix(id);
     return store().read(async (s) =>
-      then(s, oneRun(await lookupRun(s, prefix, grant.tenant ?? undefined), id)),
+      then(s, oneRun(await lookupRun(s, prefix, grant.tenant ?? undefined, store().runKeys), id)),
     );
   };
   const findOne = (c: Context<Env>, id: string) => readRun(c, id, async (_, run) => run);
@@ -408,7 +408,10 @@ export function createApp(options: AppOptions) {
     const grant = need(c, "read");
     const prefix = checkedPrefix(id);
     return cachedRead(c, grant, `run ${prefix}`, async (s) => {
-      const run = oneRun(await lookupRun(s, prefix, grant.tenant ?? undefined), id);
+      const run = oneRun(
+        await lookupRun(s, prefix, grant.tenant ?? undefined, store().runKeys),
+        id,
+      );
       return { run, stages: await runStages(s, run) };
     });
   };
@@ -515,7 +518,7 @@ export function createApp(options: AppOptions) {
         if (closed || changes?.closed) return;
         await (changes ? changes.next(1000) : stream.sleep(500));
         if (closed || changes?.closed) return;
-        const lookup = await store().read((s) => lookupRun(s, run.run_id, tenant));
+        const lookup = await store().read((s) => lookupRun(s, run.run_id, tenant, store().runKeys));
         if (lookup.found !== "one") return;
         run = lookup.run;
       }

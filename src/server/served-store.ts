@@ -1,3 +1,4 @@
+import { RunKeyIndex } from "../query/run-key-index.js";
 import { ingestSpool, type SpoolIngest } from "../store/ingest-spool.js";
 import { HELD_CHECKPOINT_THRESHOLD, openStore } from "../store/open-store.js";
 import { reapCrashedRuns } from "../store/reap.js";
@@ -52,6 +53,8 @@ export class ServedStore {
   private reading = new Set<Promise<unknown>>();
   private lastError: string | undefined;
   private readonly cache: ReadCache;
+  /** Where each run is, for lookups by id prefix; kept current by the writer. */
+  runKeys: RunKeyIndex | undefined;
 
   private constructor(
     readonly path: string,
@@ -79,6 +82,10 @@ export class ServedStore {
       for (let i = 0; i < (options.readers ?? 2); i++) {
         store.readers.push(await store.writer.connect());
       }
+      // Built before anything is written in, and told of every run written after.
+      const keys = await RunKeyIndex.build(store.writer);
+      store.writer.onRunKeys = (runId, startedAt) => keys.note(runId, startedAt);
+      store.runKeys = keys;
     } catch (error) {
       for (const reader of store.readers) reader.close();
       store.writer.close();

@@ -9,6 +9,11 @@ export type SqlParams = DuckDBValue[] | Record<string, DuckDBValue>;
  */
 export class StoreSession {
   private closed = false;
+  /**
+   * Told the id and start (epoch microseconds) of every run row this session is about to
+   * write, before the write: a server's index of where its runs are (see `RunKeyIndex`).
+   */
+  onRunKeys: ((runId: string, startedAt: number) => void) | undefined;
 
   constructor(
     readonly path: string,

@@ -186,6 +186,21 @@ ON stages.run_id = s.run_id AND stages.span_id = s.span_id
 WHEN MATCHED THEN UPDATE SET ${STAGE_SET}
 WHEN NOT MATCHED THEN INSERT (${STAGE_NAMES}) VALUES (${STAGE_VALUES})`;
 
+const RUN_OFFSETS = stagedOffsets(RUN_COLUMNS).offsets;
+const RUN_ID_AT = RUN_OFFSETS[RUN_COLUMNS.findIndex((c) => c.name === "run_id")] as number;
+const RUN_START_AT = RUN_OFFSETS[RUN_COLUMNS.findIndex((c) => c.name === "started_at")] as number;
+
+/** Tells `note` the id and start of every run row of `runs`. */
+function noteRunKeys(note: (runId: string, startedAt: number) => void, runs: Columns): void {
+  if (runs.count === 0) return;
+  const ids = stagedColumn(runs, RUN_ID_AT);
+  const starts = stagedColumn(runs, RUN_START_AT);
+  for (let i = 0; i < runs.count; i++) {
+    const id = runs.values[ids[i] as number];
+    if (id !== undefined) note(id, starts[i] as number);
+  }
+}
+
 /** Writes row objects; see {@link writeColumns}. */
 export async function writeRows(session: StoreSession, batch: RowBatch): Promise<void> {
   await writeColumns(session, columnBatchOf(batch));
@@ -218,6 +233,11 @@ export async function writeColumns(
   const bound = (cols: readonly Column[], part: Columns) =>
     Math.min(earliest(cols, part), extras.since ?? Number.POSITIVE_INFINITY);
   const values: string[] = [];
+  const note = session.onRunKeys;
+  if (note !== undefined) {
+    noteRunKeys(note, runs);
+    noteRunKeys(note, newRuns);
+  }
   await session.transaction(async () => {
     if (runs.count > 0) {
       await stageColumns(session, "runtrail_staged_runs", RUN_COLUMNS, runs, values);
