@@ -21,10 +21,8 @@ export async function findRuns(
   // (every run whose id shares the first 8 digits, trace-id matches included): none, no match.
   const starts = index?.startsOf(hex);
   if (starts !== undefined && starts.length === 0) return [];
-  // The rows of a few start times cost little more to read whole than their keys: one query.
-  const whole = starts !== undefined && starts.length <= EXACT_STARTS_MAX;
   const found = (range: [string, string], tracePrefix: string | undefined, n: number) =>
-    matchingKeys(session, range, tracePrefix, tenant, n, starts, whole);
+    matchingKeys(session, range, tracePrefix, tenant, n, starts);
   const keys = await found(uuidRange(hex), undefined, limit);
   // Every run of a trace has a run id that starts with the trace id's first 16 digits, so the
   // trace-id match only needs to look at the runs in that run-id range. For a prefix of at most
@@ -34,12 +32,22 @@ export async function findRuns(
       if (keys.length < limit && !keys.some((k) => k.run_id === key.run_id)) keys.push(key);
     }
   }
-  const rows = whole ? keys : await rowsOf(session, keys);
+  const rows = namesFew(starts) ? keys : await rowsOf(session, keys);
   return rows.map((r) => fromStoredRow<RunRow>(RUN_COLUMNS, r as Record<string, unknown>));
 }
 
 /** Start times a lookup names one by one, at most. */
 const EXACT_STARTS_MAX = 64;
+
+/**
+ * An index gave few enough start times to name them one by one; the rows of those cost little
+ * more to read whole than their keys, so the lookup reads them whole, in one query. Many (the
+ * runs nested in one trace share their first digits) only bound the key query's time range.
+ */
+function namesFew(starts: readonly number[] | undefined): starts is readonly number[] {
+  return starts !== undefined && starts.length <= EXACT_STARTS_MAX;
+}
+
 const RUN_SELECT = selectList(RUN_COLUMNS);
 
 interface RunKey {
@@ -54,11 +62,11 @@ function newestFirst(a: RunKey, b: RunKey): number {
 }
 
 /**
- * Ids of the runs in a run-id range (of a trace-id prefix, if given), newest first; or, when
- * `whole`, their whole rows. Without `starts` only the ids are read at first: run ids are
- * random, so no zone map narrows the scan, and reading few columns of the whole table is what
- * a lookup costs. With `starts` (from a {@link RunKeyIndex}) only the runs of those start
- * times are looked at.
+ * Ids of the runs in a run-id range (of a trace-id prefix, if given), newest first; or, for
+ * few `starts` (see {@link namesFew}), their whole rows. Without `starts` only the ids are
+ * read at first: run ids are random, so no zone map narrows the scan, and reading few columns
+ * of the whole table is what a lookup costs. With `starts` (from a {@link RunKeyIndex}) only
+ * the runs of those start times are looked at.
  */
 async function matchingKeys(
   session: StoreSession,
@@ -67,7 +75,6 @@ async function matchingKeys(
   tenant: string | undefined,
   limit: number,
   starts: readonly number[] | undefined,
-  whole: boolean,
 ): Promise<RunKey[]> {
   const params: (string | number)[] = [low, high];
   let where = "run_id BETWEEN $1::UUID AND $2::UUID";
@@ -75,12 +82,11 @@ async function matchingKeys(
     params.push(starts[0] as number);
     where += ` AND started_at = make_timestamptz($${params.length}::BIGINT)`;
   } else if (starts !== undefined && starts.length > 1) {
-    // A range DuckDB's zone maps prune by, then the exact times (unless there are many: the
-    // runs nested in one trace share their first digits).
+    // A range DuckDB's zone maps prune by, then the exact times.
     const first = params.length + 1;
     params.push(Math.min(...starts), Math.max(...starts));
     where += ` AND started_at BETWEEN make_timestamptz($${first}::BIGINT) AND make_timestamptz($${first + 1}::BIGINT)`;
-    if (starts.length <= EXACT_STARTS_MAX) {
+    if (namesFew(starts)) {
       params.push(...starts);
       where += ` AND epoch_us(started_at) IN (${starts.map((_, i) => `$${first + 2 + i}::BIGINT`).join(", ")})`;
     }
@@ -93,7 +99,7 @@ async function matchingKeys(
     params.push(tenant);
     where += ` AND tenant_id = $${params.length}`;
   }
-  if (whole) {
+  if (namesFew(starts)) {
     // The rows of at most EXACT_STARTS_MAX start times: sorted here, for DuckDB's top-N costs
     // more on whole rows (7 ms) than the rows themselves (2.3 ms).
     const rows = await session.all<RunKey>(`SELECT ${RUN_SELECT} FROM runs WHERE ${where}`, params);

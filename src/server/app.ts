@@ -385,36 +385,30 @@ export function createApp(options: AppOptions) {
   };
   /** The path and query of the request, which name its question. */
   const questionOf = (c: Context<Env>) => {
-    const url = c.req.url;
-    const path = url.indexOf("/", url.indexOf("//") + 2);
-    return path < 0 ? "/" : url.slice(path);
+    const { pathname, search } = new URL(c.req.url);
+    return pathname + search;
   };
 
-  /** Reads the run an id or prefix names, as the request's token may see it, and `then` of it. */
+  /**
+   * Reads the run an id or prefix names, as the request's token may see it, and `then` of it;
+   * kept (as `what` of that prefix) for pollers of the same run.
+   */
   const readRun = async <T>(
     c: Context<Env>,
     id: string,
+    what: string,
     then: (session: StoreSession, run: RunRow) => Promise<T>,
   ): Promise<T> => {
     const grant = need(c, "read");
     const prefix = checkedPrefix(id);
-    return store().read(async (s) =>
+    return cachedRead(c, grant, `${what} ${prefix}`, async (s) =>
       then(s, oneRun(await lookupRun(s, prefix, grant.tenant ?? undefined, store().runKeys), id)),
     );
   };
-  const findOne = (c: Context<Env>, id: string) => readRun(c, id, async (_, run) => run);
-  /** The run and its stages, read together; kept for pollers of the same run. */
-  const findWithStages = (c: Context<Env>, id: string) => {
-    const grant = need(c, "read");
-    const prefix = checkedPrefix(id);
-    return cachedRead(c, grant, `run ${prefix}`, async (s) => {
-      const run = oneRun(
-        await lookupRun(s, prefix, grant.tenant ?? undefined, store().runKeys),
-        id,
-      );
-      return { run, stages: await runStages(s, run) };
-    });
-  };
+  const findOne = (c: Context<Env>, id: string) => readRun(c, id, "run", async (_, run) => run);
+  /** The run and its stages, read together. */
+  const findWithStages = (c: Context<Env>, id: string) =>
+    readRun(c, id, "run and stages", async (s, run) => ({ run, stages: await runStages(s, run) }));
 
   app.openapi(
     createRoute({

@@ -85,6 +85,19 @@ describe("RunKeyIndex", () => {
         );
       }
       expect((await lookupRun(s, "c0ffee00", undefined, index)).found).toBe("one");
+      // More runs of one head than a lookup names one by one: their time range bounds the scan.
+      const nested = Array.from({ length: 70 }, (_, i) => ({
+        ...run(`feedbeef-0000-0000-1111-${String(i).padStart(12, "0")}`, T0 + 100 + i),
+        trace_id: trace,
+      }));
+      await writeRows(s, { runs: nested, stages: [] });
+      for (const r of nested) index.note(r.run_id, r.started_at);
+      expect(index.startsOf("feedbeef")?.length).toBe(72);
+      for (const prefix of ["feedbeef", trace, "feedbeef00000000111100000000006"]) {
+        expect(await lookupRun(s, prefix, undefined, index), prefix).toEqual(
+          await lookupRun(s, prefix),
+        );
+      }
       expect((await lookupRun(s, "feedbeef", undefined, index)).found).toBe("many");
       // An entry whose run is gone costs a look, not a wrong answer.
       await s.run("DELETE FROM runs WHERE run_id = 'c0ffee00-0000-4000-8000-000000000009'");
