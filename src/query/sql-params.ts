@@ -1,6 +1,9 @@
 import type { DuckDBValue } from "@duckdb/node-api";
 
-/** Collects positional parameters so that no value ever becomes SQL text. */
+/**
+ * Collects positional parameters, so that no value is put into SQL text by hand: the session
+ * writes them in with one encoder (see `inlineParams`) or binds them.
+ */
 export class SqlParams {
   readonly values: DuckDBValue[] = [];
 
