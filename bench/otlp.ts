@@ -448,6 +448,12 @@ export async function runOtlp(options: BenchOptions): Promise<BenchResult> {
             measured: num(lost),
             met: lost === 0,
           },
+          {
+            name: "overload: every request answered, the excess with 429/503",
+            target: "0 unanswered",
+            measured: num(load.unanswered),
+            met: load.unanswered === 0,
+          },
         ],
         notes: [
           `The receiver holds at most 100,000 spans accepted and not yet written (then 429), 200,000 spans of recent traces kept to rebuild their runs, bodies of at most 16 MiB (32 MiB inflated), and writes at most 25,000 spans at a time. The server's RSS under overload is in the table; how it splits between V8's heap (spans, decoding garbage) and DuckDB's buffers is not measured yet.`,

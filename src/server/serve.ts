@@ -1,6 +1,6 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { serve } from "@hono/node-server";
+import { createAdaptorServer } from "@hono/node-server";
 import { OtlpIngest, type OtlpIngestOptions } from "../otlp/otlp-ingest.js";
 import { DEFAULT_STALE_AFTER_MS } from "../store/reap.js";
 import { removeClaim, writeClaim } from "../store/server-claim.js";
@@ -62,6 +62,14 @@ export function isLoopback(host: string): boolean {
   );
 }
 
+/**
+ * New connections the kernel holds for the server while it is busy (capped by the system's
+ * `net.core.somaxconn`). Past Node's default of 511, connections that had sent a request body
+ * were reset: a burst of OTLP exporters at ten times what the server takes lost hundreds that
+ * way, where it should answer each, with 429 if it must.
+ */
+const LISTEN_BACKLOG = 4096;
+
 /** How long requests in flight may finish after a shutdown begins; then connections are cut. */
 const DRAIN_MS = 5_000;
 
@@ -105,26 +113,24 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
 
   const server = await new Promise<Server>((resolve, reject) => {
     const slow = options.slowClientMs ?? 10_000;
-    const s = serve(
-      {
-        fetch: app.fetch,
-        hostname: host,
-        port: options.port ?? DEFAULT_PORT,
-        serverOptions: {
-          headersTimeout: slow,
-          requestTimeout: slow * 3,
-          // How often Node looks for clients past those times.
-          connectionsCheckingInterval: Math.max(100, Math.min(slow / 4, 30_000)),
-        },
+    const s = createAdaptorServer({
+      fetch: app.fetch,
+      serverOptions: {
+        headersTimeout: slow,
+        requestTimeout: slow * 3,
+        // How often Node looks for clients past those times.
+        connectionsCheckingInterval: Math.max(100, Math.min(slow / 4, 30_000)),
       },
-      () => resolve(s as Server),
-    ) as Server;
+    }) as Server;
     s.once("error", (error: NodeJS.ErrnoException) =>
       reject(
         error.code === "EADDRINUSE"
           ? new ServeError(`${host}:${options.port ?? DEFAULT_PORT} is in use by another program`)
           : error,
       ),
+    );
+    s.listen({ port: options.port ?? DEFAULT_PORT, host, backlog: LISTEN_BACKLOG }, () =>
+      resolve(s),
     );
   });
   const address = server.address() as AddressInfo;

@@ -1,4 +1,6 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { connect } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { RUN_STATUSES } from "../../src/record/run-status.js";
 import { claimPathOf } from "../../src/store/server-claim.js";
@@ -9,6 +11,15 @@ import { promtool, promtoolMissing } from "../helpers/promtool.js";
 import { storedRuns } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import { recordKnownRuns } from "./_fixtures.js";
+
+/** The most connections the system lets a listening socket queue. */
+function somaxconn(): number {
+  try {
+    return Number(readFileSync("/proc/sys/net/core/somaxconn", "utf8"));
+  } catch {
+    return 0;
+  }
+}
 
 const FINISHED = RUN_STATUSES.filter((s) => s !== "running").join(",");
 
@@ -276,6 +287,53 @@ describe("runtrail serve", () => {
     const stored = await storedRuns(db);
     expect(stored.filter((r) => r.status === "completed")).toHaveLength(5);
   });
+
+  // The queue the server asks for is capped by the system's.
+  it.skipIf(somaxconn() < 2_000)(
+    "answers every exporter of a burst that came while it could not accept them",
+    async () => {
+      const { server, url } = await serve(tempStore());
+      const { hostname, port } = new URL(url);
+      const BURST = 1_500;
+      // An empty export, padded with a field OTLP readers ignore to the size of a real batch.
+      const body = `{"resourceSpans":[],"pad":"${"x".repeat(100_000)}"}`;
+      const request = [
+        "POST /v1/traces HTTP/1.1",
+        "Host: runtrail",
+        "Content-Type: application/json",
+        `Content-Length: ${body.length}`,
+        "Connection: close",
+        "",
+        body,
+      ].join("\r\n");
+      /** The status line of the answer, or the error code of a connection that got none. */
+      const exportOnce = () =>
+        new Promise<string>((resolve) => {
+          const socket = connect(Number(port), hostname, () => socket.write(request));
+          let answer = "";
+          socket.setEncoding("utf8").on("data", (chunk: string) => {
+            answer += chunk;
+          });
+          socket.on("close", () => resolve(answer.split("\r\n")[0] ?? ""));
+          socket.on("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? "error"));
+        });
+      try {
+        // Stopped, the server accepts nothing: the connections and their bodies wait in the
+        // kernel. Past Node's default queue of 511 they were reset once it went on.
+        server.child.kill("SIGSTOP");
+        const answers = Array.from({ length: BURST }, exportOnce);
+        await sleep(3_000);
+        server.child.kill("SIGCONT");
+        const counts: Record<string, number> = {};
+        for (const line of await Promise.all(answers)) counts[line] = (counts[line] ?? 0) + 1;
+        expect(counts).toEqual({ "HTTP/1.1 200 OK": BURST });
+      } finally {
+        server.child.kill("SIGCONT");
+        await stop(server);
+      }
+    },
+    120_000,
+  );
 
   it("refuses to serve another address without tokens, unless told it is fine", async () => {
     const refused = await runtrail([
