@@ -13,9 +13,9 @@ const CLOCK_SKEW_US = 60_000_000;
 const STRAGGLER_US = 3_600_000_000;
 
 /**
- * The stages of a run in the order they started. Stages start no earlier than their run, and
- * no later than it ended (give or take {@link STRAGGLER_US}); stage rows are appended as stages
- * end, so these bounds let DuckDB skip the row groups of other times.
+ * The stages of a run in the order they started (by `seq`, then start). Stages start no earlier
+ * than their run, and no later than it ended (give or take {@link STRAGGLER_US}); stage rows are
+ * appended as stages end, so these bounds let DuckDB skip the row groups of other times.
  */
 export async function runStages(session: StoreSession, run: RunRow): Promise<StageRow[]> {
   const params = [run.run_id, run.started_at - CLOCK_SKEW_US];
@@ -26,9 +26,14 @@ export async function runStages(session: StoreSession, run: RunRow): Promise<Sta
   }
   const raw = await session.all<Record<string, unknown>>(
     `SELECT ${selectList(STAGE_COLUMNS)} FROM stages
-     WHERE run_id = $1::UUID AND started_at >= make_timestamptz($2::BIGINT)${bound}
-     ORDER BY stages.seq, stages.started_at`,
+     WHERE run_id = $1::UUID AND started_at >= make_timestamptz($2::BIGINT)${bound}`,
     params,
   );
-  return raw.map((r) => fromStoredRow<StageRow>(STAGE_COLUMNS, r));
+  // Sorted here: DuckDB's sort of a run's few rows cost 0.4 ms of CPU, of 2.2 ms for the query.
+  return raw.map((r) => fromStoredRow<StageRow>(STAGE_COLUMNS, r)).sort(inRunOrder);
+}
+
+/** By `seq`, then by start. */
+function inRunOrder(a: StageRow, b: StageRow): number {
+  return a.seq - b.seq || a.started_at - b.started_at;
 }

@@ -60,4 +60,33 @@ describe("runStages", () => {
       expect(stored?.n).toBe(6);
     });
   });
+
+  it("orders them by seq, then by start, whatever order they were written in", async () => {
+    const id = "00000000-0000-4000-8000-000000000004";
+    const attempt = (seq: number, n: number, startedAt: number) => ({
+      ...stage(id, seq, startedAt),
+      span_id: `${seq}${n}`.padStart(16, "0"),
+      name: `stage-${seq}.${n}`,
+      attempt: n,
+    });
+    await withStore(tempStore(), async (s) => {
+      await writeRows(s, {
+        runs: [run(id, T0 + 10 * MINUTE)],
+        // As they ended: the retried first stage ended last.
+        stages: [
+          attempt(2, 1, T0 + 3 * MINUTE),
+          attempt(1, 2, T0 + 2 * MINUTE),
+          attempt(0, 1, T0),
+          attempt(1, 1, T0 + MINUTE),
+        ],
+      });
+      const stages = await runStages(s, run(id, T0 + 10 * MINUTE));
+      expect(stages.map((st) => st.name)).toEqual([
+        "stage-0.1",
+        "stage-1.1",
+        "stage-1.2",
+        "stage-2.1",
+      ]);
+    });
+  });
 });
