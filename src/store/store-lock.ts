@@ -4,63 +4,124 @@ import { askForStore } from "./store-wanted.js";
 /**
  * One store may be open once per process: DuckDB takes an OS file lock per process, so two
  * threads of one process would both get in and overwrite each other. Every thread that opens a
- * store takes this lock first: a cell per store path (by hash) in memory shared by the threads.
+ * store takes this lock first, in memory shared by the threads: a table of slots, each holding
+ * the key of a store path (a 32-bit hash, never 0) while a thread has it open, and that thread.
+ *
+ * A slot per path, not a cell per hash bucket: with 64 buckets, two stores held at once by one
+ * process shared a bucket one time in 64, and the second waited for the first to close; a
+ * server holding its store kept the other waiting for good. Two paths with the same key (about
+ * one pair in four billion) would still wait for each other.
  */
-const CELLS = 64;
-let cells: Int32Array | undefined;
+const SLOTS = 256;
+let memory: SharedArrayBuffer | undefined;
+let keys: Int32Array | undefined;
+let holders: Int32Array | undefined;
 
-function table(): Int32Array {
-  cells ??= new Int32Array(new SharedArrayBuffer(CELLS * Int32Array.BYTES_PER_ELEMENT));
-  return cells;
+function tables(): { keys: Int32Array; holders: Int32Array } {
+  memory ??= new SharedArrayBuffer(2 * SLOTS * Int32Array.BYTES_PER_ELEMENT);
+  keys ??= new Int32Array(memory, 0, SLOTS);
+  holders ??= new Int32Array(memory, SLOTS * Int32Array.BYTES_PER_ELEMENT, SLOTS);
+  return { keys, holders };
 }
 
 /** The shared memory to hand to a worker thread, so it takes the same locks. */
 export function storeLockMemory(): SharedArrayBuffer {
-  return table().buffer as SharedArrayBuffer;
+  tables();
+  return memory as SharedArrayBuffer;
 }
 
 /** Called in a worker thread with the memory of the thread that started it. */
-export function adoptStoreLockMemory(memory: SharedArrayBuffer): void {
-  cells = new Int32Array(memory);
+export function adoptStoreLockMemory(shared: SharedArrayBuffer): void {
+  memory = shared;
+  keys = undefined;
+  holders = undefined;
+  tables();
 }
 
-function cellOf(path: string): number {
-  let hash = 0;
-  for (let i = 0; i < path.length; i++) hash = (hash * 31 + path.charCodeAt(i)) | 0;
-  return Math.abs(hash) % CELLS;
+/** A path's key: its FNV-1a hash, never 0 (a free slot). */
+function keyOf(path: string): number {
+  let hash = 0x811c9dc5 | 0;
+  for (let i = 0; i < path.length; i++) {
+    hash ^= path.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash === 0 ? 1 : hash;
 }
 
-/** A cell holds 0 when free, else the id of the thread holding it plus one. */
+/** A holder is the id of the thread holding the slot plus one. */
 const holder = threadId + 1;
 
-/** Frees the cells a thread held when it ended, so that no other thread waits for it forever. */
+/** Frees the slots a thread held when it ended, so that no other thread waits for it forever. */
 export function releaseStoresOf(endedThreadId: number): void {
-  const memory = table();
-  for (let cell = 0; cell < CELLS; cell++) {
-    if (Atomics.compareExchange(memory, cell, endedThreadId + 1, 0) === endedThreadId + 1) {
-      Atomics.notify(memory, cell);
+  const t = tables();
+  for (let slot = 0; slot < SLOTS; slot++) {
+    if (Atomics.compareExchange(t.holders, slot, endedThreadId + 1, 0) === endedThreadId + 1) {
+      Atomics.store(t.keys, slot, 0);
+      Atomics.notify(t.keys, slot);
     }
   }
 }
 
+/** The slot holding `key`, other than `except`, or -1. */
+function slotOf(t: { keys: Int32Array }, key: number, except = -1): number {
+  for (let slot = 0; slot < SLOTS; slot++) {
+    if (slot !== except && Atomics.load(t.keys, slot) === key) return slot;
+  }
+  return -1;
+}
+
+/**
+ * Takes a free slot for `key`, or answers why not: the slot of the thread that holds it, or -1
+ * when every slot is taken.
+ */
+function claim(
+  t: { keys: Int32Array; holders: Int32Array },
+  key: number,
+): {
+  mine: boolean;
+  slot: number;
+} {
+  const held = slotOf(t, key);
+  if (held >= 0) return { mine: false, slot: held };
+  for (let slot = 0; slot < SLOTS; slot++) {
+    if (Atomics.compareExchange(t.keys, slot, 0, key) !== 0) continue;
+    // Another thread may have claimed another slot for the same key at the same time. Whoever
+    // sees the other's claim lets go of its own and tries again; at least one of the two sees
+    // it, so at most one keeps its slot.
+    const rival = slotOf(t, key, slot);
+    if (rival >= 0) {
+      Atomics.store(t.keys, slot, 0);
+      Atomics.notify(t.keys, slot);
+      return { mine: false, slot: rival };
+    }
+    Atomics.store(t.holders, slot, holder);
+    return { mine: true, slot };
+  }
+  return { mine: false, slot: -1 };
+}
+
 /** Waits, without blocking the thread, until this thread holds the store's lock. */
 export async function lockStore(path: string): Promise<() => void> {
-  const memory = table();
-  const cell = cellOf(path);
+  const t = tables();
+  const key = keyOf(path);
   for (;;) {
-    const seen = Atomics.compareExchange(memory, cell, 0, holder);
-    if (seen === 0) {
+    const { mine, slot } = claim(t, key);
+    if (mine) {
       let released = false;
       return () => {
         if (released) return;
         released = true;
-        Atomics.store(memory, cell, 0);
-        Atomics.notify(memory, cell);
+        Atomics.store(t.holders, slot, 0);
+        Atomics.store(t.keys, slot, 0);
+        Atomics.notify(t.keys, slot);
       };
     }
     // A writer of this store in another thread lets go sooner when asked.
-    askForStore(path);
-    const wait = Atomics.waitAsync(memory, cell, seen, 50);
+    if (slot >= 0) askForStore(path);
+    const wait =
+      slot >= 0
+        ? Atomics.waitAsync(t.keys, slot, key, 50)
+        : Atomics.waitAsync(t.keys, 0, Atomics.load(t.keys, 0), 50);
     if (wait.async) {
       // Waiting on shared memory does not keep Node running; a timer does, so a process that
       // waits for its own store thread to let go of the store does not exit meanwhile.
