@@ -1,8 +1,8 @@
 import type { RunRow } from "../record/rows.js";
 import { normalizeIdPrefix, uuidRange } from "../record/run-id.js";
-import { fromStoredRow, RUN_COLUMNS, selectList } from "../store/row-columns.js";
+import { fromStoredRow, RUN_COLUMNS } from "../store/row-columns.js";
 import type { StoreSession } from "../store/store-session.js";
-import { rowsOf } from "./list-runs.js";
+import { RUN_SELECT, rowsOf } from "./list-runs.js";
 import type { RunKeyIndex } from "./run-key-index.js";
 
 /**
@@ -48,8 +48,6 @@ function namesFew(starts: readonly number[] | undefined): starts is readonly num
   return starts !== undefined && starts.length <= EXACT_STARTS_MAX;
 }
 
-const RUN_SELECT = selectList(RUN_COLUMNS);
-
 interface RunKey {
   run_id: string;
   started_at: number;
@@ -78,15 +76,13 @@ async function matchingKeys(
 ): Promise<RunKey[]> {
   const params: (string | number)[] = [low, high];
   let where = "run_id BETWEEN $1::UUID AND $2::UUID";
-  if (starts !== undefined && starts.length === 1) {
-    params.push(starts[0] as number);
-    where += ` AND started_at = make_timestamptz($${params.length}::BIGINT)`;
-  } else if (starts !== undefined && starts.length > 1) {
-    // A range DuckDB's zone maps prune by, then the exact times.
+  if (starts !== undefined) {
+    // A range DuckDB's zone maps prune by (one time, for the one run a prefix usually names),
+    // then the exact times.
     const first = params.length + 1;
     params.push(Math.min(...starts), Math.max(...starts));
     where += ` AND started_at BETWEEN make_timestamptz($${first}::BIGINT) AND make_timestamptz($${first + 1}::BIGINT)`;
-    if (namesFew(starts)) {
+    if (namesFew(starts) && starts.length > 1) {
       params.push(...starts);
       where += ` AND epoch_us(started_at) IN (${starts.map((_, i) => `$${first + 2 + i}::BIGINT`).join(", ")})`;
     }

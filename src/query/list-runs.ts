@@ -23,7 +23,8 @@ export interface RunPage {
   next: RunCursor | null;
 }
 
-const RUN_SELECT = selectList(RUN_COLUMNS);
+/** The select list that reads whole run rows. */
+export const RUN_SELECT = selectList(RUN_COLUMNS);
 
 const HOUR_US = 3_600_000_000;
 /** How far back from the newest start the windows tried for a page reach; null: all. */

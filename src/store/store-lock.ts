@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { threadId } from "node:worker_threads";
 import { askForStore } from "./store-wanted.js";
 
@@ -17,7 +18,12 @@ let memory: SharedArrayBuffer | undefined;
 let keys: Int32Array | undefined;
 let holders: Int32Array | undefined;
 
-function tables(): { keys: Int32Array; holders: Int32Array } {
+interface Tables {
+  keys: Int32Array;
+  holders: Int32Array;
+}
+
+function tables(): Tables {
   memory ??= new SharedArrayBuffer(2 * SLOTS * Int32Array.BYTES_PER_ELEMENT);
   keys ??= new Int32Array(memory, 0, SLOTS);
   holders ??= new Int32Array(memory, SLOTS * Int32Array.BYTES_PER_ELEMENT, SLOTS);
@@ -51,19 +57,23 @@ function keyOf(path: string): number {
 /** A holder is the id of the thread holding the slot plus one. */
 const holder = threadId + 1;
 
+/** Empties a slot and wakes whoever waits for it. */
+function free(t: Tables, slot: number): void {
+  Atomics.store(t.holders, slot, 0);
+  Atomics.store(t.keys, slot, 0);
+  Atomics.notify(t.keys, slot);
+}
+
 /** Frees the slots a thread held when it ended, so that no other thread waits for it forever. */
 export function releaseStoresOf(endedThreadId: number): void {
   const t = tables();
   for (let slot = 0; slot < SLOTS; slot++) {
-    if (Atomics.compareExchange(t.holders, slot, endedThreadId + 1, 0) === endedThreadId + 1) {
-      Atomics.store(t.keys, slot, 0);
-      Atomics.notify(t.keys, slot);
-    }
+    if (Atomics.load(t.holders, slot) === endedThreadId + 1) free(t, slot);
   }
 }
 
 /** The slot holding `key`, other than `except`, or -1. */
-function slotOf(t: { keys: Int32Array }, key: number, except = -1): number {
+function slotOf(t: Tables, key: number, except = -1): number {
   for (let slot = 0; slot < SLOTS; slot++) {
     if (slot !== except && Atomics.load(t.keys, slot) === key) return slot;
   }
@@ -74,13 +84,7 @@ function slotOf(t: { keys: Int32Array }, key: number, except = -1): number {
  * Takes a free slot for `key`, or answers why not: the slot of the thread that holds it, or -1
  * when every slot is taken.
  */
-function claim(
-  t: { keys: Int32Array; holders: Int32Array },
-  key: number,
-): {
-  mine: boolean;
-  slot: number;
-} {
+function claim(t: Tables, key: number): { mine: boolean; slot: number } {
   const held = slotOf(t, key);
   if (held >= 0) return { mine: false, slot: held };
   for (let slot = 0; slot < SLOTS; slot++) {
@@ -90,8 +94,7 @@ function claim(
     // it, so at most one keeps its slot.
     const rival = slotOf(t, key, slot);
     if (rival >= 0) {
-      Atomics.store(t.keys, slot, 0);
-      Atomics.notify(t.keys, slot);
+      free(t, slot);
       return { mine: false, slot: rival };
     }
     Atomics.store(t.holders, slot, holder);
@@ -111,17 +114,17 @@ export async function lockStore(path: string): Promise<() => void> {
       return () => {
         if (released) return;
         released = true;
-        Atomics.store(t.holders, slot, 0);
-        Atomics.store(t.keys, slot, 0);
-        Atomics.notify(t.keys, slot);
+        free(t, slot);
       };
     }
+    if (slot < 0) {
+      // Every slot is taken: one frees up when a store closes.
+      await sleep(50);
+      continue;
+    }
     // A writer of this store in another thread lets go sooner when asked.
-    if (slot >= 0) askForStore(path);
-    const wait =
-      slot >= 0
-        ? Atomics.waitAsync(t.keys, slot, key, 50)
-        : Atomics.waitAsync(t.keys, 0, Atomics.load(t.keys, 0), 50);
+    askForStore(path);
+    const wait = Atomics.waitAsync(t.keys, slot, key, 50);
     if (wait.async) {
       // Waiting on shared memory does not keep Node running; a timer does, so a process that
       // waits for its own store thread to let go of the store does not exit meanwhile.

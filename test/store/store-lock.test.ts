@@ -41,4 +41,22 @@ describe("the in-process store lock", () => {
     expect(third).not.toBe("waiting");
     if (third !== "waiting") third();
   });
+
+  it("makes a taker wait while every slot is held, and lets it in when one frees up", async () => {
+    const dir = tempDir();
+    const held: (() => void)[] = [];
+    // As many stores as the table has slots (256).
+    for (let i = 0; i < 256; i++) {
+      const release = await within(lockStore(`${dir}/held-${i}/runs.duckdb`), 2_000);
+      expect(release).not.toBe("waiting");
+      if (release !== "waiting") held.push(release);
+    }
+    const late = lockStore(`${dir}/late/runs.duckdb`);
+    expect(await within(late, 300)).toBe("waiting");
+    held.pop()?.();
+    const release = await within(late, 2_000);
+    expect(release).not.toBe("waiting");
+    if (release !== "waiting") release();
+    for (const r of held) r();
+  });
 });
