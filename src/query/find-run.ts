@@ -1,6 +1,6 @@
 import type { RunRow } from "../record/rows.js";
 import { normalizeIdPrefix, uuidRange } from "../record/run-id.js";
-import { fromStoredRow, RUN_COLUMNS } from "../store/row-columns.js";
+import { RUN_COLUMNS, readRows } from "../store/row-columns.js";
 import type { StoreSession } from "../store/store-session.js";
 import { RUN_SELECT, rowsOf } from "./list-runs.js";
 import type { RunKeyIndex } from "./run-key-index.js";
@@ -32,8 +32,8 @@ export async function findRuns(
       if (keys.length < limit && !keys.some((k) => k.run_id === key.run_id)) keys.push(key);
     }
   }
-  const rows = namesFew(starts) ? keys : await rowsOf(session, keys);
-  return rows.map((r) => fromStoredRow<RunRow>(RUN_COLUMNS, r as Record<string, unknown>));
+  // For few start times the keys were read as whole rows (see matchingKeys).
+  return namesFew(starts) ? (keys as RunRow[]) : rowsOf(session, keys);
 }
 
 /** Start times a lookup names one by one, at most. */
@@ -98,7 +98,12 @@ async function matchingKeys(
   if (namesFew(starts)) {
     // The rows of at most EXACT_STARTS_MAX start times: sorted here, for DuckDB's top-N costs
     // more on whole rows (7 ms) than the rows themselves (2.3 ms).
-    const rows = await session.all<RunKey>(`SELECT ${RUN_SELECT} FROM runs WHERE ${where}`, params);
+    const rows = await readRows<RunRow>(
+      session,
+      RUN_COLUMNS,
+      `SELECT ${RUN_SELECT} FROM runs WHERE ${where}`,
+      params,
+    );
     return rows.sort(newestFirst).slice(0, limit);
   }
   params.push(limit);

@@ -1,5 +1,5 @@
 import type { RunRow } from "../record/rows.js";
-import { fromStoredRow, RUN_COLUMNS, selectList } from "../store/row-columns.js";
+import { RUN_COLUMNS, readRows, selectList } from "../store/row-columns.js";
 import type { StoreSession } from "../store/store-session.js";
 import { type RunFilter, runFilterSql } from "./run-filter.js";
 import { SqlParams } from "./sql-params.js";
@@ -76,7 +76,7 @@ export async function listRuns(session: StoreSession, options: ListRunsOptions):
     `SELECT count(*)::DOUBLE AS total FROM runs WHERE ${where}`,
     countParams,
   );
-  const runs = raw.slice(0, options.limit).map((r) => fromStoredRow<RunRow>(RUN_COLUMNS, r));
+  const runs = raw.slice(0, options.limit);
   const last = runs[runs.length - 1];
   return {
     runs,
@@ -95,20 +95,20 @@ export async function listRuns(session: StoreSession, options: ListRunsOptions):
 export async function rowsOf(
   session: StoreSession,
   keys: readonly { run_id: string; started_at: number }[],
-): Promise<Record<string, unknown>[]> {
+): Promise<RunRow[]> {
   if (keys.length === 0) return [];
   const ids = keys.map((k) => k.run_id);
   const times = keys.map((k) => k.started_at);
-  const raw = await session.all<Record<string, unknown>>(
+  const rows = await readRows<RunRow>(
+    session,
+    RUN_COLUMNS,
     `SELECT ${RUN_SELECT} FROM runs
      WHERE started_at BETWEEN make_timestamptz($1::BIGINT) AND make_timestamptz($2::BIGINT)
        AND run_id IN (${ids.map((_, i) => `$${i + 3}::UUID`).join(", ")})`,
     [Math.min(...times), Math.max(...times), ...ids],
   );
   const order = new Map(ids.map((id, i) => [id, i]));
-  return raw.sort(
-    (a, b) => (order.get(a.run_id as string) ?? 0) - (order.get(b.run_id as string) ?? 0),
-  );
+  return rows.sort((a, b) => (order.get(a.run_id) ?? 0) - (order.get(b.run_id) ?? 0));
 }
 
 /** The start of the newest run, epoch microseconds (0 for no runs): from DuckDB's statistics. */

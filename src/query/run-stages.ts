@@ -1,6 +1,8 @@
 import type { RunRow, StageRow } from "../record/rows.js";
-import { fromStoredRow, STAGE_COLUMNS, selectList } from "../store/row-columns.js";
+import { readRows, STAGE_COLUMNS, selectList } from "../store/row-columns.js";
 import type { StoreSession } from "../store/store-session.js";
+
+const STAGE_SELECT = selectList(STAGE_COLUMNS);
 
 /** Stages of a remote run may start slightly before it by another host's clock. */
 const CLOCK_SKEW_US = 60_000_000;
@@ -24,13 +26,15 @@ export async function runStages(session: StoreSession, run: RunRow): Promise<Sta
     params.push(Math.max(run.finished_at, run.started_at) + STRAGGLER_US);
     bound = " AND started_at <= make_timestamptz($3::BIGINT)";
   }
-  const raw = await session.all<Record<string, unknown>>(
-    `SELECT ${selectList(STAGE_COLUMNS)} FROM stages
+  const stages = await readRows<StageRow>(
+    session,
+    STAGE_COLUMNS,
+    `SELECT ${STAGE_SELECT} FROM stages
      WHERE run_id = $1::UUID AND started_at >= make_timestamptz($2::BIGINT)${bound}`,
     params,
   );
   // Sorted here: DuckDB's sort of a run's few rows cost 0.4 ms of CPU, of 2.2 ms for the query.
-  return raw.map((r) => fromStoredRow<StageRow>(STAGE_COLUMNS, r)).sort(inRunOrder);
+  return stages.sort(inRunOrder);
 }
 
 /** By `seq`, then by start. */

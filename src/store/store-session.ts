@@ -62,6 +62,18 @@ export class StoreSession {
     return reader.getRowObjectsJS() as T[];
   }
 
+  /**
+   * Rows as arrays of DuckDB's values, in the order of the select list: for readers that know
+   * each column's type and convert it themselves (see `readRows`).
+   */
+  async values(sql: string, params?: SqlParams): Promise<DuckDBValue[][]> {
+    const text = asText(sql, params);
+    const reader = await (text === undefined
+      ? this.connection.runAndReadAll(sql, params)
+      : this.connection.runAndReadAll(text));
+    return reader.getRows();
+  }
+
   async one<T>(sql: string, params?: SqlParams): Promise<T | undefined> {
     return (await this.all<T>(sql, params))[0];
   }
