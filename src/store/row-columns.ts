@@ -128,7 +128,7 @@ export async function readRows<Row>(
 }
 
 /** One row's values, in the order of `cols`, as its row object. */
-export function rowObject<Row>(cols: readonly Column[], values: readonly DuckDBValue[]): Row {
+function rowObject<Row>(cols: readonly Column[], values: readonly DuckDBValue[]): Row {
   const row: Record<string, unknown> = {};
   for (let i = 0; i < cols.length; i++) {
     const column = cols[i] as Column;
