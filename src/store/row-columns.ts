@@ -105,8 +105,8 @@ export const STAGE_COLUMNS = columns<StageRow>({
 });
 
 /** The select list that reads whole rows of a table for {@link readRows}: the columns as stored. */
-export function selectList(cols: readonly Column[], table?: string): string {
-  return cols.map((c) => (table ? `${table}.${c.name}` : c.name)).join(", ");
+export function selectList(cols: readonly Column[]): string {
+  return cols.map((c) => c.name).join(", ");
 }
 
 /**

@@ -14,34 +14,36 @@ import { askForStore } from "./store-wanted.js";
  * one pair in four billion) would still wait for each other.
  */
 const SLOTS = 256;
-let memory: SharedArrayBuffer | undefined;
-let keys: Int32Array | undefined;
-let holders: Int32Array | undefined;
 
 interface Tables {
+  memory: SharedArrayBuffer;
   keys: Int32Array;
   holders: Int32Array;
 }
 
+let shared: Tables | undefined;
+
+function tablesIn(memory: SharedArrayBuffer): Tables {
+  return {
+    memory,
+    keys: new Int32Array(memory, 0, SLOTS),
+    holders: new Int32Array(memory, SLOTS * Int32Array.BYTES_PER_ELEMENT, SLOTS),
+  };
+}
+
 function tables(): Tables {
-  memory ??= new SharedArrayBuffer(2 * SLOTS * Int32Array.BYTES_PER_ELEMENT);
-  keys ??= new Int32Array(memory, 0, SLOTS);
-  holders ??= new Int32Array(memory, SLOTS * Int32Array.BYTES_PER_ELEMENT, SLOTS);
-  return { keys, holders };
+  shared ??= tablesIn(new SharedArrayBuffer(2 * SLOTS * Int32Array.BYTES_PER_ELEMENT));
+  return shared;
 }
 
 /** The shared memory to hand to a worker thread, so it takes the same locks. */
 export function storeLockMemory(): SharedArrayBuffer {
-  tables();
-  return memory as SharedArrayBuffer;
+  return tables().memory;
 }
 
 /** Called in a worker thread with the memory of the thread that started it. */
-export function adoptStoreLockMemory(shared: SharedArrayBuffer): void {
-  memory = shared;
-  keys = undefined;
-  holders = undefined;
-  tables();
+export function adoptStoreLockMemory(memory: SharedArrayBuffer): void {
+  shared = tablesIn(memory);
 }
 
 /** A path's key: its FNV-1a hash, never 0 (a free slot). */

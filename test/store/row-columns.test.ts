@@ -146,14 +146,17 @@ async function castRows(session: StoreSession, cols: readonly Column[], table: s
   return rows;
 }
 
+/** A store holding the full and the blank run and stage, open for `work`. */
+function withWrittenRows(work: (session: StoreSession) => Promise<void>): Promise<void> {
+  return withStore(tempStore(), async (session) => {
+    await writeRows(session, { runs: [fullRun, blank], stages: [fullStage, blankStageRow] });
+    await work(session);
+  });
+}
+
 describe("reading rows", () => {
   it("reads every column of a full row and of a blank one as written", async () => {
-    const db = tempStore();
-    await withStore(db, async (session) => {
-      await writeRows(session, {
-        runs: [fullRun, blank],
-        stages: [fullStage, blankStageRow],
-      });
+    await withWrittenRows(async (session) => {
       const runs = await readRows<RunRow>(
         session,
         RUN_COLUMNS,
@@ -163,7 +166,7 @@ describe("reading rows", () => {
       const stages = await readRows<StageRow>(
         session,
         STAGE_COLUMNS,
-        `SELECT ${selectList(STAGE_COLUMNS, "s")} FROM stages s WHERE s.run_id = $1::UUID`,
+        `SELECT ${selectList(STAGE_COLUMNS)} FROM stages WHERE run_id = $1::UUID`,
         [FULL_RUN_ID],
       );
       expect(stages).toEqual([fullStage]);
@@ -177,12 +180,7 @@ describe("reading rows", () => {
   });
 
   it("gives the same rows as reading with casts in SQL", async () => {
-    const db = tempStore();
-    await withStore(db, async (session) => {
-      await writeRows(session, {
-        runs: [fullRun, blank],
-        stages: [fullStage, blankStageRow],
-      });
+    await withWrittenRows(async (session) => {
       const sql = (cols: readonly Column[], table: string) =>
         `SELECT ${selectList(cols)} FROM ${table} ORDER BY started_at`;
       expect(await readRows(session, RUN_COLUMNS, sql(RUN_COLUMNS, "runs"))).toEqual(
