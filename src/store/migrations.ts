@@ -160,7 +160,8 @@ export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 
 async function hasTable(session: StoreSession, name: string): Promise<boolean> {
   const row = await session.one<{ n: number }>(
-    "SELECT count(*)::INTEGER AS n FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = $1",
+    `SELECT count(*)::INTEGER AS n FROM duckdb_tables()
+     WHERE database_name = current_database() AND schema_name = 'main' AND table_name = $1`,
     [name],
   );
   return (row?.n ?? 0) > 0;

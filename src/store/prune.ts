@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { SqlParams } from "../query/sql-params.js";
 import type { RunStatus } from "../record/run-status.js";
+import { attachOptions } from "./open-store.js";
 import { sqlIdentifier, sqlString } from "./sql-literal.js";
 import {
   artifactFolderOf,
@@ -169,7 +170,7 @@ export async function compactStore(
   rmSync(target, { force: true });
   await session.run("CHECKPOINT");
   const database = await session.one<{ name: string }>("SELECT current_database() AS name");
-  await session.run(`ATTACH ${sqlString(target)} AS runtrail_compact`);
+  await session.run(`ATTACH ${sqlString(target)} AS runtrail_compact ${attachOptions()}`);
   try {
     await session.run(
       `COPY FROM DATABASE ${sqlIdentifier(database?.name ?? "main")} TO runtrail_compact`,

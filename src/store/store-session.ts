@@ -16,6 +16,9 @@ function asText(sql: string, params: SqlParams | undefined): string | undefined 
   return Array.isArray(params) ? inlineParams(sql, params) : undefined;
 }
 
+/** The name the store file is attached under, in every session; its tables are the default. */
+export const STORE_ALIAS = "store";
+
 function forEachChunk(
   result: DuckDBMaterializedResult,
   visit: (chunk: DuckDBDataChunk) => void,
@@ -46,13 +49,18 @@ export class StoreSession {
     private readonly shared = false,
   ) {}
 
+  /** Makes a new connection's statements mean the store's tables, with times in UTC. */
+  static async prepareConnection(connection: DuckDBConnection): Promise<void> {
+    await connection.run(`USE ${STORE_ALIAS}; SET TimeZone = 'UTC'`);
+  }
+
   /**
    * Another connection to the same open store, for work that runs alongside this session's
    * (a server's readers next to its writer). Close it before this session.
    */
   async connect(): Promise<StoreSession> {
     const connection = await this.instance.connect();
-    await connection.run("SET TimeZone = 'UTC'");
+    await StoreSession.prepareConnection(connection);
     return new StoreSession(this.path, this.instance, connection, () => undefined, true);
   }
 
