@@ -6,7 +6,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import autocannon from "autocannon";
 import type { RunRow, StageRow } from "../dist/record/rows.js";
-import { withStore } from "../dist/store/open-store.js";
+import { ROW_GROUP_SIZE, withStore } from "../dist/store/open-store.js";
 import { spoolRows } from "../dist/store/spool.js";
 import { blankRun } from "../test/helpers/run-row.js";
 import {
@@ -876,7 +876,7 @@ export async function runServer(options: BenchOptions): Promise<ServerResult> {
           "Runs are appended in start order, so the newest runs are in the last row group(s) of the " +
             "table; the list's top-N scan reads little more than those (DuckDB skips older row groups " +
             "by their start-time zone maps), so its cost follows how full the newest row group is " +
-            "(up to 122,880 rows).",
+            `(up to ${ROW_GROUP_SIZE.toLocaleString("en-US")} rows, runtrail's row group size).`,
         ],
       },
     };

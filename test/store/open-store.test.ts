@@ -1,18 +1,8 @@
 import { DuckDBInstance } from "@duckdb/node-api";
 import { describe, expect, it } from "vitest";
 import { openStore, ROW_GROUP_SIZE, withStore } from "../../src/store/open-store.js";
-import type { StoreSession } from "../../src/store/store-session.js";
+import { rowGroupSizes } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
-
-/** Rows per row group of a table, in storage order, as DuckDB keeps them in the file. */
-async function rowGroupSizes(session: StoreSession, table: string): Promise<number[]> {
-  const rows = await session.all<{ rows: number }>(
-    `SELECT max(start + count)::DOUBLE - min(start)::DOUBLE AS rows
-     FROM pragma_storage_info('${table}') WHERE column_id = 0
-     GROUP BY row_group_id ORDER BY row_group_id`,
-  );
-  return rows.map((r) => r.rows);
-}
 
 describe("openStore", () => {
   it("writes row groups of ROW_GROUP_SIZE rows, in every session that writes", async () => {
