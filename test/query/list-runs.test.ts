@@ -1,8 +1,9 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { listRuns } from "../../src/query/list-runs.js";
+import { listRuns, pageRows } from "../../src/query/list-runs.js";
 import type { RunFilter } from "../../src/query/run-filter.js";
 import { withStore } from "../../src/store/open-store.js";
 import { finish, recorder, recordRun, sharedStore } from "../cli/_fixtures.js";
+import { tempStore } from "../helpers/temp-dir.js";
 
 const HOUR = 3_600_000;
 let db: string;
@@ -71,5 +72,41 @@ describe("listRuns", () => {
     const page = await withStore(db, (s) => listRuns(s, { limit: 2, statuses: ["failed"] }));
     expect(page.total).toBe(4);
     expect(page.runs).toHaveLength(2);
+  });
+
+  it("gives a page exactly its keys when runs change between finding the keys and reading them", async () => {
+    const store = tempStore();
+    const t = recorder(store);
+    const now = Date.now();
+    for (let i = 0; i < 4; i++) {
+      recordRun(t, { pipeline: "p", start: now - i * 1000, ms: 10, error: new Error(`e${i}`) });
+    }
+    await finish(t);
+    await withStore(store, async (s) => {
+      const where = "status = $1";
+      const keys = await s.all<{ run_id: string; started_at: number }>(
+        `SELECT run_id::VARCHAR AS run_id, epoch_us(started_at)::DOUBLE AS started_at FROM runs
+         WHERE ${where} ORDER BY started_at DESC, run_id DESC LIMIT 3`,
+        ["failed"],
+      );
+      expect(keys).toHaveLength(3);
+      const [newest, middle, oldest] = keys as [
+        (typeof keys)[0],
+        (typeof keys)[0],
+        (typeof keys)[0],
+      ];
+      // The middle key leaves the filter, and a run written since starts between the newest
+      // and the middle one: it would take a place in the same query for whole rows.
+      await s.run("UPDATE runs SET status = 'completed' WHERE run_id = $1::UUID", [middle.run_id]);
+      await s.run(
+        `INSERT INTO runs SELECT * REPLACE (uuid() AS run_id,
+           make_timestamptz($2::BIGINT) AS started_at) FROM runs WHERE run_id = $1::UUID`,
+        [newest.run_id, (newest.started_at + middle.started_at) / 2],
+      );
+      const rows = await pageRows(s, where, ["failed", 3], "$2", keys);
+      expect(rows.map((r) => r.run_id)).toEqual([newest.run_id, middle.run_id, oldest.run_id]);
+      expect(rows.map((r) => r.status)).toEqual(["failed", "completed", "failed"]);
+      expect(await pageRows(s, where, ["failed", 3], "$2", [])).toEqual([]);
+    });
   });
 });
