@@ -39,7 +39,11 @@ describe("the web pages' frame", () => {
   });
 
   it("answers a page that took too long with a page that says so, as the API answers 504", async () => {
-    const { app } = await serve(tempStore(), { requestTimeoutMs: 0 });
+    const { app, store } = await serve(tempStore(), { requestTimeoutMs: 0 });
+    // Every reading connection busy, so that no answer can come before the timeout does.
+    const busy = Array.from({ length: 3 }, () =>
+      store.read((s) => s.run("SELECT sum(range) FROM range(100000000)")),
+    );
     const page = await app.request("/trends");
     expect(page.status).toBe(504);
     expect(page.headers.get("content-type")).toMatch(/^text\/html/);
@@ -47,6 +51,7 @@ describe("the web pages' frame", () => {
     const api = await app.request("/api/stats");
     expect(api.status).toBe(504);
     expect(await api.json()).toMatchObject({ error: "timeout" });
+    await Promise.all(busy);
   });
 
   it("asks for a token on the login page and keeps it in a cookie the pages and API take", async () => {
