@@ -38,6 +38,9 @@ export interface ServedStoreOptions {
 /** Answers kept at most: a page of 100 runs takes about 200 KiB of heap. */
 const READ_CACHE_ENTRIES = 256;
 
+/** Reading connections of a served store, unless told otherwise (see `readers`). */
+export const DEFAULT_READERS = 3;
+
 /** How long closing waits for reads under way. */
 const CLOSE_WAIT_MS = 10_000;
 
@@ -85,7 +88,7 @@ export class ServedStore {
       threads: 1,
     });
     try {
-      for (let i = 0; i < (options.readers ?? 3); i++) {
+      for (let i = 0; i < (options.readers ?? DEFAULT_READERS); i++) {
         store.readers.push(await store.writer.connect());
       }
       // Built before anything is written in, and told of every run written after.

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { SqlParams } from "../query/sql-params.js";
 import type { RunStatus } from "../record/run-status.js";
 import { attachOptions } from "./open-store.js";
-import { sqlIdentifier, sqlString } from "./sql-literal.js";
+import { sqlString } from "./sql-literal.js";
 import {
   artifactFolderOf,
   checkpointFolderOf,
@@ -12,7 +12,7 @@ import {
   snapshotExists,
   snapshotFolderOf,
 } from "./store-files.js";
-import type { StoreSession } from "./store-session.js";
+import { STORE_ALIAS, type StoreSession } from "./store-session.js";
 
 export interface PruneOptions {
   /** Runs that started before this time (epoch microseconds) go. */
@@ -169,12 +169,9 @@ export async function compactStore(
   const target = `${path}.compact-${process.pid}`;
   rmSync(target, { force: true });
   await session.run("CHECKPOINT");
-  const database = await session.one<{ name: string }>("SELECT current_database() AS name");
   await session.run(`ATTACH ${sqlString(target)} AS runtrail_compact ${attachOptions()}`);
   try {
-    await session.run(
-      `COPY FROM DATABASE ${sqlIdentifier(database?.name ?? "main")} TO runtrail_compact`,
-    );
+    await session.run(`COPY FROM DATABASE ${STORE_ALIAS} TO runtrail_compact`);
   } finally {
     await session.run("DETACH runtrail_compact");
   }

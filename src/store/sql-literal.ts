@@ -5,11 +5,6 @@ export function sqlString(value: string): string {
   return `'${value.replaceAll("'", "''")}'`;
 }
 
-/** A quoted SQL identifier. */
-export function sqlIdentifier(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
 /**
  * The SQL text of a statement with its positional parameters (`$1`, `$2`, ...) written in as
  * typed literals, or undefined when one of them cannot be (the statement is then prepared and

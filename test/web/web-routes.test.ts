@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { DEFAULT_READERS } from "../../src/server/served-store.js";
 import { TokenSet } from "../../src/server/tokens.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import { servedPerTest } from "../server/_fixtures.js";
@@ -41,7 +42,7 @@ describe("the web pages' frame", () => {
   it("answers a page that took too long with a page that says so, as the API answers 504", async () => {
     const { app, store } = await serve(tempStore(), { requestTimeoutMs: 0 });
     // Every reading connection busy, so that no answer can come before the timeout does.
-    const busy = Array.from({ length: 3 }, () =>
+    const busy = Array.from({ length: DEFAULT_READERS }, () =>
       store.read((s) => s.run("SELECT sum(range) FROM range(100000000)")),
     );
     const page = await app.request("/trends");
