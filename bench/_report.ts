@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
@@ -216,4 +216,21 @@ export function hex(random: () => number, count: number): string {
       .padStart(8, "0");
   }
   return out.slice(0, count);
+}
+
+/**
+ * User and system clock ticks (100 a second on Linux) of a process, all its threads, or of one
+ * of its threads; undefined where /proc cannot tell.
+ */
+export function processTicks(pid: number, thread?: number): number | undefined {
+  try {
+    const path = thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`;
+    const stat = readFileSync(path, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime are fields 14 and 15 of /proc/PID/stat: 11 and 12 after the name.
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks : undefined;
+  } catch {
+    return undefined;
+  }
 }

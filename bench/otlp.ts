@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -14,6 +15,7 @@ import {
   hex,
   median,
   num,
+  processTicks,
   ratio,
   rng,
   scratchDir,
@@ -210,13 +212,27 @@ async function storeCounts(
   });
 }
 
+/**
+ * CPU time per span, in seconds: the server's event loop (its main thread), the server's other
+ * threads (DuckDB's work on libuv's pool, V8's garbage collection helpers), and this process,
+ * which sends the bodies. Undefined where /proc cannot tell.
+ */
+interface CpuPerSpan {
+  eventLoop: number | undefined;
+  otherThreads: number | undefined;
+  client: number;
+}
+
 /** Every body sent, `CONCURRENCY` at a time, each retried after a 429 as exporters do. */
 async function throughput(
   server: ServerProcess,
   set: Bodies,
-): Promise<{ rate: number; retries: number }> {
+): Promise<{ rate: number; retries: number; cpu: CpuPerSpan }> {
   let next = 0;
   let retries = 0;
+  const process0 = processTicks(server.pid);
+  const main0 = processTicks(server.pid, server.pid);
+  const client0 = process.cpuUsage();
   const began = performance.now();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
@@ -236,7 +252,21 @@ async function throughput(
       }
     }),
   );
-  return { rate: set.spans / ((performance.now() - began) / 1000), retries };
+  const rate = set.spans / ((performance.now() - began) / 1000);
+  const client = process.cpuUsage(client0);
+  const process1 = processTicks(server.pid);
+  const main1 = processTicks(server.pid, server.pid);
+  // Clock ticks are 100 a second (USER_HZ).
+  const perSpan = (from: number | undefined, to: number | undefined) =>
+    from === undefined || to === undefined ? undefined : (to - from) / 100 / set.spans;
+  const eventLoop = perSpan(main0, main1);
+  const all = perSpan(process0, process1);
+  const cpu = {
+    eventLoop,
+    otherThreads: all === undefined || eventLoop === undefined ? undefined : all - eventLoop,
+    client: (client.user + client.system) / 1e6 / set.spans,
+  };
+  return { rate, retries, cpu };
 }
 
 /** Resident memory of a process, from /proc, in bytes. */
@@ -330,6 +360,27 @@ async function overload(
   };
 }
 
+/** Seconds as microseconds, or "?" where they were not measured. */
+function micros(value: number | undefined): string {
+  return value === undefined ? "?" : `${(value * 1e6).toFixed(2)} µs`;
+}
+
+/**
+ * What the share goal asks of the CPU: spans at SHARE_GOAL of the decode-only rate leave this
+ * machine's cores so much CPU time per span, for the server and the sender together.
+ */
+function budgetNote(protobuf: { decode: number; cpu: CpuPerSpan } | undefined): string {
+  if (protobuf === undefined) return "";
+  const cores = availableParallelism();
+  const goalRate = SHARE_GOAL * protobuf.decode;
+  const { eventLoop, otherThreads, client } = protobuf.cpu;
+  const used =
+    eventLoop === undefined || otherThreads === undefined
+      ? undefined
+      : eventLoop + otherThreads + client;
+  return `CPU budget of the share goal (protobuf): ${ratio(SHARE_GOAL)} of decode-only is ${num(goalRate)} spans/s, which leaves the ${cores} cores of this machine ${micros(cores / goalRate)} of CPU per span for the server and the sender together; decoding alone takes ${micros(1 / protobuf.decode)} of it. This run used ${micros(used)} per span: ${micros(eventLoop)} on the server's event loop (decoding, recording, HTTP, DuckDB calls), ${micros(otherThreads)} on its other threads (DuckDB's work, garbage collection helpers) and ${micros(client)} in the sender.`;
+}
+
 /** POST /v1/traces end to end, against decoding the same bodies, and under overload. */
 export async function runOtlp(options: BenchOptions): Promise<BenchResult> {
   const count = options.quick ? 40 : 400;
@@ -343,9 +394,10 @@ export async function runOtlp(options: BenchOptions): Promise<BenchResult> {
       "share of decode",
       "429 retries",
       "runs stored",
+      "CPU per span: server event loop / other threads / sender",
     ],
   ];
-  const rates: Partial<Record<Format, { e2e: number; decode: number }>> = {};
+  const rates: Partial<Record<Format, { e2e: number; decode: number; cpu: CpuPerSpan }>> = {};
   try {
     for (const format of ["protobuf", "json"] as const) {
       options.log(`otlp: building ${count} ${format} bodies of ${SPANS_PER_BODY} spans`);
@@ -354,7 +406,7 @@ export async function runOtlp(options: BenchOptions): Promise<BenchResult> {
       options.log(`otlp: ${format} decodes at ${num(decode)} spans/s; sending it to a server`);
       const db = join(scratch.dir, `${format}.duckdb`);
       const server = await startServer(db);
-      let result: { rate: number; retries: number };
+      let result: Awaited<ReturnType<typeof throughput>>;
       try {
         result = await throughput(server, set);
       } finally {
@@ -372,8 +424,9 @@ export async function runOtlp(options: BenchOptions): Promise<BenchResult> {
         ratio(result.rate / decode),
         num(result.retries),
         `${num(stored.runs)} (${num(stored.completed)} completed)`,
+        [result.cpu.eventLoop, result.cpu.otherThreads, result.cpu.client].map(micros).join(" / "),
       ]);
-      rates[format] = { e2e: result.rate, decode };
+      rates[format] = { e2e: result.rate, decode, cpu: result.cpu };
       options.log(`otlp: ${format} end to end ${num(result.rate)} spans/s`);
     }
 
@@ -456,6 +509,7 @@ export async function runOtlp(options: BenchOptions): Promise<BenchResult> {
           },
         ],
         notes: [
+          budgetNote(rates.protobuf),
           `The receiver holds at most 100,000 spans accepted and not yet written (then 429), 200,000 spans of recent traces kept to rebuild their runs, bodies of at most 16 MiB (32 MiB inflated), and writes at most 25,000 spans at a time. The server's RSS under overload is in the table; how it splits between V8's heap (spans, decoding garbage) and DuckDB's buffers is not measured yet.`,
         ],
       },

@@ -18,6 +18,7 @@ import {
   ms,
   num,
   percentile,
+  processTicks,
   rng,
   scratchDir,
   seconds,
@@ -74,19 +75,6 @@ function machineTicks(): number | undefined {
       0,
     );
     return Number.isFinite(total) ? total : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** User and system clock ticks of one process, all its threads. */
-function processTicks(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime and stime are fields 14 and 15 of /proc/PID/stat: 11 and 12 after the name.
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? ticks : undefined;
   } catch {
     return undefined;
   }
