@@ -369,8 +369,7 @@ function micros(value: number | undefined): string {
  * What the share goal asks of the CPU: spans at SHARE_GOAL of the decode-only rate leave this
  * machine's cores so much CPU time per span, for the server and the sender together.
  */
-function budgetNote(protobuf: { decode: number; cpu: CpuPerSpan } | undefined): string {
-  if (protobuf === undefined) return "";
+function budgetNote(protobuf: { decode: number; cpu: CpuPerSpan }): string {
   const cores = availableParallelism();
   const goalRate = SHARE_GOAL * protobuf.decode;
   const { eventLoop, otherThreads, client } = protobuf.cpu;
@@ -431,7 +430,9 @@ export async function runOtlp(options: BenchOptions): Promise<BenchResult> {
     }
 
     const seconds = options.quick ? 2 : 3;
-    const sustained = rates.protobuf?.e2e ?? SPANS_GOAL;
+    const protobuf = rates.protobuf;
+    check(protobuf !== undefined, "the protobuf run gave no figures");
+    const sustained = protobuf.e2e;
     const requestsPerSecond = (10 * sustained) / SPANS_PER_BODY;
     const overloadBodies = Math.ceil(requestsPerSecond * seconds);
     options.log(
@@ -451,8 +452,8 @@ export async function runOtlp(options: BenchOptions): Promise<BenchResult> {
     const offeredRate = (load.offered * SPANS_PER_BODY) / load.seconds;
     const acceptedRate = load.acceptedSpans / load.answered;
 
-    const e2e = rates.protobuf?.e2e ?? 0;
-    const share = e2e / (rates.protobuf?.decode ?? 1);
+    const e2e = protobuf.e2e;
+    const share = e2e / protobuf.decode;
     return {
       name: "otlp",
       section: {
@@ -509,7 +510,7 @@ export async function runOtlp(options: BenchOptions): Promise<BenchResult> {
           },
         ],
         notes: [
-          budgetNote(rates.protobuf),
+          budgetNote(protobuf),
           `The receiver holds at most 100,000 spans accepted and not yet written (then 429), 200,000 spans of recent traces kept to rebuild their runs, bodies of at most 16 MiB (32 MiB inflated), and writes at most 25,000 spans at a time. The server's RSS under overload is in the table; how it splits between V8's heap (spans, decoding garbage) and DuckDB's buffers is not measured yet.`,
         ],
       },

@@ -126,9 +126,17 @@ export async function pageRows(
        AND (started_at > make_timestamptz(${from}::BIGINT) OR run_id IN (${atLow}))`,
     params.values,
   );
-  const byId = new Map(found.map((row) => [row.run_id, row]));
-  const missing = keys.filter((k) => !byId.has(k.run_id));
-  for (const row of await rowsOf(session, missing)) byId.set(row.run_id, row);
+  const have = new Set(found.map((row) => row.run_id));
+  const missing = await rowsOf(
+    session,
+    keys.filter((k) => !have.has(k.run_id)),
+  );
+  return inKeyOrder(keys, [...found, ...missing]);
+}
+
+/** Rows in the order of their keys; a key without a row is left out. */
+function inKeyOrder(keys: readonly { run_id: string }[], rows: readonly RunRow[]): RunRow[] {
+  const byId = new Map(rows.map((row) => [row.run_id, row]));
   return keys.flatMap((k) => byId.get(k.run_id) ?? []);
 }
 
@@ -151,8 +159,7 @@ export async function rowsOf(
        AND run_id IN (${ids.map((_, i) => `$${i + 3}::UUID`).join(", ")})`,
     [Math.min(...times), Math.max(...times), ...ids],
   );
-  const order = new Map(ids.map((id, i) => [id, i]));
-  return rows.sort((a, b) => (order.get(a.run_id) ?? 0) - (order.get(b.run_id) ?? 0));
+  return inKeyOrder(keys, rows);
 }
 
 /** The start of the newest run, epoch microseconds (0 for no runs): from DuckDB's statistics. */
