@@ -187,6 +187,8 @@ export interface PbExportRequest {
 /** gRPC status codes used in `google.rpc.Status` bodies. */
 export const RpcCode = {
   invalidArgument: 3,
+  permissionDenied: 7,
+  unauthenticated: 16,
   resourceExhausted: 8,
   unavailable: 14,
 } as const;

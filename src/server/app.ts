@@ -19,7 +19,7 @@ import { cookieToken, errorPage, isPublicWebPath, wantsHtml } from "../web/page.
 import { registerWebRoutes } from "../web/web-routes.js";
 import { ApiError } from "./api-error.js";
 import { registerArtifactRoutes } from "./artifact-routes.js";
-import { DEFAULT_OTLP_BODY_BYTES, registerOtlpRoute } from "./otlp-route.js";
+import { DEFAULT_OTLP_BODY_BYTES, otlpAuthError, registerOtlpRoute } from "./otlp-route.js";
 import {
   decodeCursor,
   durationMs,
@@ -256,6 +256,13 @@ export function createApp(options: AppOptions) {
   };
 
   app.onError((error, c) => {
+    if (
+      error instanceof ApiError &&
+      (error.status === 401 || error.status === 403) &&
+      c.req.path === OTLP_PATH
+    ) {
+      return otlpAuthError(c.req.header("content-type"), error.status, error.detail);
+    }
     if (error instanceof ApiError) {
       if (error.status === 503) c.header("Retry-After", "1");
       if (!wantsHtml(c)) return c.json(errorBody(error), error.status);
@@ -620,11 +627,12 @@ export function createApp(options: AppOptions) {
     async (c) => {
       const grant = need(c, "admin");
       const query = c.req.valid("query");
-      const olderThan = durationMs("older_than", query.older_than);
+      // As `runtrail prune --older-than`: a unit is required, so a bare number is refused.
+      const olderThan = durationMs("older_than", query.older_than, { unit: "required" });
       const statuses = statusesOf(query.status);
       const dryRun = query.dry_run === "true";
       const s = store();
-      const result = await s.write((session) =>
+      const { runs, stages, artifactFolders, snapshots } = await s.write((session) =>
         pruneRuns(session, {
           before: (Date.now() - olderThan) * 1000,
           dryRun,
@@ -632,8 +640,17 @@ export function createApp(options: AppOptions) {
           ...(grant.tenant !== null ? { tenant: grant.tenant } : {}),
         }),
       );
-      if (!dryRun && result.runs > 0) options.changes?.notify();
-      return c.json({ ...result, dry_run: dryRun }, 200);
+      if (!dryRun && runs > 0) options.changes?.notify();
+      return c.json(
+        {
+          runs,
+          stages,
+          artifact_folders: artifactFolders ?? 0,
+          snapshots: snapshots ?? 0,
+          dry_run: dryRun,
+        },
+        200,
+      );
     },
   );
 
@@ -660,7 +677,15 @@ export function createApp(options: AppOptions) {
   });
 
   app.get("/metrics", async (c) => {
-    need(c, "metrics");
+    const grant = need(c, "metrics");
+    // Its figures and exemplars are every tenant's: a tenant's token would see the others'.
+    if (grant.tenant !== null) {
+      throw new ApiError(
+        403,
+        "forbidden",
+        "the metrics cover every tenant: read them with a token for all tenants (*)",
+      );
+    }
     const metrics = options.metrics;
     if (metrics === undefined) throw new ApiError(404, "not_found", "metrics are off");
     const s = store();

@@ -45,12 +45,12 @@ function formatOf(contentType: string | undefined): Format | undefined {
 /** An OTLP error response: `google.rpc.Status` in the request's format. */
 function statusResponse(
   format: Format,
-  status: 400 | 413 | 415 | 429 | 503,
+  status: 400 | 401 | 403 | 413 | 415 | 429 | 503,
   code: number,
   message: string,
   retryAfter?: number,
+  headers: Record<string, string> = {},
 ): Response {
-  const headers: Record<string, string> = {};
   if (retryAfter !== undefined) headers["Retry-After"] = String(retryAfter);
   if (format === "protobuf") {
     headers["Content-Type"] = PROTOBUF;
@@ -59,6 +59,24 @@ function statusResponse(
   }
   headers["Content-Type"] = JSON_TYPE;
   return new Response(JSON.stringify({ code, message }), { status, headers });
+}
+
+/**
+ * A request to the OTLP endpoint without a token (401) or whose token may not ingest (403),
+ * answered as OTLP clients read errors: `google.rpc.Status`, in the request's format.
+ */
+export function otlpAuthError(
+  contentType: string | undefined,
+  status: 401 | 403,
+  message: string,
+): Response {
+  const format = formatOf(contentType) ?? "json";
+  if (status === 401) {
+    return statusResponse(format, 401, RpcCode.unauthenticated, message, undefined, {
+      "WWW-Authenticate": 'Bearer realm="runtrail"',
+    });
+  }
+  return statusResponse(format, 403, RpcCode.permissionDenied, message);
 }
 
 function successResponse(format: Format, rejected: number, errorMessage: string | undefined) {

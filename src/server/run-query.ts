@@ -23,11 +23,18 @@ function micros(name: string, text: string | undefined): number | undefined {
   }
 }
 
-/** Milliseconds of a duration parameter: seconds, or a duration such as `90s` or `5m`. */
-export function durationMs(name: string, text: string): number {
-  if (/^\d+(\.\d+)?$/.test(text.trim())) return Number(text) * 1000;
+/**
+ * Milliseconds of a duration parameter: a duration such as `90s` or `5m`, or a number of
+ * seconds unless `unit` is required.
+ */
+export function durationMs(
+  name: string,
+  text: string,
+  { unit }: { unit: "required" | "seconds" } = { unit: "seconds" },
+): number {
+  const seconds = unit === "seconds" && /^\d+(\.\d+)?$/.test(text.trim());
   try {
-    return parseDuration(text);
+    return parseDuration(seconds ? `${text.trim()}s` : text);
   } catch (error) {
     throw new ApiError(400, "invalid_parameter", `${name}: ${(error as Error).message}`);
   }

@@ -65,13 +65,16 @@ export const StatsQuery = RunFilterQuery.extend({
     .openapi({ description: "a running run older than this is stuck (default 1h)" }),
 });
 
-export const DeleteRunsQuery = z.object({
-  older_than: z
-    .string()
-    .openapi({ description: "delete finished runs started longer ago than this: 30d, 12h" }),
-  status: z.union([statusList, z.array(statusList)]).optional(),
-  dry_run: z.enum(["true", "false"]).optional(),
-});
+export const DeleteRunsQuery = z
+  .object({
+    older_than: z
+      .string()
+      .openapi({ description: "delete finished runs started longer ago than this: 30d, 12h" }),
+    status: z.union([statusList, z.array(statusList)]).optional(),
+    dry_run: z.enum(["true", "false"]).optional(),
+  })
+  // A parameter it does not know (`tenant`, a misspelt `status`) would delete more than meant.
+  .strict();
 
 export const PipelineRunsQuery = z.object({
   limit: z.string().regex(/^\d+$/, "a whole number from 1 to 1000").optional(),
@@ -245,7 +248,17 @@ export const PipelineRunsSchema = z
   .openapi("PipelineRuns");
 
 export const DeleteResultSchema = z
-  .object({ runs: z.number(), stages: z.number(), dry_run: z.boolean() })
+  .object({
+    runs: z.number(),
+    stages: z.number(),
+    artifact_folders: z
+      .number()
+      .openapi({ description: "artifact folders removed with their runs (none on a dry run)" }),
+    snapshots: z
+      .number()
+      .openapi({ description: "snapshot files no remaining run refers to, removed" }),
+    dry_run: z.boolean(),
+  })
   .openapi("DeleteResult");
 
 export const HealthSchema = z.object({ status: z.string(), detail: z.string().optional() });

@@ -11,21 +11,37 @@ export class InvalidTimeError extends Error {
   override readonly name = "InvalidTimeError";
 }
 
-/** Milliseconds of a duration such as `90s`, `15m`, `24h`, `30d`, `2w` or `1h30m`. */
-export function parseDuration(text: string): number {
-  const trimmed = text.trim();
+/** The longest duration taken: 1,000 years. Longer ones are a typo, and overflow the store's times. */
+const MAX_DURATION_MS = 1000 * 365.25 * 86_400_000;
+/** Points in time are taken from year 1 to year 9999, the range of the store's timestamps. */
+const FIRST_MS = -62_135_596_800_000;
+const LAST_MS = 253_402_300_799_999;
+
+/** Milliseconds of a duration such as `90s` or `1h30m`, or undefined when the text is not one. */
+function durationTotal(text: string): number | undefined {
   const pattern = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/gy;
   let total = 0;
   let matched = 0;
-  for (const match of trimmed.matchAll(pattern)) {
+  for (const match of text.matchAll(pattern)) {
     total += Number(match[1]) * (UNITS[match[2] as string] ?? 0);
     matched += match[0].length;
   }
-  if (trimmed.length === 0 || matched !== trimmed.length) {
+  return text.length === 0 || matched !== text.length ? undefined : total;
+}
+
+function tooLong(text: string): InvalidTimeError {
+  return new InvalidTimeError(`"${text}" is longer than 1,000 years`);
+}
+
+/** Milliseconds of a duration such as `90s`, `15m`, `24h`, `30d`, `2w` or `1h30m`. */
+export function parseDuration(text: string): number {
+  const total = durationTotal(text.trim());
+  if (total === undefined) {
     throw new InvalidTimeError(
       `"${text}" is not a duration: use a number and a unit, such as 90s, 15m, 24h, 30d or 2w`,
     );
   }
+  if (!(total <= MAX_DURATION_MS)) throw tooLong(text);
   return total;
 }
 
@@ -35,20 +51,40 @@ export function parseDuration(text: string): number {
  */
 export function parseTimePoint(text: string, nowMs: number = Date.now()): number {
   const trimmed = text.trim();
-  if (/^\d{4}-\d{2}-\d{2}/.test(trimmed)) {
+  const date = /^(\d{4})-(\d{2})-(\d{2})/.exec(trimmed);
+  if (date !== null) {
     // Times are shown in UTC, so a time given without an offset is UTC too.
     const hasOffset = /(Z|[+-]\d{2}:?\d{2})$/i.test(trimmed);
     const ms = Date.parse(trimmed.includes("T") && !hasOffset ? `${trimmed}Z` : trimmed);
-    if (Number.isNaN(ms)) throw new InvalidTimeError(`"${text}" is not a valid date`);
-    return ms * 1000;
+    // Date.parse rolls an impossible day over (2026-02-30 becomes March 2nd): refused instead.
+    const [year, month, day] = date.slice(1).map(Number) as [number, number, number];
+    if (Number.isNaN(ms) || day < 1 || day > daysIn(year, month)) {
+      throw new InvalidTimeError(`"${text}" is not a valid date`);
+    }
+    return inRange(ms, text) * 1000;
   }
-  try {
-    return (nowMs - parseDuration(trimmed)) * 1000;
-  } catch {
+  const total = durationTotal(trimmed);
+  if (total === undefined) {
     throw new InvalidTimeError(
       `"${text}" is neither a duration ago (such as 24h or 7d) nor an ISO date (such as 2026-11-01)`,
     );
   }
+  if (!(total <= MAX_DURATION_MS)) throw tooLong(text);
+  return inRange(nowMs - total, text) * 1000;
+}
+
+/** Days in a month (1 to 12) of a year; 0 for a month that does not exist. */
+function daysIn(year: number, month: number): number {
+  if (month < 1 || month > 12) return 0;
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return [4, 6, 9, 11].includes(month) ? 30 : 31;
+}
+
+function inRange(ms: number, text: string): number {
+  if (ms < FIRST_MS || ms > LAST_MS) {
+    throw new InvalidTimeError(`"${text}" is outside the years 1 to 9999`);
+  }
+  return ms;
 }
 
 /** A short human duration: `850ms`, `12.45s`, `3m 20s`, `2h 5m`. */

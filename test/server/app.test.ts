@@ -115,6 +115,12 @@ describe("GET /api/runs", () => {
       "limit=1001",
       "limit=ten",
       "cursor=not-a-cursor",
+      // Past the store's times: refused, not a failed query.
+      "since=200000000d",
+      "until=999999999999w",
+      "min_duration=100000000000000000000000",
+      "min_duration=100000000000000000000000w",
+      "since=2026-02-30",
     ]) {
       const { status, body } = await get(`/api/runs?${query}`);
       expect(status, query).toBe(400);
@@ -333,6 +339,38 @@ describe("health, OpenAPI and unknown paths", () => {
     expect(paths["/api/runs"]?.delete).toBeDefined();
   });
 
+  it("answers 400, not a failed query, for times past the store's in stats and deletes", async () => {
+    for (const [path, method] of [
+      ["/api/stats?since=99999999999999w", "GET"],
+      ["/api/stats?stuck_after=99999999999999w", "GET"],
+      ["/api/runs?older_than=99999999999999w&dry_run=true", "DELETE"],
+    ] as const) {
+      const { status, body } = await get(path, { method });
+      expect(status, path).toBe(400);
+      expect(body.error, path).toBe("invalid_parameter");
+    }
+  });
+
+  it("deletes as runtrail prune does: a unit required, no parameter it does not know", async () => {
+    const bare = await get("/api/runs?older_than=0&dry_run=true", { method: "DELETE" });
+    expect(bare).toMatchObject({ status: 400, body: { error: "invalid_parameter" } });
+    expect(bare.body.detail).toMatch(/older_than/);
+    const unknown = await get("/api/runs?older_than=1s&tenant=acme&dry_run=true", {
+      method: "DELETE",
+    });
+    expect(unknown).toMatchObject({ status: 400, body: { error: "invalid_parameter" } });
+    expect(unknown.body.detail).toMatch(/tenant/);
+    const dry = await get("/api/runs?older_than=1000w&dry_run=true", { method: "DELETE" });
+    expect(dry.status).toBe(200);
+    expect(dry.body).toEqual({
+      runs: 0,
+      stages: 0,
+      artifact_folders: 0,
+      snapshots: 0,
+      dry_run: true,
+    });
+  });
+
   it("answers unknown paths and oversized bodies with JSON errors", async () => {
     const missing = await get("/api/nothing");
     expect(missing).toMatchObject({ status: 404, body: { error: "not_found" } });
@@ -355,7 +393,7 @@ describe("tokens and tenants", () => {
     tenantRuns = await recordKnownRuns(db);
     tenantApp = await serveInProcess(db, {
       tokens: TokenSet.fromText(
-        "acme-read:acme:read, all-read:*:read+metrics, acme-admin:acme:admin, ingest-only:*:ingest",
+        "acme-read:acme:read, all-read:*:read+metrics, acme-admin:acme:admin, ingest-only:*:ingest, acme-metrics:acme:read+metrics",
       ),
     });
   });
@@ -377,6 +415,14 @@ describe("tokens and tenants", () => {
     expect((await as("ingest-only", "/api/runs")).status).toBe(403);
     expect((await as("acme-read", "/api/runs?older_than=1d", "DELETE")).status).toBe(403);
     expect((await as(undefined, "/healthz")).status).toBe(200);
+  });
+
+  it("keeps /metrics, which covers every tenant, from a tenant's token", async () => {
+    const tenant = await as("acme-metrics", "/metrics");
+    expect(tenant).toMatchObject({ status: 403, body: { error: "forbidden" } });
+    expect(tenant.body.detail).toMatch(/every tenant/);
+    // A token for all tenants gets past the check (this app serves no metrics: 404).
+    expect((await as("all-read", "/metrics")).status).toBe(404);
   });
 
   it("shows a tenant's token only its tenant's runs, in every endpoint", async () => {

@@ -316,8 +316,14 @@ describe("POST /v1/traces with tokens", () => {
   it("needs the ingest scope", async () => {
     const s = await served(tempStore(), { tokens: tokens() });
     const r = pythonRun();
-    expect((await sendJson(s, [r.root])).status).toBe(401);
-    expect((await sendJson(s, [r.root], auth("reader"))).status).toBe(403);
+    // As OTLP clients read errors: a google.rpc.Status in the request's format.
+    const none = await sendJson(s, [r.root]);
+    expect(none.status).toBe(401);
+    expect(none.contentType).toBe("application/json");
+    expect(none.json()).toMatchObject({ code: 16, message: expect.stringMatching(/token/) });
+    const reader = await sendJson(s, [r.root], auth("reader"));
+    expect(reader.status).toBe(403);
+    expect(reader.json()).toMatchObject({ code: 7, message: expect.stringMatching(/ingest/) });
     expect((await sendJson(s, [r.root], auth("all-in"))).status).toBe(200);
   });
 

@@ -34,6 +34,25 @@ describe("durations and points in time", () => {
     expect(() => parseTimePoint("2026-13-45", now)).toThrow(InvalidTimeError);
   });
 
+  it("refuses days a month does not have, rather than rolling them over", () => {
+    for (const text of ["2026-02-30", "2026-04-31", "2025-02-29", "2100-02-29", "2026-00-10"]) {
+      expect(() => parseTimePoint(text), text).toThrow(/not a valid date/);
+    }
+    expect(parseTimePoint("2024-02-29")).toBe(Date.UTC(2024, 1, 29) * 1000);
+    expect(parseTimePoint("2000-02-29T10:00:00Z")).toBe(Date.UTC(2000, 1, 29, 10) * 1000);
+  });
+
+  it("refuses durations over 1,000 years and times outside the years 1 to 9999", () => {
+    expect(() => parseDuration("1001y")).toThrow(InvalidTimeError);
+    expect(() => parseDuration("52200w")).toThrow(/longer than 1,000 years/);
+    expect(parseDuration("52000w")).toBe(52_000 * 604_800_000);
+    const now = Date.UTC(2026, 10, 23);
+    expect(() => parseTimePoint("200000000d", now)).toThrow(/longer than 1,000 years/);
+    expect(() => parseTimePoint("99999999999999w", now)).toThrow(InvalidTimeError);
+    expect(() => parseTimePoint("+275760-09-13T00:00:00Z", now)).toThrow(InvalidTimeError);
+    expect(parseTimePoint("0001-01-01T00:00:00Z", now)).toBe(-62_135_596_800_000_000);
+  });
+
   it("formats durations for people", () => {
     expect(formatSeconds(0.85)).toBe("850ms");
     expect(formatSeconds(12.345)).toBe("12.35s");
