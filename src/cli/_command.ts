@@ -12,6 +12,11 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   /** Resolves when the user interrupts (Ctrl-C), for commands that follow. */
   interrupted: Promise<void>;
+  /**
+   * Resolves when the reader of standard output went away (`runtrail tail -f | head -1`):
+   * nothing more is printed, and commands that follow stop.
+   */
+  outputClosed: Promise<void>;
 }
 
 export interface CommandContext {
@@ -25,6 +30,11 @@ export interface Command {
   summary: string;
   usage: string;
   options: OptionSpec;
+  /**
+   * The one argument the command takes besides options, as the usage error names it ("one run
+   * id or trace id prefix"); a command without it takes none.
+   */
+  argument?: string;
   run(context: CommandContext): Promise<number | undefined>;
 }
 

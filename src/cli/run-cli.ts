@@ -69,6 +69,16 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       io.stdout(`Usage: ${command.usage}\n`);
       return ExitCode.ok;
     }
+    const given = parsed.positionals;
+    if (command.argument === undefined && given.length > 0) {
+      throw new CliError(
+        `${name} takes no arguments, but was given "${given.join(" ")}"; see runtrail ${name} --help`,
+        ExitCode.usage,
+      );
+    }
+    if (command.argument !== undefined && given.length !== 1) {
+      throw new CliError(`${name} takes ${command.argument}`, ExitCode.usage);
+    }
     const values = parsed.values as ParsedValues;
     return (await command.run({ values, positionals: parsed.positionals, io })) ?? 0;
   } catch (error) {

@@ -40,7 +40,7 @@ interface OpenRun {
  * Marks running runs whose owner is gone as `crashed`: on this host when the owning process no
  * longer exists (or its pid now belongs to another process); for runs owned elsewhere, or by
  * no known process, when no heartbeat came for `staleAfterMs`. The run's end is set to its
- * last sign of life.
+ * last sign of life, and the stage it was in becomes its failed stage (unless it has one).
  */
 export async function reapCrashedRuns(
   session: StoreSession,
@@ -71,7 +71,8 @@ export async function reapCrashedRuns(
     for (const run of reaped) {
       await session.run(
         `UPDATE runs SET status = 'crashed', status_reason = $2,
-           finished_at = make_timestamptz($3::BIGINT), duration_seconds = $4, current_stage = NULL
+           finished_at = make_timestamptz($3::BIGINT), duration_seconds = $4,
+           failed_stage = coalesce(failed_stage, current_stage), current_stage = NULL
          WHERE run_id = $1::UUID AND status = 'running'`,
         [run.run_id, run.reason, run.seen, Math.max(0, run.seen - run.started_at) / 1e6],
       );

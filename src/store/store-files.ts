@@ -1,7 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readlinkSync, realpathSync, statSync } from "node:fs";
 import { mkdir, open, rename, rm } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join, resolve, sep } from "node:path";
+import { claimPathOf } from "./server-claim.js";
+import { spoolDirsOf } from "./store-path.js";
+import { wantedFileOf } from "./store-wanted.js";
 
 /**
  * Files kept next to the store, in its folder: what a run keeps besides its rows.
@@ -101,4 +104,64 @@ export async function writeFileAtomically(
     await rm(temporary, { force: true });
     throw error;
   }
+}
+
+/**
+ * A path as the file system takes it: absolute, with symbolic links followed, also for a file
+ * that is not there yet (the links of its folders are followed) and for a link to one.
+ */
+function realPathOf(path: string, links = 0): string {
+  const absolute = resolve(path);
+  try {
+    return realpathSync(absolute);
+  } catch {
+    const parent = dirname(absolute);
+    if (parent === absolute || links > 32) return absolute;
+    let target: string | undefined;
+    try {
+      target = readlinkSync(absolute);
+    } catch {
+      // Not a link: a file that is not there yet.
+    }
+    if (target !== undefined) return realPathOf(resolve(parent, target), links + 1);
+    return join(realPathOf(parent, links), basename(absolute));
+  }
+}
+
+/** Whether two paths are one file that exists (a hard link included). */
+function sameFile(a: string, b: string): boolean {
+  try {
+    const [x, y] = [statSync(a), statSync(b)];
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether writing `file` would write over the store or a file runtrail keeps for it: its
+ * write-ahead log, the claim of the server holding it, the file asking for it, a copy made while
+ * compacting it, a damaged store moved aside, and what is in its spool folders, in DuckDB's
+ * folder for data that does not fit in memory, and in its artifact, snapshot and checkpoint
+ * folders. Symbolic links are followed, of both paths.
+ */
+export function isStoreFile(storePath: string, file: string): boolean {
+  const target = realPathOf(file);
+  for (const store of new Set([resolve(storePath), realPathOf(storePath)])) {
+    const files = [store, `${store}.wal`, claimPathOf(store), wantedFileOf(store)];
+    if (files.some((f) => realPathOf(f) === target || sameFile(f, target))) return true;
+    const prefixes = [`${store}.server.json.`, `${store}.compact-`, `${store}.corrupt-`];
+    if (prefixes.some((p) => target.startsWith(realPathOf(p)))) return true;
+    const folders = [
+      `${store}.tmp`,
+      ...spoolDirsOf(store).map((d) => d.path),
+      join(storeFolderOf(store), "artifacts"),
+      snapshotFolderOf(store),
+      checkpointFolderOf(store),
+    ];
+    for (const folder of folders.map((f) => realPathOf(f))) {
+      if (target === folder || target.startsWith(`${folder}${sep}`)) return true;
+    }
+  }
+  return false;
 }

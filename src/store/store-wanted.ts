@@ -6,7 +6,7 @@ import { statSync, writeFileSync } from "node:fs";
  * store across batches lets go soon after someone asks, and holds on while no one does, so
  * that a busy writer alone does not close (and checkpoint) the file every second.
  */
-function wantedFileOf(storePath: string): string {
+export function wantedFileOf(storePath: string): string {
   return `${storePath}.wanted`;
 }
 

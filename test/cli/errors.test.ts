@@ -1,8 +1,10 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { runtrail } from "../helpers/processes.js";
+import { CLI } from "../helpers/paths.js";
+import { type Finished, runtrail, start } from "../helpers/processes.js";
+import { storedRuns } from "../helpers/store-rows.js";
 import { tempDir, tempStore } from "../helpers/temp-dir.js";
-import { finish, linesOf, recorder, recordRun } from "./_fixtures.js";
+import { DAY, finish, linesOf, recorder, recordRun } from "./_fixtures.js";
 
 const COMMANDS = [
   "tail",
@@ -93,6 +95,41 @@ describe("runtrail usage errors", () => {
     }
   });
 
+  it("exits 2 with one line on an argument a command does not take", async () => {
+    // Each would do its work, or fail in another way, if the argument were let through.
+    const cases = [
+      ["tail", "failed"],
+      ["stats", "etl"],
+      ["prune", "--older-than", "1d", "failed"],
+      ["export", "--format", "csv", "runs.csv"],
+      ["reap", "now"],
+      ["serve", "--port", "nope", "8080"],
+      ["demo", "--runs", "0", "3"],
+    ];
+    for (const [command, ...args] of cases) {
+      const result = await runtrail([command ?? "", ...args, "--db", nowhere()]);
+      const given = args[args.length - 1];
+      expect(result.code, command).toBe(2);
+      expect(result.stdout, command).toBe("");
+      expect(linesOf(result.stderr), command).toEqual([
+        `runtrail: ${command} takes no arguments, but was given "${given}"; see runtrail ${command} --help`,
+      ]);
+    }
+  });
+
+  it("prunes nothing when given a status as an argument instead of --status", async () => {
+    const db = tempStore();
+    const t = recorder(db);
+    const now = Date.now();
+    recordRun(t, { pipeline: "etl", start: now - 3 * DAY, ms: 10 });
+    recordRun(t, { pipeline: "etl", start: now - 2 * DAY, ms: 10, error: new Error("boom") });
+    await finish(t);
+    const result = await runtrail(["prune", "--older-than", "1d", "failed", "--db", db]);
+    expect(result.code).toBe(2);
+    expect(linesOf(result.stderr)).toHaveLength(1);
+    expect((await storedRuns(db)).map((r) => r.status)).toEqual(["completed", "failed"]);
+  });
+
   it("exits 1 with one line when show finds no store", async () => {
     const db = nowhere();
     const result = await runtrail(["show", "abcd1234", "--db", db]);
@@ -153,5 +190,37 @@ describe.concurrent("runtrail help", () => {
     const result = await runtrail(["show", "zz", "--db", nowhere()]);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/^runtrail: "zz" is not a run id or trace id/);
+  });
+});
+
+/** Runs the built `runtrail` with its standard output closed before it prints anything. */
+function withOutputClosed(args: readonly string[]): Promise<Finished> {
+  const started = start(process.execPath, [CLI, ...args]);
+  started.child.stdout?.destroy();
+  return started.exited;
+}
+
+describe("runtrail with the reader of its output gone", () => {
+  it("stops quietly with exit 0 when standard output is a closed pipe", async () => {
+    const db = tempStore();
+    const t = recorder(db);
+    const run = recordRun(t, { pipeline: "etl", start: Date.now() - 60_000, ms: 10 });
+    await finish(t);
+    const cases = [
+      ["tail"],
+      ["tail", "--json"],
+      ["tail", "--follow"],
+      ["tail", "--json", "--follow"],
+      ["show", run.runId],
+      ["stats"],
+      ["export", "--format", "csv"],
+    ];
+    for (const args of cases) {
+      const result = await withOutputClosed([...args, "--db", db]);
+      const name = args.join(" ");
+      expect(result.stderr, name).toBe("");
+      expect(result.signal, name).toBeNull();
+      expect(result.code, name).toBe(0);
+    }
   });
 });

@@ -1,16 +1,17 @@
-import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { RunRow, StageRow } from "../../src/record/rows.js";
 import { RUN_COLUMNS } from "../../src/store/row-columns.js";
 import { runtrail } from "../helpers/processes.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
-import { tempDir } from "../helpers/temp-dir.js";
+import { tempDir, tempStore } from "../helpers/temp-dir.js";
 import {
   DAY,
   duckdbRows,
   finish,
   HOUR,
+  linesOf,
   MINUTE,
   recorder,
   recordRun,
@@ -274,5 +275,69 @@ describe("runtrail export", () => {
     const result = await runtrail(["export", "--format", "xlsx", "--db", db]);
     expect(result.code).toBe(2);
     expect(result.stderr).toBe("runtrail: export needs --format csv|parquet|jsonl\n");
+  });
+});
+
+describe("runtrail export --out the store", () => {
+  it("refuses to write over the store or a file kept with it, and writes nothing", async () => {
+    const db = tempStore();
+    const folder = dirname(db);
+    const t = recorder(db);
+    const run = recordRun(t, { pipeline: "etl", start: wholeSecondNow() - HOUR, ms: SECOND });
+    await finish(t);
+    const bytes = readFileSync(db);
+    const files = readdirSync(folder).sort();
+    const elsewhere = tempDir();
+    const link = join(elsewhere, "export.csv");
+    symlinkSync(db, link);
+    const linkedFolder = join(elsewhere, "store-folder");
+    symlinkSync(folder, linkedFolder);
+
+    const cases: [out: string, cwd?: string][] = [
+      [db],
+      ["runs.duckdb", folder],
+      [link],
+      [`${db}.wal`],
+      [join(linkedFolder, "runs.duckdb.wal")],
+      [`${db}.server.json`],
+      [`${db}.wanted`],
+      [join(folder, "snapshots", "runs.csv")],
+    ];
+    for (const [out, cwd] of cases) {
+      const result = await runtrail(
+        ["export", "--format", "csv", "--out", out, "--db", db],
+        cwd === undefined ? {} : { cwd },
+      );
+      expect(result.code, out).toBe(2);
+      expect(result.stdout, out).toBe("");
+      expect(linesOf(result.stderr), out).toHaveLength(1);
+      expect(result.stderr, out).toMatch(
+        new RegExp(
+          `^runtrail: --out .+ is the store ${db} or a file kept with it: export to another file\n$`,
+        ),
+      );
+      expect(readFileSync(db).equals(bytes), out).toBe(true);
+      expect(readdirSync(folder).sort(), out).toEqual(files);
+    }
+    expect((await runtrail(["export", "--format", "csv", "--out", db, "--db", db])).stderr).toBe(
+      `runtrail: --out ${db} is the store ${db} or a file kept with it: export to another file\n`,
+    );
+
+    const tail = await runtrail(["tail", "--json", "--db", db]);
+    expect(tail.code).toBe(0);
+    expect(tail.stderr).toBe("");
+    expect((JSON.parse(tail.stdout) as RunRow[]).map((r) => r.run_id)).toEqual([run.runId]);
+  });
+
+  it("writes a file next to the store whose name only starts with the store's", async () => {
+    const db = tempStore();
+    const t = recorder(db);
+    recordRun(t, { pipeline: "etl", start: wholeSecondNow() - HOUR, ms: SECOND });
+    await finish(t);
+    const out = `${db}.csv`;
+    const result = await runtrail(["export", "--format", "csv", "--out", out, "--db", db]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe(`Exported 1 runs to ${out}\n`);
+    expect(await readRuns("csv", out)).toHaveLength(1);
   });
 });

@@ -1,6 +1,8 @@
 import { hostname } from "node:os";
 import { describe, expect, it } from "vitest";
-import { runtrail } from "../helpers/processes.js";
+import { withStore } from "../../src/store/open-store.js";
+import { eventually } from "../helpers/eventually.js";
+import { runtrail, startFixture } from "../helpers/processes.js";
 import { storedRuns } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import {
@@ -70,5 +72,70 @@ describe("runtrail reap", () => {
     const again = await runtrail(["reap", "--db", db]);
     expect(again.code).toBe(0);
     expect(again.stdout).toBe("Marked 0 runs crashed\n");
+  });
+
+  it("keeps the stage a run killed with SIGKILL was in as its failed stage, and show and tail name it", async () => {
+    const db = tempStore();
+    const pipeline = startFixture("pipeline.ts", ["--hang", "--stages", "3"], {
+      env: { RUNTRAIL_DB: db },
+    });
+    const runId = (await pipeline.line((l) => l.startsWith("hanging "))).slice("hanging ".length);
+    await eventually(async () => {
+      const run = (await storedRuns(db)).find((r) => r.run_id === runId);
+      expect(run?.current_stage).toBe("stage_1");
+    });
+    pipeline.child.kill("SIGKILL");
+    expect((await pipeline.exited).signal).toBe("SIGKILL");
+
+    const reap = await runtrail(["reap", "--db", db]);
+    expect(reap.code).toBe(0);
+    expect(reap.stdout).toContain("Marked 1 run crashed");
+    const stored = (await storedRuns(db)).find((r) => r.run_id === runId);
+    expect(stored).toMatchObject({
+      status: "crashed",
+      current_stage: null,
+      failed_stage: "stage_1",
+    });
+
+    const show = await runtrail(["show", runId, "--db", db]);
+    expect(show.code).toBe(0);
+    expect(show.stdout).toMatch(/Status: +crashed - its process/);
+    expect(show.stdout).toMatch(/Stages: +\S+ completed, crashed in stage_1\b/);
+    const json = await runtrail(["show", runId, "--json", "--db", db]);
+    expect(JSON.parse(json.stdout)).toMatchObject({ status: "crashed", failed_stage: "stage_1" });
+
+    const tail = await runtrail(["tail", "--db", db]);
+    const row = parseTable(tail.stdout).rows.find((r) => r[0] === short(runId));
+    expect(row?.slice(2, 4)).toEqual(["crashed", "stage_1"]);
+  });
+
+  it("keeps a crashed run's failed stage when it already had one", async () => {
+    const db = tempStore();
+    const now = wholeSecondNow();
+    const runId = "0dead000-0000-4000-8000-000000000043";
+    await insertRun(db, {
+      runId,
+      pipeline: "retried",
+      status: "running",
+      start: now - 10 * MINUTE,
+      ownerHost: hostname(),
+      ownerPid: await deadPid(),
+      heartbeat: now - 5 * SECOND,
+    });
+    await withStore(db, (session) =>
+      session.run(
+        "UPDATE runs SET failed_stage = 'extract', current_stage = 'load' WHERE run_id = $1::UUID",
+        [runId],
+      ),
+    );
+
+    const reap = await runtrail(["reap", "--db", db]);
+    expect(reap.code).toBe(0);
+    const stored = (await storedRuns(db)).find((r) => r.run_id === runId);
+    expect(stored).toMatchObject({
+      status: "crashed",
+      current_stage: null,
+      failed_stage: "extract",
+    });
   });
 });

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import type { RunRow } from "../../src/record/rows.js";
 import { CLI } from "../helpers/paths.js";
 import { runtrail, start } from "../helpers/processes.js";
 import { tempDir, tempStore } from "../helpers/temp-dir.js";
@@ -15,6 +16,7 @@ import {
   type RecordedRun,
   recorder,
   recordRun,
+  runIdOfTrace,
   SECOND,
   sharedStore,
   short,
@@ -293,5 +295,72 @@ describe("runtrail tail --follow", () => {
     const exited = await follower.exited;
     expect(exited.signal).toBeNull();
     expect(exited.code).toBe(0);
+  });
+});
+
+describe("runtrail tail -n --follow", () => {
+  /** Four runs that ended before tail starts, oldest first. */
+  async function endedRuns(path: string): Promise<RecordedRun[]> {
+    const now = wholeSecondNow();
+    const t = recorder(path);
+    const recorded = [4, 3, 2, 1].map((m) =>
+      recordRun(t, { pipeline: `before-${m}`, start: now - m * MINUTE, ms: SECOND }),
+    );
+    await finish(t);
+    return recorded;
+  }
+
+  /** Records a run that starts and ends now. */
+  async function lateRun(path: string): Promise<string> {
+    const t = recorder(path);
+    const root = t.tracer.startSpan("late-arrival");
+    root.end();
+    await finish(t);
+    return runIdOfTrace(root.spanContext().traceId);
+  }
+
+  it("prints only runs that start or change after it began, not older ones past -n", async () => {
+    const path = tempStore();
+    const ids = (await endedRuns(path)).map((r) => short(r.runId));
+    const [oldest, older, newer, newest] = ids as [string, string, string, string];
+    const follower = start(process.execPath, [CLI, "tail", "-n", "2", "--follow", "--db", path]);
+    try {
+      await follower.line((l) => l.includes(newer), 15_000);
+      const late = short(await lateRun(path));
+      await follower.line((l) => l.startsWith(late), 15_000);
+      const out = follower.stdout();
+      expect(out).toContain(newest);
+      expect(out).not.toContain(oldest);
+      expect(out).not.toContain(older);
+      expect(out.split(newest).length - 1).toBe(1);
+    } finally {
+      follower.child.kill("SIGINT");
+    }
+    expect((await follower.exited).code).toBe(0);
+  });
+
+  it("prints only runs that start or change after it began with --json", async () => {
+    const path = tempStore();
+    const before = (await endedRuns(path)).map((r) => r.runId);
+    const follower = start(process.execPath, [
+      CLI,
+      "tail",
+      "-n",
+      "2",
+      "--json",
+      "--follow",
+      "--db",
+      path,
+    ]);
+    try {
+      await follower.line((l) => l.includes(before[3] ?? ""), 15_000);
+      const late = await lateRun(path);
+      await follower.line((l) => l.includes(late), 15_000);
+      const printed = linesOf(follower.stdout()).map((l) => (JSON.parse(l) as RunRow).run_id);
+      expect(printed).toEqual([before[2], before[3], late]);
+    } finally {
+      follower.child.kill("SIGINT");
+    }
+    expect((await follower.exited).code).toBe(0);
   });
 });

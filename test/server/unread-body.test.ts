@@ -60,11 +60,13 @@ describe("answers given without reading the request body", () => {
       log: () => undefined,
     });
     try {
+      // OTLP/JSON, so that the refusal (a google.rpc.Status in the request's format) is JSON.
       const { first, second } = await slowPostThenGet(
         server.url,
-        "Content-Type: application/x-protobuf\r\n",
+        "Content-Type: application/json\r\n",
       );
       expect(first).toMatch(/^HTTP\/1\.1 401 /);
+      expect(first).toMatch(/"code":16/);
       expect(second).toMatch(/^HTTP\/1\.1 200 /);
     } finally {
       await server.close();

@@ -84,12 +84,14 @@ export const demoCommand: Command = {
     io.stderr(
       `${otlp ? "Sending" : "Recording"} ${runs} runs of the demo pipeline ${otlp ? "to" : "into"} ${where}${every ? `, then one every ${every} s` : ""}\n`,
     );
-    // Stops between runs on Ctrl-C, and on SIGTERM (as a container is stopped).
+    // Stops between runs on Ctrl-C, on SIGTERM (as a container is stopped), and when the reader
+    // of its output went away.
     let stopping = false;
     const stop = () => {
       stopping = true;
     };
     void io.interrupted.then(stop);
+    void io.outputClosed.then(stop);
     process.once("SIGTERM", stop);
     const aliveFile = stringValue(values, "alive-file");
     let aliveFailed = false;

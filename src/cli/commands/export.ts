@@ -4,6 +4,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { EXPORT_FORMATS, type ExportFormat, exportRuns } from "../../store/export-runs.js";
+import { isStoreFile } from "../../store/store-files.js";
+import { resolveStorePath } from "../../store/store-path.js";
 import { COMMON_OPTIONS, COMMON_USAGE, type Command, stringValue } from "../_command.js";
 import { useStore } from "../_store.js";
 import { CliError, ExitCode } from "../cli-error.js";
@@ -39,6 +41,13 @@ export const exportCommand: Command = {
     }
     const filter = filterOf(values);
     const out = stringValue(values, "out");
+    const store = resolveStorePath(stringValue(values, "db"), io.env);
+    if (out !== undefined && isStoreFile(store, out)) {
+      throw new CliError(
+        `--out ${resolve(out)} is the store ${store} or a file kept with it: export to another file`,
+        ExitCode.usage,
+      );
+    }
     const scratch =
       out === undefined ? await mkdtemp(join(tmpdir(), "runtrail-export-")) : undefined;
     const file = out === undefined ? join(scratch ?? "", `export.${format}`) : resolve(out);
@@ -59,7 +68,12 @@ export const exportCommand: Command = {
       if (result === undefined)
         throw new CliError(`nothing to export: there is no store at ${path}`);
       if (out === undefined) {
-        await pipeline(createReadStream(file), process.stdout, { end: false });
+        try {
+          await pipeline(createReadStream(file), process.stdout, { end: false });
+        } catch (error) {
+          // The reader went away (`runtrail export --format csv | head`): nothing more to do.
+          if ((error as NodeJS.ErrnoException).code !== "EPIPE") throw error;
+        }
       } else {
         io.stderr(`Exported ${result} ${values.stages ? "stages" : "runs"} to ${file}\n`);
       }

@@ -122,11 +122,10 @@ export const resumeCommand: Command = {
     ...COMMON_USAGE,
   ].join("\n"),
   options: { ...COMMON_OPTIONS, url: { type: "string" } },
+  argument: "one run id or trace id prefix",
   async run({ values, positionals, io }) {
-    const [prefix, extra] = positionals;
-    if (prefix === undefined || extra !== undefined) {
-      throw new CliError("resume takes one run id or trace id prefix", ExitCode.usage);
-    }
+    // run-cli gives exactly one.
+    const prefix = positionals[0] as string;
     const { run, stages, storePath } = await findRun(values, io, prefix);
     if (!RESUMABLE_STATUSES.includes(run.status)) {
       throw new CliError(

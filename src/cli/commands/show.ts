@@ -30,6 +30,20 @@ import { paint, paintStatus, type Style } from "../_style.js";
 import { renderPanel, renderTable } from "../_table.js";
 import { CliError, ExitCode } from "../cli-error.js";
 
+/** How a run stopped in a stage, for the stage it stopped in. */
+const STOPPED_IN: Record<string, string> = {
+  failed: "failed",
+  crashed: "crashed",
+  timed_out: "timed out",
+};
+
+/** `, now in load` for a running run, `, crashed in load` for a run that stopped in a stage. */
+function stageNow(run: RunRow): string {
+  if (run.current_stage) return `, now in ${run.current_stage}`;
+  const stopped = STOPPED_IN[run.status];
+  return stopped && run.failed_stage ? `, ${stopped} in ${run.failed_stage}` : "";
+}
+
 function detailLines(run: RunRow, style: Style): string[] {
   const lines = [
     `Run ID:   ${run.run_id}`,
@@ -59,7 +73,7 @@ function detailLines(run: RunRow, style: Style): string[] {
     `  Rows Out:  ${formatCount(run.rows_out)}`,
     `  LLM calls: ${formatCount(run.llm_calls)}`,
     `  Tokens:    ${formatCount(run.tokens)} (input ${formatCount(run.input_tokens)}, output ${formatCount(run.output_tokens)})`,
-    `  Stages:    ${formatProgress(run)} completed${run.current_stage ? `, now in ${run.current_stage}` : ""}`,
+    `  Stages:    ${formatProgress(run)} completed${stageNow(run)}`,
     `  Retries:   ${run.retry_count}`,
   );
   if (run.stages_failed.length > 0) lines.push(`  Failed stages: ${run.stages_failed.join(", ")}`);
@@ -208,11 +222,10 @@ export const showCommand: Command = {
     ...COMMON_USAGE,
   ].join("\n"),
   options: { ...COMMON_OPTIONS, url: { type: "string" }, "stale-after": { type: "string" } },
+  argument: "one run id or trace id prefix",
   async run({ values, positionals, io }) {
-    const [prefix, extra] = positionals;
-    if (prefix === undefined || extra !== undefined) {
-      throw new CliError("show takes one run id or trace id prefix", ExitCode.usage);
-    }
+    // run-cli gives exactly one.
+    const prefix = positionals[0] as string;
     const { run, stages, storePath } = await findRun(values, io, prefix);
     if (values.json) {
       io.stdout(`${jsonOf({ ...withIsoTimes(run), stages: stages.map(withIsoTimes) })}\n`);

@@ -97,6 +97,9 @@ async function latestRuns(
   return useStore(context.values, context.io, (s) => listRuns(s, { ...filter, limit }));
 }
 
+/** How many of the latest runs each poll of `--follow` reads. */
+const FOLLOWED_RUNS = 200;
+
 async function follow(
   context: CommandContext,
   remote: Remote | undefined,
@@ -107,11 +110,12 @@ async function follow(
   for (;;) {
     const stop = await Promise.race([
       io.interrupted.then(() => true),
+      io.outputClosed.then(() => true),
       // A ref'd timer: following is what keeps the command running until Ctrl-C.
       new Promise<false>((resolve) => setTimeout(() => resolve(false), 1000)),
     ]);
     if (stop) return;
-    const { result } = await latestRuns(context, remote, filter, 200);
+    const { result } = await latestRuns(context, remote, filter, FOLLOWED_RUNS);
     for (const run of [...(result?.runs ?? [])].reverse()) {
       if (seen.get(run.run_id) === run.status) continue;
       seen.set(run.run_id, run.status);
@@ -154,8 +158,11 @@ export const tailCommand: Command = {
     const filter = filterOf(values);
     const limit = countOf(values);
     const remote = remoteOf(values, io);
-    const { path, result } = await latestRuns(context, remote, filter, limit);
-    const runs = result?.runs ?? [];
+    // Following, every run a poll reads is read now too, so that those already there count as
+    // seen: only runs that start or change from now on are printed.
+    const read = values.follow ? Math.max(limit, FOLLOWED_RUNS) : limit;
+    const { path, result } = await latestRuns(context, remote, filter, read);
+    const runs = (result?.runs ?? []).slice(0, limit);
     if (result === undefined) io.stderr(`runtrail: no runs recorded yet (no store at ${path})\n`);
     if (values.json && values.follow) {
       for (const run of [...runs].reverse()) io.stdout(`${JSON.stringify(withIsoTimes(run))}\n`);
@@ -173,7 +180,8 @@ export const tailCommand: Command = {
       }
     }
     if (values.follow) {
-      await follow(context, remote, filter, new Map(runs.map((r) => [r.run_id, r.status])));
+      const seen = new Map((result?.runs ?? []).map((r) => [r.run_id, r.status]));
+      await follow(context, remote, filter, seen);
     }
     return ExitCode.ok;
   },
