@@ -1,4 +1,5 @@
 import type { ParseArgsConfig } from "node:util";
+import { resolveStorePath } from "../store/store-path.js";
 import type { Style } from "./_style.js";
 
 export type OptionSpec = NonNullable<ParseArgsConfig["options"]>;
@@ -61,4 +62,9 @@ export function stringValues(values: ParsedValues, name: string): string[] {
   if (Array.isArray(value)) return value.flatMap((v) => v.split(",")).filter((v) => v.length > 0);
   if (typeof value === "string") return value.split(",").filter((v) => v.length > 0);
   return [];
+}
+
+/** The store a command names: `--db`, else `RUNTRAIL_DB`, else the default, as an absolute path. */
+export function storePathOf(values: ParsedValues, io: CliIo): string {
+  return resolveStorePath(stringValue(values, "db"), io.env);
 }

@@ -4,8 +4,7 @@ import type { GroupStats, StatsGroup } from "../query/run-stats.js";
 import { type RunRow, type StageRow, TIME_FIELDS } from "../record/rows.js";
 import { RUN_STATUSES, type RunStatus } from "../record/run-status.js";
 import { liveClaim } from "../store/server-claim.js";
-import { resolveStorePath } from "../store/store-path.js";
-import { type CliIo, type ParsedValues, stringValue } from "./_command.js";
+import { type CliIo, type ParsedValues, storePathOf, stringValue } from "./_command.js";
 import { CliError, ExitCode } from "./cli-error.js";
 
 export const URL_USAGE =
@@ -32,7 +31,7 @@ export function remoteOf(values: ParsedValues, io: CliIo): Remote | undefined {
     }
     return { url: given.replace(/\/+$/, ""), token, holdsStoreHere: false };
   }
-  const claim = liveClaim(resolveStorePath(stringValue(values, "db"), io.env));
+  const claim = liveClaim(storePathOf(values, io));
   return claim ? { url: claim.url, token, holdsStoreHere: true } : undefined;
 }
 

@@ -4,10 +4,9 @@ import { DEFAULT_STALE_AFTER_MS, type ReapedRun, reapCrashedRuns } from "../stor
 import { liveClaim } from "../store/server-claim.js";
 import { hasSpooled } from "../store/spool.js";
 import { StoreError } from "../store/store-errors.js";
-import { resolveStorePath } from "../store/store-path.js";
 import type { StoreSession } from "../store/store-session.js";
 import { parseDuration } from "../util/duration.js";
-import { type CliIo, type ParsedValues, stringValue } from "./_command.js";
+import { type CliIo, type ParsedValues, storePathOf, stringValue } from "./_command.js";
 import { CliError, ExitCode } from "./cli-error.js";
 
 export const STALE_AFTER_USAGE =
@@ -44,7 +43,7 @@ export async function useStore<T>(
   work: (session: StoreSession) => Promise<T>,
   options: { create?: boolean } = {},
 ): Promise<OpenedStore<T>> {
-  const path = resolveStorePath(stringValue(values, "db"), io.env);
+  const path = storePathOf(values, io);
   const claim = liveClaim(path);
   if (claim !== undefined) {
     throw new CliError(

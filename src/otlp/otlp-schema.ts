@@ -187,8 +187,11 @@ export interface PbExportRequest {
 /** gRPC status codes used in `google.rpc.Status` bodies. */
 export const RpcCode = {
   invalidArgument: 3,
+  deadlineExceeded: 4,
+  notFound: 5,
   permissionDenied: 7,
-  unauthenticated: 16,
   resourceExhausted: 8,
+  internal: 13,
   unavailable: 14,
+  unauthenticated: 16,
 } as const;

@@ -1,5 +1,5 @@
 import type { Attributes } from "@opentelemetry/api";
-import { isoOfMicros } from "../util/duration.js";
+import { isoOfMicros, LAST_MS } from "../util/duration.js";
 import { RunTrailAttributes as R, SemconvAttributes as S } from "./attributes.js";
 import type { LlmUsage } from "./llm-usage.js";
 import type { RunOwner } from "./owner.js";
@@ -461,8 +461,8 @@ function codeRefOf(attributes: Attributes): string | null {
   );
 }
 
-/** The last instant a deadline may be, in epoch microseconds: 9999-12-31T23:59:59Z. */
-const LAST_DEADLINE = 253_402_300_799_000_000;
+/** The last instant a deadline may be, in epoch microseconds: the store's last (9999). */
+const LAST_DEADLINE = LAST_MS * 1000;
 
 /** A deadline past any date a store or a `Date` holds is no deadline. */
 function deadlineOf(attributes: Attributes, startedAt: number): number | null {

@@ -19,7 +19,7 @@ import { cookieToken, errorPage, isPublicWebPath, wantsHtml } from "../web/page.
 import { registerWebRoutes } from "../web/web-routes.js";
 import { ApiError } from "./api-error.js";
 import { registerArtifactRoutes } from "./artifact-routes.js";
-import { DEFAULT_OTLP_BODY_BYTES, otlpAuthError, registerOtlpRoute } from "./otlp-route.js";
+import { DEFAULT_OTLP_BODY_BYTES, otlpErrorResponse, registerOtlpRoute } from "./otlp-route.js";
 import {
   decodeCursor,
   durationMs,
@@ -256,12 +256,21 @@ export function createApp(options: AppOptions) {
   };
 
   app.onError((error, c) => {
-    if (
-      error instanceof ApiError &&
-      (error.status === 401 || error.status === 403) &&
-      c.req.path === OTLP_PATH
-    ) {
-      return otlpAuthError(c.req.header("content-type"), error.status, error.detail);
+    const failed = () =>
+      log(
+        `runtrail serve: ${c.req.method} ${c.req.path} failed: ${(error as Error).stack ?? String(error)}`,
+      );
+    if (c.req.path === OTLP_PATH) {
+      // Whatever refused the request (the tokens, the timeout), OTLP clients read a Status.
+      const contentType = c.req.header("content-type");
+      if (error instanceof ApiError) {
+        return otlpErrorResponse(contentType, error.status, error.detail);
+      }
+      if (error instanceof HTTPException) {
+        return otlpErrorResponse(contentType, error.status, error.message || "refused");
+      }
+      failed();
+      return otlpErrorResponse(contentType, 500, "the server failed; see its log");
     }
     if (error instanceof ApiError) {
       if (error.status === 503) c.header("Retry-After", "1");
@@ -278,9 +287,7 @@ export function createApp(options: AppOptions) {
         return errorPage(c, status, ERROR_TITLES[status], error.message || name);
       }
     }
-    log(
-      `runtrail serve: ${c.req.method} ${c.req.path} failed: ${(error as Error).stack ?? String(error)}`,
-    );
+    failed();
     return wantsHtml(c)
       ? errorPage(c, 500, "Something went wrong", "The server failed; see its log.")
       : c.json({ error: "internal", detail: "the server failed; see its log" }, 500);

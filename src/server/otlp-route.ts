@@ -45,7 +45,7 @@ function formatOf(contentType: string | undefined): Format | undefined {
 /** An OTLP error response: `google.rpc.Status` in the request's format. */
 function statusResponse(
   format: Format,
-  status: 400 | 401 | 403 | 413 | 415 | 429 | 503,
+  status: number,
   code: number,
   message: string,
   retryAfter?: number,
@@ -61,22 +61,35 @@ function statusResponse(
   return new Response(JSON.stringify({ code, message }), { status, headers });
 }
 
+/** The gRPC code of an HTTP status, as the OTLP/HTTP specification pairs them. */
+const RPC_CODES: Record<number, number> = {
+  400: RpcCode.invalidArgument,
+  401: RpcCode.unauthenticated,
+  403: RpcCode.permissionDenied,
+  404: RpcCode.notFound,
+  413: RpcCode.invalidArgument,
+  415: RpcCode.invalidArgument,
+  429: RpcCode.resourceExhausted,
+  503: RpcCode.unavailable,
+  504: RpcCode.deadlineExceeded,
+};
+
 /**
- * A request to the OTLP endpoint without a token (401) or whose token may not ingest (403),
- * answered as OTLP clients read errors: `google.rpc.Status`, in the request's format.
+ * The answer to a request of the OTLP endpoint that failed outside its route (no token, a
+ * token that may not ingest, a request that took too long, a bug), as OTLP clients read every
+ * error: `google.rpc.Status`, in the request's format.
  */
-export function otlpAuthError(
+export function otlpErrorResponse(
   contentType: string | undefined,
-  status: 401 | 403,
+  status: number,
   message: string,
 ): Response {
   const format = formatOf(contentType) ?? "json";
-  if (status === 401) {
-    return statusResponse(format, 401, RpcCode.unauthenticated, message, undefined, {
-      "WWW-Authenticate": 'Bearer realm="runtrail"',
-    });
-  }
-  return statusResponse(format, 403, RpcCode.permissionDenied, message);
+  const code = RPC_CODES[status] ?? RpcCode.internal;
+  const headers: Record<string, string> =
+    status === 401 ? { "WWW-Authenticate": 'Bearer realm="runtrail"' } : {};
+  const retryAfter = status === 503 ? 1 : undefined;
+  return statusResponse(format, status, code, message, retryAfter, headers);
 }
 
 function successResponse(format: Format, rejected: number, errorMessage: string | undefined) {

@@ -5,6 +5,7 @@ import { DuckDBInstance } from "@duckdb/node-api";
 import { migrate, requireCurrentSchema } from "./migrations.js";
 import { sqlString } from "./sql-literal.js";
 import { classifyDuckDbError, StoreError } from "./store-errors.js";
+import { movedAsideOf } from "./store-files.js";
 import { lockStore } from "./store-lock.js";
 import { STORE_ALIAS, StoreSession } from "./store-session.js";
 import { askForStore } from "./store-wanted.js";
@@ -143,7 +144,7 @@ async function openOnce(
 /** Renames a damaged store and its write-ahead log out of the way; nothing is deleted. */
 function moveAside(path: string): string {
   const stamp = new Date().toISOString().replaceAll(":", "-");
-  const target = `${path}.corrupt-${stamp}`;
+  const target = movedAsideOf(path, stamp);
   renameSync(path, target);
   if (existsSync(`${path}.wal`)) renameSync(`${path}.wal`, `${target}.wal`);
   return target;

@@ -8,6 +8,7 @@ import { sqlString } from "./sql-literal.js";
 import {
   artifactFolderOf,
   checkpointFolderOf,
+  compactCopyOf,
   parseSnapshotRef,
   snapshotExists,
   snapshotFolderOf,
@@ -166,7 +167,7 @@ export async function compactStore(
 ): Promise<{ bytesBefore: number; bytesAfter: number }> {
   const path = session.path;
   const bytesBefore = statSync(path).size;
-  const target = `${path}.compact-${process.pid}`;
+  const target = compactCopyOf(path, String(process.pid));
   rmSync(target, { force: true });
   await session.run("CHECKPOINT");
   await session.run(`ATTACH ${sqlString(target)} AS runtrail_compact ${attachOptions()}`);

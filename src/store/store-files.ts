@@ -20,10 +20,25 @@ function storeFolderOf(storePath: string): string {
 
 const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+/** The folder of the runs' artifact folders. */
+function artifactsFolderOf(storePath: string): string {
+  return join(storeFolderOf(storePath), "artifacts");
+}
+
 /** The artifact folder of a run; a run id that is not a UUID has none. */
 export function artifactFolderOf(storePath: string, runId: string): string {
   if (!RUN_ID.test(runId)) throw new RangeError(`"${runId}" is not a run id`);
-  return join(storeFolderOf(storePath), "artifacts", runId);
+  return join(artifactsFolderOf(storePath), runId);
+}
+
+/** The copy of a store that compacting it writes, by the process `tag` names. */
+export function compactCopyOf(storePath: string, tag: string): string {
+  return `${storePath}.compact-${tag}`;
+}
+
+/** Where a damaged store is moved aside to, at the time `tag` names. */
+export function movedAsideOf(storePath: string, tag: string): string {
+  return `${storePath}.corrupt-${tag}`;
 }
 
 export function snapshotFolderOf(storePath: string): string {
@@ -150,12 +165,13 @@ export function isStoreFile(storePath: string, file: string): boolean {
   for (const store of new Set([resolve(storePath), realPathOf(storePath)])) {
     const files = [store, `${store}.wal`, claimPathOf(store), wantedFileOf(store)];
     if (files.some((f) => realPathOf(f) === target || sameFile(f, target))) return true;
-    const prefixes = [`${store}.server.json.`, `${store}.compact-`, `${store}.corrupt-`];
+    // The claim's own temporary file, and every copy compacting or moving aside makes.
+    const prefixes = [`${claimPathOf(store)}.`, compactCopyOf(store, ""), movedAsideOf(store, "")];
     if (prefixes.some((p) => target.startsWith(realPathOf(p)))) return true;
     const folders = [
       `${store}.tmp`,
       ...spoolDirsOf(store).map((d) => d.path),
-      join(storeFolderOf(store), "artifacts"),
+      artifactsFolderOf(store),
       snapshotFolderOf(store),
       checkpointFolderOf(store),
     ];

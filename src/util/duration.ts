@@ -13,11 +13,14 @@ export class InvalidTimeError extends Error {
 
 /** The longest duration taken: 1,000 years. Longer ones are a typo, and overflow the store's times. */
 const MAX_DURATION_MS = 1000 * 365.25 * 86_400_000;
-/** Points in time are taken from year 1 to year 9999, the range of the store's timestamps. */
+/** The first and last instants the store's timestamps hold: 0001-01-01 and 9999-12-31T23:59:59Z. */
 const FIRST_MS = -62_135_596_800_000;
-const LAST_MS = 253_402_300_799_999;
+export const LAST_MS = 253_402_300_799_000;
 
-/** Milliseconds of a duration such as `90s` or `1h30m`, or undefined when the text is not one. */
+/**
+ * Milliseconds of a duration such as `90s` or `1h30m`, or undefined when the text is not one;
+ * throws for one longer than {@link MAX_DURATION_MS}.
+ */
 function durationTotal(text: string): number | undefined {
   const pattern = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/gy;
   let total = 0;
@@ -26,11 +29,11 @@ function durationTotal(text: string): number | undefined {
     total += Number(match[1]) * (UNITS[match[2] as string] ?? 0);
     matched += match[0].length;
   }
-  return text.length === 0 || matched !== text.length ? undefined : total;
-}
-
-function tooLong(text: string): InvalidTimeError {
-  return new InvalidTimeError(`"${text}" is longer than 1,000 years`);
+  if (text.length === 0 || matched !== text.length) return undefined;
+  if (!(total <= MAX_DURATION_MS)) {
+    throw new InvalidTimeError(`"${text}" is longer than 1,000 years`);
+  }
+  return total;
 }
 
 /** Milliseconds of a duration such as `90s`, `15m`, `24h`, `30d`, `2w` or `1h30m`. */
@@ -41,7 +44,6 @@ export function parseDuration(text: string): number {
       `"${text}" is not a duration: use a number and a unit, such as 90s, 15m, 24h, 30d or 2w`,
     );
   }
-  if (!(total <= MAX_DURATION_MS)) throw tooLong(text);
   return total;
 }
 
@@ -69,7 +71,6 @@ export function parseTimePoint(text: string, nowMs: number = Date.now()): number
       `"${text}" is neither a duration ago (such as 24h or 7d) nor an ISO date (such as 2026-11-01)`,
     );
   }
-  if (!(total <= MAX_DURATION_MS)) throw tooLong(text);
   return inRange(nowMs - total, text) * 1000;
 }
 

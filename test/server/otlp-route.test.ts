@@ -306,6 +306,23 @@ describe("POST /v1/traces", () => {
   });
 });
 
+describe("POST /v1/traces refused outside its route", () => {
+  it("answers a request that took too long with a google.rpc.Status, not the API's JSON", async () => {
+    const s = await served(tempStore(), { requestTimeoutMs: 0 });
+    // The writer busy, so that the spans cannot be written before the timeout.
+    const busy = s.store.write((session) => session.run("SELECT sum(range) FROM range(100000000)"));
+    const pb = await post(s, protobufBody([pythonRun().root]), {
+      "content-type": "application/x-protobuf",
+    });
+    expect(pb).toMatchObject({ status: 504, contentType: "application/x-protobuf" });
+    expect(RpcStatus.toObject(RpcStatus.decode(pb.bytes))).toMatchObject({
+      code: 4,
+      message: "the request took too long",
+    });
+    await busy;
+  });
+});
+
 describe("POST /v1/traces with tokens", () => {
   const tokens = () =>
     TokenSet.fromText(
@@ -324,6 +341,9 @@ describe("POST /v1/traces with tokens", () => {
     const reader = await sendJson(s, [r.root], auth("reader"));
     expect(reader.status).toBe(403);
     expect(reader.json()).toMatchObject({ code: 7, message: expect.stringMatching(/ingest/) });
+    const pb = await post(s, protobufBody([r.root]), { "content-type": "application/x-protobuf" });
+    expect(pb).toMatchObject({ status: 401, contentType: "application/x-protobuf" });
+    expect(RpcStatus.toObject(RpcStatus.decode(pb.bytes))).toMatchObject({ code: 16 });
     expect((await sendJson(s, [r.root], auth("all-in"))).status).toBe(200);
   });
 

@@ -9,8 +9,13 @@ import {
 } from "@opentelemetry/sdk-trace-node";
 import { type DemoRunSummary, runDemo } from "../../demo/demo-pipeline.js";
 import { RunTrailSpanProcessor } from "../../ingest/span-processor.js";
-import { resolveStorePath } from "../../store/store-path.js";
-import { COMMON_OPTIONS, COMMON_USAGE, type Command, stringValue } from "../_command.js";
+import {
+  COMMON_OPTIONS,
+  COMMON_USAGE,
+  type Command,
+  storePathOf,
+  stringValue,
+} from "../_command.js";
 import { paintStatus } from "../_style.js";
 import { CliError, ExitCode } from "../cli-error.js";
 
@@ -73,7 +78,7 @@ export const demoCommand: Command = {
         { scheduledDelayMillis: 1000 },
       );
     } else {
-      where = resolveStorePath(stringValue(values, "db"), io.env);
+      where = storePathOf(values, io);
       processor = new RunTrailSpanProcessor({ db: where });
     }
     const provider = new NodeTracerProvider({

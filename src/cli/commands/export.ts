@@ -5,8 +5,13 @@ import { join, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { EXPORT_FORMATS, type ExportFormat, exportRuns } from "../../store/export-runs.js";
 import { isStoreFile } from "../../store/store-files.js";
-import { resolveStorePath } from "../../store/store-path.js";
-import { COMMON_OPTIONS, COMMON_USAGE, type Command, stringValue } from "../_command.js";
+import {
+  COMMON_OPTIONS,
+  COMMON_USAGE,
+  type Command,
+  storePathOf,
+  stringValue,
+} from "../_command.js";
 import { useStore } from "../_store.js";
 import { CliError, ExitCode } from "../cli-error.js";
 import { filterOf } from "./tail.js";
@@ -41,7 +46,7 @@ export const exportCommand: Command = {
     }
     const filter = filterOf(values);
     const out = stringValue(values, "out");
-    const store = resolveStorePath(stringValue(values, "db"), io.env);
+    const store = storePathOf(values, io);
     if (out !== undefined && isStoreFile(store, out)) {
       throw new CliError(
         `--out ${resolve(out)} is the store ${store} or a file kept with it: export to another file`,

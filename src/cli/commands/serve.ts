@@ -5,9 +5,14 @@ import { RunTrailSpanProcessor } from "../../ingest/span-processor.js";
 import { DEFAULT_HOST, DEFAULT_PORT, ServeError, startServer } from "../../server/serve.js";
 import { TokenConfigError, TokenSet } from "../../server/tokens.js";
 import { StoreError } from "../../store/store-errors.js";
-import { resolveStorePath } from "../../store/store-path.js";
 import { parseDuration } from "../../util/duration.js";
-import { COMMON_OPTIONS, COMMON_USAGE, type Command, stringValue } from "../_command.js";
+import {
+  COMMON_OPTIONS,
+  COMMON_USAGE,
+  type Command,
+  storePathOf,
+  stringValue,
+} from "../_command.js";
 import { parseTimeOption, STALE_AFTER_USAGE, staleAfterMs } from "../_store.js";
 import { paintStatus } from "../_style.js";
 import { CliError, ExitCode } from "../cli-error.js";
@@ -58,7 +63,7 @@ export const serveCommand: Command = {
       if (error instanceof TokenConfigError) throw new CliError(error.message, ExitCode.usage);
       throw error;
     }
-    const db = resolveStorePath(stringValue(values, "db"), io.env);
+    const db = storePathOf(values, io);
     // Listened for from the start: a stop asked for while the server starts comes after it.
     let stopping = false;
     const stopped = new Promise<void>((resolve) => {

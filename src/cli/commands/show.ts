@@ -5,7 +5,6 @@ import { type ArtifactRow, type RunRow, type StageRow, withIsoTimes } from "../.
 import { InvalidIdPrefixError, normalizeIdPrefix } from "../../record/run-id.js";
 import { liveClaim } from "../../store/server-claim.js";
 import { artifactFolderOf } from "../../store/store-files.js";
-import { resolveStorePath } from "../../store/store-path.js";
 import { formatSeconds } from "../../util/duration.js";
 import {
   type CliIo,
@@ -13,7 +12,7 @@ import {
   COMMON_USAGE,
   type Command,
   type ParsedValues,
-  stringValue,
+  storePathOf,
 } from "../_command.js";
 import {
   formatBytes,
@@ -178,7 +177,7 @@ export async function findRun(values: ParsedValues, io: CliIo, prefix: string): 
   }
   // A server named by --url (or RUNTRAIL_URL) may keep its store anywhere: the store here is
   // its store only when the store's claim file names that server.
-  const local = resolveStorePath(stringValue(values, "db"), io.env);
+  const local = storePathOf(values, io);
   const storePath =
     remote === undefined ||
     remote.holdsStoreHere ||
