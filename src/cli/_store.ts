@@ -1,6 +1,11 @@
 import { ingestSpool } from "../store/ingest-spool.js";
 import { withStore } from "../store/open-store.js";
-import { DEFAULT_STALE_AFTER_MS, type ReapedRun, reapCrashedRuns } from "../store/reap.js";
+import {
+  DEFAULT_SILENT_AFTER_MS,
+  DEFAULT_STALE_AFTER_MS,
+  type ReapedRun,
+  reapCrashedRuns,
+} from "../store/reap.js";
 import { liveClaim } from "../store/server-claim.js";
 import { hasSpooled } from "../store/spool.js";
 import { StoreError } from "../store/store-errors.js";
@@ -12,9 +17,18 @@ import { CliError, ExitCode } from "./cli-error.js";
 export const STALE_AFTER_USAGE =
   "  --stale-after DUR  a run with no heartbeat this long is crashed (default: RUNTRAIL_STALE_AFTER, else 2m)";
 
+export const SILENT_AFTER_USAGE =
+  "  --silent-after DUR a run received over OTLP that no span came for this long, and its\n" +
+  "                     run span never, is crashed (default: RUNTRAIL_SILENT_AFTER, else 30m)";
+
 export function staleAfterMs(values: ParsedValues, env: NodeJS.ProcessEnv): number {
   const text = stringValue(values, "stale-after") ?? env.RUNTRAIL_STALE_AFTER;
   return text ? parseTimeOption("--stale-after", text, parseDuration) : DEFAULT_STALE_AFTER_MS;
+}
+
+export function silentAfterMs(values: ParsedValues, env: NodeJS.ProcessEnv): number {
+  const text = stringValue(values, "silent-after") ?? env.RUNTRAIL_SILENT_AFTER;
+  return text ? parseTimeOption("--silent-after", text, parseDuration) : DEFAULT_SILENT_AFTER_MS;
 }
 
 /** Parses an option value, turning a bad one into a usage error naming the option. */
@@ -50,14 +64,17 @@ export async function useStore<T>(
       `the store ${path} is held by the runtrail server at ${claim.url}: this command needs the file itself, so stop the server first (tail, show and stats read through it)`,
     );
   }
-  const stale = staleAfterMs(values, io.env);
+  const reapOptions = {
+    staleAfterMs: staleAfterMs(values, io.env),
+    silentAfterMs: silentAfterMs(values, io.env),
+  };
   let reaped: ReapedRun[] = [];
   try {
     const result = await withStore(
       path,
       async (session) => {
         await ingestSpool(session);
-        reaped = await reapCrashedRuns(session, { staleAfterMs: stale });
+        reaped = await reapCrashedRuns(session, reapOptions);
         return work(session);
       },
       {

@@ -2,7 +2,7 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createAdaptorServer } from "@hono/node-server";
 import { OtlpIngest, type OtlpIngestOptions } from "../otlp/otlp-ingest.js";
-import { DEFAULT_STALE_AFTER_MS } from "../store/reap.js";
+import { DEFAULT_SILENT_AFTER_MS, DEFAULT_STALE_AFTER_MS } from "../store/reap.js";
 import { removeClaim, writeClaim } from "../store/server-claim.js";
 import { type AppOptions, ChangeFeed, createApp, type RunTrailApp } from "./app.js";
 import { RunMetrics } from "./run-metrics.js";
@@ -11,7 +11,6 @@ import { TokenSet } from "./tokens.js";
 
 export const DEFAULT_PORT = 4319;
 export const DEFAULT_HOST = "127.0.0.1";
-const DEFAULT_SILENT_AFTER_MS = 30 * 60_000;
 
 export interface ServeOptions {
   /** The store, resolved to an absolute path. */

@@ -6,12 +6,19 @@ import type { StoreSession } from "./store-session.js";
 /** Default time without a heartbeat after which a running run counts as crashed. */
 export const DEFAULT_STALE_AFTER_MS = 120_000;
 
+/**
+ * Default time without a span after which a run recorded from OTLP (no owning process to ask)
+ * counts as crashed: long, since a remote pipeline exports in batches and its stages may run
+ * for minutes without a span ending.
+ */
+export const DEFAULT_SILENT_AFTER_MS = 30 * 60_000;
+
 export interface ReapOptions {
   /** A running run with no heartbeat for this long is crashed. */
   staleAfterMs: number;
   /**
    * A running run recorded from OTLP (no owning process) that no span arrived for in this long
-   * is crashed. Default `staleAfterMs`.
+   * is crashed. Default {@link DEFAULT_SILENT_AFTER_MS}, 30 minutes.
    */
   silentAfterMs?: number;
   /** Epoch milliseconds; default now. */
@@ -62,7 +69,7 @@ export async function reapCrashedRuns(
       host,
       now,
       options.staleAfterMs * 1000,
-      (options.silentAfterMs ?? options.staleAfterMs) * 1000,
+      (options.silentAfterMs ?? DEFAULT_SILENT_AFTER_MS) * 1000,
     );
     if (reason !== null) reaped.push({ ...run, reason });
   }

@@ -109,6 +109,41 @@ describe("runtrail reap", () => {
     expect(row?.slice(2, 4)).toEqual(["crashed", "stage_1"]);
   });
 
+  it("gives a run received over OTLP (no owner) 30 minutes of silence, or --silent-after", async () => {
+    const db = tempStore();
+    const now = wholeSecondNow();
+    // No owner host or pid: recorded from OTLP. Its last span came 5 minutes ago, which is
+    // more than --stale-after's 2 minutes but well inside a remote stage's usual silence.
+    const remote = {
+      runId: "0dead000-0000-4000-8000-000000000044",
+      pipeline: "remote",
+      status: "running",
+      start: now - 20 * MINUTE,
+      heartbeat: now - 5 * MINUTE,
+    };
+    await insertRun(db, remote);
+
+    for (const command of [["reap"], ["tail"], ["stats"], ["show", short(remote.runId)]]) {
+      const result = await runtrail([...command, "--db", db]);
+      expect(result.code, `${command[0]}: ${result.stderr}`).toBe(0);
+    }
+    expect((await storedRuns(db)).find((r) => r.run_id === remote.runId)?.status).toBe("running");
+
+    const env = { RUNTRAIL_SILENT_AFTER: "10m" };
+    const tail = await runtrail(["tail", "--db", db], { env });
+    expect(parseTable(tail.stdout).rows[0]?.[2]).toBe("running");
+
+    const reap = await runtrail(["reap", "--json", "--silent-after", "4m", "--db", db], { env });
+    expect(reap.code).toBe(0);
+    const reaped = JSON.parse(reap.stdout) as { run_id: string; reason: string }[];
+    expect(reaped.map((r) => r.run_id)).toEqual([remote.runId]);
+    expect(reaped[0]?.reason).toMatch(/^no span of the run arrived for 5m/);
+
+    const bad = await runtrail(["reap", "--silent-after", "soon", "--db", db]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^runtrail: --silent-after: /);
+  });
+
   it("keeps a crashed run's failed stage when it already had one", async () => {
     const db = tempStore();
     const now = wholeSecondNow();

@@ -1,13 +1,23 @@
 import { COMMON_OPTIONS, COMMON_USAGE, type Command } from "../_command.js";
 import { jsonOf } from "../_format.js";
-import { STALE_AFTER_USAGE, useStore } from "../_store.js";
+import { SILENT_AFTER_USAGE, STALE_AFTER_USAGE, useStore } from "../_store.js";
 import { ExitCode } from "../cli-error.js";
 
 export const reapCommand: Command = {
   name: "reap",
   summary: "mark runs whose process died (or went silent) as crashed, now",
-  usage: ["runtrail reap [--stale-after 2m]", "", STALE_AFTER_USAGE, ...COMMON_USAGE].join("\n"),
-  options: { ...COMMON_OPTIONS, "stale-after": { type: "string" } },
+  usage: [
+    "runtrail reap [--stale-after 2m] [--silent-after 30m]",
+    "",
+    STALE_AFTER_USAGE,
+    SILENT_AFTER_USAGE,
+    ...COMMON_USAGE,
+  ].join("\n"),
+  options: {
+    ...COMMON_OPTIONS,
+    "stale-after": { type: "string" },
+    "silent-after": { type: "string" },
+  },
   async run({ values, io }) {
     const { reaped } = await useStore(values, io, async () => undefined);
     if (values.json) {

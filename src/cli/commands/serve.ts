@@ -13,7 +13,13 @@ import {
   storePathOf,
   stringValue,
 } from "../_command.js";
-import { parseTimeOption, STALE_AFTER_USAGE, staleAfterMs } from "../_store.js";
+import {
+  parseTimeOption,
+  SILENT_AFTER_USAGE,
+  STALE_AFTER_USAGE,
+  silentAfterMs,
+  staleAfterMs,
+} from "../_store.js";
 import { paintStatus } from "../_style.js";
 import { CliError, ExitCode } from "../cli-error.js";
 
@@ -28,8 +34,7 @@ export const serveCommand: Command = {
     "  --tokens FILE      accepted tokens (default: RUNTRAIL_TOKENS_FILE, and RUNTRAIL_TOKENS)",
     "  --insecure         allow serving an address other than loopback without tokens",
     "  --stuck-after DUR  a run still running after this long is stuck (default 1h)",
-    "  --silent-after DUR a run received over OTLP that no span arrived for in this long, its",
-    "                     run span never, is crashed (default 30m, or RUNTRAIL_SILENT_AFTER)",
+    SILENT_AFTER_USAGE,
     "  --demo             also run the bundled example pipeline into the store: 12 runs, then one",
     "                     every 10 s, so there is always something to look at",
     STALE_AFTER_USAGE,
@@ -55,7 +60,6 @@ export const serveCommand: Command = {
       throw new CliError(`--port: "${portText}" is not a port number`, ExitCode.usage);
     }
     const stuck = stringValue(values, "stuck-after");
-    const silent = stringValue(values, "silent-after") ?? io.env.RUNTRAIL_SILENT_AFTER;
     let tokens: TokenSet;
     try {
       tokens = TokenSet.load(io.env, stringValue(values, "tokens"));
@@ -82,9 +86,7 @@ export const serveCommand: Command = {
         insecure: values.insecure === true,
         staleAfterMs: staleAfterMs(values, io.env),
         ...(stuck ? { stuckAfterMs: parseTimeOption("--stuck-after", stuck, parseDuration) } : {}),
-        ...(silent
-          ? { silentAfterMs: parseTimeOption("--silent-after", silent, parseDuration) }
-          : {}),
+        silentAfterMs: silentAfterMs(values, io.env),
         log: (message) => io.stderr(`${message}\n`),
       });
     } catch (error) {
