@@ -15,7 +15,10 @@ export interface RunTrailSpanProcessorOptions {
   enabled?: boolean;
   /** Tenant of the runs recorded, unless a run says otherwise. Default: `RUNTRAIL_TENANT`, else none. */
   tenant?: string;
-  /** Spans without a parent are runs. Default true; set false when runs are marked instead. */
+  /**
+   * Spans without a parent, or whose parent is in another process (a `traceparent` received),
+   * are runs. Default true; set false when runs are marked instead.
+   */
   rootSpansAreRuns?: boolean;
   /**
    * Further spans that are runs, such as a pipeline inside an HTTP request span. Called once per

@@ -8,6 +8,7 @@ import {
   type PbExportRequest,
   type PbKeyValue,
   type PbSpan,
+  parentIsRemote,
 } from "./otlp-schema.js";
 import { isReadAttribute, isReadExceptionAttribute, RemoteSpan, statusOf } from "./remote-span.js";
 
@@ -214,6 +215,7 @@ function pbSpan(span: PbSpan, serviceName: string | undefined): RemoteSpan {
     pbAttributes(span.attributes, isReadAttribute),
     events.length === 0 ? NO_EVENTS : events,
     serviceName,
+    parentId !== undefined && parentIsRemote(span.flags),
   );
 }
 
@@ -383,6 +385,7 @@ function jsonSpan(span: unknown, serviceName: string | undefined): RemoteSpan {
     jsonAttributes(span.attributes, isReadAttribute),
     events.length === 0 ? NO_EVENTS : events,
     serviceName,
+    parentId !== undefined && parentIsRemote(span.flags),
   );
 }
 

@@ -61,7 +61,10 @@ interface RowKeys {
 
 /** A trace whose spans arrived, kept while it may receive more. */
 interface TraceEntry {
-  /** The tenant its spans were sent for, by the first token that had one. */
+  /**
+   * The tenant its spans were sent for: that of the token that sent its first spans, null for
+   * a token of every tenant (or none), whose spans name their own.
+   */
   tenant: string | null;
   spans: Map<string, RemoteSpan>;
   /** The rows its last build gave, when it had no root: some may be gone from the next. */
@@ -216,6 +219,14 @@ export class OtlpIngest {
         if (submission.tenant !== null && entry.tenant !== submission.tenant) {
           if (entry.tenant !== null) {
             reject(`trace ${id} belongs to another tenant`);
+            continue;
+          }
+          if (entry.spans.size > 0) {
+            // Sent first with a token of every tenant: its runs' tenant is the one its spans
+            // name, which a tenant's token may not take over.
+            reject(
+              `trace ${id} was sent with a token of every tenant; a tenant's token may not add to it`,
+            );
             continue;
           }
           entry.tenant = submission.tenant;

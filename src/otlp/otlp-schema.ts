@@ -168,6 +168,7 @@ export interface PbSpan {
   traceId?: Uint8Array;
   spanId?: Uint8Array;
   parentSpanId?: Uint8Array;
+  flags?: number;
   name?: string;
   kind?: number;
   startTimeUnixNano?: Int64;
@@ -182,6 +183,16 @@ export interface PbExportRequest {
     resource?: { attributes?: PbKeyValue[] };
     scopeSpans?: { spans?: PbSpan[] }[];
   }[];
+}
+
+/** `Span.flags` says whether the parent is remote (bit 9) only when bit 8 is set. */
+const SPAN_FLAGS_HAS_IS_REMOTE = 0x100;
+const SPAN_FLAGS_IS_REMOTE = 0x200;
+
+/** Whether a span's `flags` say that its parent is in another process. */
+export function parentIsRemote(flags: unknown): boolean {
+  const mask = SPAN_FLAGS_HAS_IS_REMOTE | SPAN_FLAGS_IS_REMOTE;
+  return typeof flags === "number" && (flags & mask) === mask;
 }
 
 /** gRPC status codes used in `google.rpc.Status` bodies. */

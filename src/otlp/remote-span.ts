@@ -60,13 +60,16 @@ export class RemoteSpan implements SpanView {
     readonly attributes: Attributes,
     readonly events: readonly SpanEventView[],
     readonly serviceName: string | undefined,
+    /** The parent is in another process (the span's flags say so): the span is a local root. */
+    readonly parentIsRemote = false,
   ) {}
 
   // Made when asked for: a span waits in memory with as few objects of its own as it can.
   get parentSpanContext(): SpanContext | undefined {
     const parent = this.parentSpanId;
-    return parent === undefined
-      ? undefined
+    if (parent === undefined) return undefined;
+    return this.parentIsRemote
+      ? { traceId: this.traceId, spanId: parent, traceFlags: TraceFlags.SAMPLED, isRemote: true }
       : { traceId: this.traceId, spanId: parent, traceFlags: TraceFlags.SAMPLED };
   }
 
@@ -94,9 +97,12 @@ export class RemoteSpan implements SpanView {
     );
   }
 
-  /** The span as stored in `otlp_spans.span`: a JSON array, ids aside (they are columns). */
+  /**
+   * The span as stored in `otlp_spans.span`: a JSON array, ids aside (they are columns). A
+   * twelfth element, `1`, marks a remote parent; spans without one keep eleven.
+   */
   toJSON(): unknown[] {
-    return [
+    const fields = [
       this.name,
       this.parentSpanId ?? null,
       this.startTime[0],
@@ -111,15 +117,18 @@ export class RemoteSpan implements SpanView {
         : this.events.map((e) => [e.name, e.time[0], e.time[1], e.attributes ?? null]),
       this.serviceName ?? null,
     ];
+    if (this.parentIsRemote) fields.push(1);
+    return fields;
   }
 
   /** A span stored by {@link toJSON}. Throws on anything else. */
   static fromJSON(traceId: string, spanId: string, text: string): RemoteSpan {
     const value = JSON.parse(text) as unknown;
-    if (!Array.isArray(value) || value.length !== 11) {
+    if (!Array.isArray(value) || (value.length !== 11 && value.length !== 12)) {
       throw new Error(`otlp_spans: span ${spanId} is not a stored span`);
     }
-    const [name, parent, ss, sn, es, en, code, message, attributes, events, service] = value;
+    const [name, parent, ss, sn, es, en, code, message, attributes, events, service, remote] =
+      value;
     return new RemoteSpan(
       traceId,
       spanId,
@@ -140,6 +149,7 @@ export class RemoteSpan implements SpanView {
           }))
         : [],
       typeof service === "string" ? service : undefined,
+      remote === 1 && typeof parent === "string",
     );
   }
 }

@@ -86,7 +86,7 @@ function replay(
   const roots: RemoteSpan[] = [];
   for (const span of spans.values()) {
     const parent = span.parentSpanId;
-    if (parent === undefined) roots.push(span);
+    if (parent === undefined || (!spans.has(parent) && standsAlone(span))) roots.push(span);
     else if (parent !== span.spanId) {
       const list = children.get(parent);
       if (list === undefined) children.set(parent, [span]);
@@ -132,8 +132,23 @@ function replay(
 }
 
 /**
+ * A span whose parent has not arrived that is replayed all the same, as the in-process
+ * recorder sees it: a span whose parent is in another process is a root there, and a span
+ * marked as a run is a run wherever it hangs. Its parent may never come.
+ */
+function standsAlone(span: RemoteSpan): boolean {
+  return span.parentIsRemote || span.attributes[R.kind] === "run";
+}
+
+/** A span whose parent has not arrived and that cannot be replayed without it. */
+function waitsForParent(span: RemoteSpan, spans: ReadonlyMap<string, RemoteSpan>): boolean {
+  const parent = span.parentSpanId;
+  return parent !== undefined && parent !== span.spanId && !spans.has(parent) && !standsAlone(span);
+}
+
+/**
  * The span that stands in for a root that has not arrived: under the parent of the earliest
- * span whose parent is missing, named and attributed from the run's start marker if it came.
+ * span waiting for its parent, named and attributed from the run's start marker if it came.
  * It has not ended, so the run is `running`.
  */
 function standInRoot(spans: ReadonlyMap<string, RemoteSpan>): RemoteSpan | undefined {
@@ -145,8 +160,8 @@ function standInRoot(spans: ReadonlyMap<string, RemoteSpan>): RemoteSpan | undef
       start = [span.startTime[0], span.startTime[1]];
     }
     if (span.attributes[R.kind] === START_MARKER_KIND) marker ??= span;
-    const orphan = span.parentSpanId !== undefined && !spans.has(span.parentSpanId);
-    if (orphan && (first === undefined || compareTimes(span.startTime, first.startTime) < 0)) {
+    const waiting = waitsForParent(span, spans);
+    if (waiting && (first === undefined || compareTimes(span.startTime, first.startTime) < 0)) {
       first = span;
     }
   }
@@ -171,9 +186,15 @@ function standInRoot(spans: ReadonlyMap<string, RemoteSpan>): RemoteSpan | undef
   );
 }
 
-/** Whether a trace's spans include its root: a span without a parent. */
+/**
+ * Whether a trace's spans include a root, a span without a parent or whose parent is in
+ * another process: then its rows are final, and spans whose parents have not arrived wait for
+ * them. Without one, the rows are provisional, built under a stand-in root.
+ */
 export function hasRoot(spans: ReadonlyMap<string, RemoteSpan>): boolean {
-  for (const span of spans.values()) if (span.parentSpanId === undefined) return true;
+  for (const span of spans.values()) {
+    if (span.parentSpanId === undefined || span.parentIsRemote) return true;
+  }
   return false;
 }
 
@@ -191,16 +212,14 @@ export function traceRows(
   let standIn: RemoteSpan | undefined;
   if (!hasRoot(received)) {
     standIn = standInRoot(received);
-    if (standIn === undefined) return { runs: [], stages: [], rootless: true };
-    const adopted = new Map<string, RemoteSpan>([[standIn.spanId, standIn]]);
-    for (const span of received.values()) {
-      const missing = span.parentSpanId !== undefined && !received.has(span.parentSpanId);
-      adopted.set(
-        span.spanId,
-        missing && span.parentSpanId !== standIn.spanId ? span.withParent(standIn.spanId) : span,
-      );
+    if (standIn !== undefined) {
+      const adopted = new Map<string, RemoteSpan>([[standIn.spanId, standIn]]);
+      for (const span of received.values()) {
+        const waiting = waitsForParent(span, received) && span.parentSpanId !== standIn.spanId;
+        adopted.set(span.spanId, waiting ? span.withParent(standIn.spanId) : span);
+      }
+      spans = adopted;
     }
-    spans = adopted;
   }
 
   const runs = new Set<RunState>();
@@ -236,6 +255,6 @@ export function traceRows(
   return {
     runs: rows,
     stages: [...stages.values()].filter((s) => runIds.has(s.run_id)),
-    rootless: standIn !== undefined,
+    rootless: !hasRoot(received),
   };
 }

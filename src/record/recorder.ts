@@ -23,7 +23,7 @@ const KEPT_ENDED_RUNS = 1000;
 const KEPT_ENDED_MS = 60_000;
 
 export interface RecorderOptions {
-  /** Root spans (no parent) are runs. Default true. */
+  /** Root spans (no parent, or a parent in another process) are runs. Default true. */
   rootSpansAreRuns: boolean;
   /** Further spans to treat as runs, decided when the span starts. */
   isRun: ((span: SpanView) => boolean) | undefined;
@@ -282,7 +282,9 @@ export class RunRecorder {
   private isRun(span: SpanView, parentId: string | undefined, kind: unknown): boolean {
     if (kind === "run") return true;
     if (kind !== undefined) return false;
-    if (parentId === undefined && this.options.rootSpansAreRuns) return true;
+    if (this.options.rootSpansAreRuns && (parentId === undefined || isLocalRoot(span))) {
+      return true;
+    }
     return this.options.isRun?.(span) ?? false;
   }
 
@@ -327,4 +329,13 @@ export class RunRecorder {
     });
     this.sink.runChanged(run);
   }
+}
+
+/**
+ * Whether a span's parent is in another process (its context came in a request's
+ * `traceparent`, or a job's environment): the span is the root of what this process does, and
+ * counts as a root span.
+ */
+function isLocalRoot(span: SpanView): boolean {
+  return span.parentSpanContext?.isRemote === true;
 }

@@ -18,6 +18,8 @@ export interface HandSpan {
   error?: { type: string; message: string; stacktrace?: string };
   /** OTLP span kind: 1 internal, 2 server, 3 client. */
   kind?: number;
+  /** The parent is in another process: `flags` say so, as SDKs since OTLP 1.4 send them. */
+  remoteParent?: boolean;
 }
 
 export const BASE_MS = Date.UTC(2026, 10, 20, 12, 0, 0);
@@ -42,6 +44,8 @@ export function jsonSpan(span: HandSpan): Record<string, unknown> {
     traceId: span.traceId.toUpperCase(),
     spanId: span.spanId.toUpperCase(),
     ...(span.parentSpanId ? { parentSpanId: span.parentSpanId.toUpperCase() } : {}),
+    // Sampled, and whether the parent is remote is known (0x100) and true (0x200) or not.
+    flags: span.remoteParent ? 0x301 : 0x101,
     name: span.name,
     kind: span.kind ?? 1,
     startTimeUnixNano: nanos(span.startMs),

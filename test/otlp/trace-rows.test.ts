@@ -1,3 +1,4 @@
+import { ROOT_CONTEXT, type Tracer, trace } from "@opentelemetry/api";
 import { JsonTraceSerializer, ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
@@ -12,6 +13,7 @@ import { type DecodedExport, decodeJson, decodeProtobuf } from "../../src/otlp/d
 import type { RemoteSpan } from "../../src/otlp/remote-span.js";
 import { traceRows } from "../../src/otlp/trace-rows.js";
 import type { RunRow, StageRow } from "../../src/record/rows.js";
+import { formatUuid } from "../../src/record/run-id.js";
 import { sampleRuns } from "../fixtures/sample-pipelines.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
@@ -35,6 +37,39 @@ async function recordBothWays(): Promise<{
   const spans = [...exporter.getFinishedSpans()];
   await provider.shutdown();
   return { runs: (await storedRuns(db)).sort(byRunId), stages: await storedStages(db), spans };
+}
+
+/** Spans of `body` recorded in process into a new store: its rows, and the spans it ended. */
+async function recordInProcess(
+  body: (tracer: Tracer) => void,
+): Promise<{ runs: RunRow[]; stages: StageRow[]; spans: ReadableSpan[] }> {
+  const db = tempStore();
+  const exporter = new InMemorySpanExporter();
+  const provider = new BasicTracerProvider({
+    resource: resourceFromAttributes({ "service.name": "otlp-test" }),
+    spanProcessors: [new RunTrailSpanProcessor({ db }), new SimpleSpanProcessor(exporter)],
+  });
+  body(provider.getTracer("t"));
+  const spans = [...exporter.getFinishedSpans()];
+  await provider.shutdown();
+  return { runs: (await storedRuns(db)).sort(byRunId), stages: await storedStages(db), spans };
+}
+
+/** A run span with two stages and an LLM call, started in `parent`, all ended. */
+function smallRun(tracer: Tracer, parent = ROOT_CONTEXT, attributes = {}): void {
+  const run = tracer.startSpan("etl", { attributes }, parent);
+  const inRun = trace.setSpan(parent, run);
+  tracer.startSpan("extract", {}, inRun).end();
+  const summarize = tracer.startSpan("summarize", {}, inRun);
+  tracer
+    .startSpan(
+      "chat",
+      { attributes: { "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 20 } },
+      trace.setSpan(inRun, summarize),
+    )
+    .end();
+  summarize.end();
+  run.end();
 }
 
 let recorded: ReturnType<typeof recordBothWays> | undefined;
@@ -149,5 +184,62 @@ describe("the rows of spans received over OTLP", () => {
     expect(full.rootless).toBe(false);
     expect(full.runs[0]?.run_id).toBe(partial.runs[0]?.run_id);
     expect(full.runs[0]?.status).toBe("degraded");
+  });
+
+  it("take a span whose parent is in another process for a root, as the in-process processor does", async () => {
+    // A pipeline started with a context from elsewhere: a job's TRACEPARENT, a request header.
+    const upstream = trace.setSpanContext(ROOT_CONTEXT, {
+      traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+      spanId: "00f067aa0ba902b7",
+      traceFlags: 1,
+      isRemote: true,
+    });
+    const inProcess = await recordInProcess((tracer) => smallRun(tracer, upstream));
+    expect(inProcess.runs).toHaveLength(1);
+    const [run] = inProcess.runs;
+    const runSpan = inProcess.spans.find((s) => s.name === "etl");
+    // Not the trace's root: its id is the trace's first half and its own span id.
+    expect(run).toMatchObject({
+      run_id: formatUuid(`4bf92f3577b34da6${runSpan?.spanContext().spanId}`),
+      status: "completed",
+      llm_calls: 1,
+      tokens: 120,
+      stages_executed: ["extract", "summarize"],
+    });
+    for (const decoded of [
+      viaJson(inProcess.spans),
+      decodeProtobuf(ProtobufTraceSerializer.serializeRequest(inProcess.spans) as Uint8Array),
+    ]) {
+      expect(decoded.spans.find((s) => s.name === "etl")?.parentIsRemote).toBe(true);
+      const rows = traceRows(byTrace(decoded.spans).get(run?.trace_id as string) ?? new Map(), {
+        tenant: null,
+        heartbeat: 0,
+      });
+      // Final at once: the parent is not coming, so nothing waits for it.
+      expect(rows.rootless).toBe(false);
+      expect(rows.runs.map(comparable)).toEqual(inProcess.runs.map(comparable));
+      expect(rows.stages).toEqual(inProcess.stages);
+    }
+  });
+
+  it("make no stand-in for a marked run whose parent has not come, and keep it when it does", async () => {
+    // A pipeline marked as a run inside an HTTP request span, which ends after it.
+    const inProcess = await recordInProcess((tracer) => {
+      const request = tracer.startSpan("POST /ingest");
+      smallRun(tracer, trace.setSpan(ROOT_CONTEXT, request), { "runtrail.kind": "run" });
+      request.end();
+    });
+    expect(inProcess.runs.map((r) => r.pipeline).sort()).toEqual(["POST /ingest", "etl"]);
+    const nested = inProcess.runs.find((r) => r.pipeline === "etl");
+    const spans = viaJson(inProcess.spans).spans;
+    const trace_ = byTrace(spans).get(nested?.trace_id as string) as Map<string, RemoteSpan>;
+    const withoutRequest = new Map([...trace_].filter(([, s]) => s.name !== "POST /ingest"));
+    const early = traceRows(withoutRequest, { tenant: null, heartbeat: 0 });
+    // Only the run itself, ended: no run stands in for the request, to crash when it never comes.
+    expect(early.runs.map(comparable)).toEqual([comparable(nested as RunRow)]);
+    expect(early.stages).toEqual(inProcess.stages.filter((st) => st.run_id === nested?.run_id));
+    const full = traceRows(trace_, { tenant: null, heartbeat: 0 });
+    expect([...full.runs].sort(byRunId).map(comparable)).toEqual(inProcess.runs.map(comparable));
+    expect(full.stages).toEqual(inProcess.stages);
   });
 });

@@ -367,4 +367,31 @@ describe("POST /v1/traces with tokens", () => {
     const [run] = await storedRuns(db);
     expect(run).toMatchObject({ tenant_id: "acme", llm_calls: 0, stages_executed: ["extract"] });
   });
+
+  it("keeps a trace sent with a token of every tenant from a tenant's token, after a restart too", async () => {
+    const db = tempStore();
+    const r = pythonRun();
+    const root = { ...r.root, attributes: { ...r.root.attributes, "runtrail.tenant.id": "beta" } };
+    const first = await served(db, { tokens: tokens() });
+    expect((await sendJson(first, [root, r.extract], auth("all-in"))).status).toBe(200);
+    const refused = {
+      partialSuccess: {
+        rejectedSpans: "2",
+        errorMessage: `trace ${r.traceId} was sent with a token of every tenant; a tenant's token may not add to it (and 1 more)`,
+      },
+    };
+    expect((await sendJson(first, [r.summarize, r.llm], auth("acme-in"))).json()).toEqual(refused);
+    await stop(first);
+    const second = await served(db, { tokens: tokens() });
+    expect((await sendJson(second, [r.summarize, r.llm], auth("acme-in"))).json()).toEqual(refused);
+    // A token of every tenant may still add to it.
+    expect((await sendJson(second, [r.summarize, r.llm], auth("all-in"))).json()).toEqual({});
+    await stop(second);
+    const [run] = await storedRuns(db);
+    expect(run).toMatchObject({
+      tenant_id: "beta",
+      llm_calls: 1,
+      stages_executed: ["extract", "summarize"],
+    });
+  });
 });
