@@ -179,8 +179,16 @@ SELECT n.* FROM (${stagedSelect(STAGE_COLUMNS, "runtrail_staged_new_stages")}) A
 ANTI JOIN (SELECT run_id, span_id FROM stages WHERE started_at >= make_timestamptz($1::BIGINT)) AS s
   ON n.run_id = s.run_id AND n.span_id = s.span_id`;
 
+/**
+ * A stage may come more than once in a batch (late spans rewrite its row, each with the totals
+ * so far): the last one staged is merged.
+ */
 const MERGE_STAGES = `
-MERGE INTO stages USING (${stagedSelect(STAGE_COLUMNS, "runtrail_staged_merge")}) AS s
+MERGE INTO stages USING (
+  SELECT * EXCLUDE (runtrail_pos) FROM (
+    SELECT s.rowid AS runtrail_pos, ${stagedSelect(STAGE_COLUMNS, "runtrail_staged_merge").slice("SELECT ".length)}
+  ) QUALIFY row_number() OVER (PARTITION BY run_id, span_id ORDER BY runtrail_pos DESC) = 1
+) AS s
 ON stages.run_id = s.run_id AND stages.span_id = s.span_id
   AND stages.started_at >= make_timestamptz($1::BIGINT)
 WHEN MATCHED THEN UPDATE SET ${STAGE_SET}
@@ -269,10 +277,12 @@ export async function writeColumns(
     if (spans !== undefined && spans.length > 0) await appendSpans(session, spans);
     if (runs.count > 0) await session.run(MERGE_RUNS, [bound(RUN_COLUMNS, runs)]);
     if (newRuns.count > 0) await session.run(APPEND_RUNS, [bound(RUN_COLUMNS, newRuns)]);
+    // Appended before the merge: a stage that ended in this batch and then took a late span
+    // has its row in both, and the merged one is the later.
+    if (stages.count > 0) await session.run(APPEND_STAGES);
     if (stagesToMerge.count > 0) {
       await session.run(MERGE_STAGES, [bound(STAGE_COLUMNS, stagesToMerge)]);
     }
-    if (stages.count > 0) await session.run(APPEND_STAGES);
     if (newStages !== undefined && newStages.count > 0) {
       await session.run(APPEND_NEW_STAGES, [bound(STAGE_COLUMNS, newStages)]);
     }

@@ -54,6 +54,24 @@ describe("spans that end out of order", () => {
     await t.provider.shutdown();
   });
 
+  it("writes one row for a stage whose LLM calls end after it and its run, all in one write", async () => {
+    const db = tempStore();
+    const t = traced({ db });
+    const run = t.tracer.startSpan("summaries");
+    const stage = child(t, "summarize", run);
+    const calls = [child(t, "chat", stage, CHAT), child(t, "chat", stage, CHAT)];
+    stage.end();
+    run.end();
+    for (const call of calls) call.end();
+    // The stage's row, and the two rows the late calls rewrite it with, go in one write.
+    await t.processor.forceFlush();
+    expect((await storedRuns(db))[0]).toMatchObject({ llm_calls: 2, tokens: 20 });
+    expect((await storedStages(db)).map((s) => [s.name, s.llm_calls, s.tokens])).toEqual([
+      ["summarize", 2, 20],
+    ]);
+    await t.provider.shutdown();
+  });
+
   it("does not take stages of one name running side by side for retries when one fails", async () => {
     const db = tempStore();
     const t = traced({ db });
