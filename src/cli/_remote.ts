@@ -1,4 +1,5 @@
 import type { RunLookup } from "../query/find-run.js";
+import type { RunIds } from "../query/id-prefixes.js";
 import type { RunFilter } from "../query/run-filter.js";
 import type { GroupStats, StatsGroup } from "../query/run-stats.js";
 import { type RunRow, type StageRow, TIME_FIELDS } from "../record/rows.js";
@@ -145,6 +146,40 @@ export async function remoteRun(
     run: rowOf<RunRow>(run),
     stages: (stages as unknown[]).map((s) => rowOf<StageRow>(s)),
   };
+}
+
+/** Lookups of the runs of these runs' traces under way at once. */
+const TRACE_LOOKUPS_AT_ONCE = 8;
+
+/**
+ * The runs of these runs' traces, as `runsOfTraces` gives them, read through the server: a
+ * lookup of each trace's first 16 hex digits, which names every run of the trace (the server
+ * lists at most 10 of a trace's runs, the newest).
+ */
+export async function remoteRunsOfTraces(
+  remote: Remote,
+  runIds: readonly string[],
+): Promise<RunIds[]> {
+  const heads = [...new Set(runIds.map((id) => id.replaceAll("-", "").slice(0, 16)))];
+  const found: RunIds[] = [];
+  const lookUp = async (head: string) => {
+    const answer = await request(remote, `/api/runs/${head}`, {});
+    if (answer.status === 404 && answer.body.error === "not_found") return;
+    if (answer.status === 409) {
+      for (const c of answer.body.candidates as Record<string, unknown>[]) found.push(idsOf(c));
+      return;
+    }
+    if (answer.status !== 200) throw failure(remote, answer);
+    found.push(idsOf(answer.body));
+  };
+  for (let i = 0; i < heads.length; i += TRACE_LOOKUPS_AT_ONCE) {
+    await Promise.all(heads.slice(i, i + TRACE_LOOKUPS_AT_ONCE).map(lookUp));
+  }
+  return found;
+}
+
+function idsOf(run: Record<string, unknown>): RunIds {
+  return { run_id: String(run.run_id), trace_id: (run.trace_id as string | null) ?? null };
 }
 
 /** Statistics as `runStats` gives them, read through the server. */

@@ -49,7 +49,10 @@ export interface OpenedStore<T> {
 
 /**
  * Opens the store for a command: spooled rows are written in and crashed runs marked first,
- * so every command sees the same, current state. A missing store is not an error.
+ * so every command sees the same, current state. A missing store is not an error. A file that
+ * is not a store, or a damaged one, is refused and left as it is: a command is run by hand, and
+ * its path may be a mistake, so it never moves a file aside nor makes a store of it (pipelines
+ * and the server, which write, move a damaged store aside and start a new one).
  */
 export async function useStore<T>(
   values: ParsedValues,
@@ -81,8 +84,8 @@ export async function useStore<T>(
         // A store that does not exist yet is made when writers spooled rows for it.
         create: options.create ?? (await hasSpooled(path)),
         lockTimeoutMs: 10_000,
-        onMovedAside: (_from, to, reason) =>
-          io.stderr(`runtrail: ${reason}; moved it to ${to} and started a new store\n`),
+        moveCorruptAside: false,
+        refuseForeign: true,
       },
     );
     return { path, result, reaped };
@@ -90,10 +93,19 @@ export async function useStore<T>(
     if (error instanceof StoreError) {
       if (error.kind === "missing") return { path, result: undefined, reaped };
       if (error.kind === "unwritable" && !options.create) return readOnly(path, io, work);
-      throw new CliError(error.message);
+      throw cliErrorOf(error);
     }
     throw error;
   }
+}
+
+function cliErrorOf(error: StoreError): CliError {
+  if (error.kind === "corrupt") {
+    return new CliError(
+      `${error.message}; it is left as it is (a pipeline or the server that writes to it moves it aside and starts a new store)`,
+    );
+  }
+  return new CliError(error.message);
 }
 
 /** For a reader who may not write the store: read it as it is, without marking crashed runs. */
@@ -103,13 +115,17 @@ async function readOnly<T>(
   work: (session: StoreSession) => Promise<T>,
 ): Promise<OpenedStore<T>> {
   try {
-    const result = await withStore(path, work, { readOnly: true, lockTimeoutMs: 10_000 });
+    const result = await withStore(path, work, {
+      readOnly: true,
+      lockTimeoutMs: 10_000,
+      refuseForeign: true,
+    });
     io.stderr(
       `runtrail: ${path} is read-only here: crashed runs are not marked and spooled rows not written in\n`,
     );
     return { path, result, reaped: [] };
   } catch (error) {
-    if (error instanceof StoreError) throw new CliError(error.message);
+    if (error instanceof StoreError) throw cliErrorOf(error);
     throw error;
   }
 }

@@ -39,9 +39,14 @@ function overview(): string {
 /** Runs the command line and returns the exit code; errors become one line on stderr. */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+  if (name === "--help" || name === "-h" || name === "help") {
     io.stdout(`${overview()}\n`);
-    return name === undefined ? ExitCode.usage : ExitCode.ok;
+    return ExitCode.ok;
+  }
+  if (name === undefined) {
+    // A usage error, as an unknown command is: the usage goes to stderr, stdout stays empty.
+    io.stderr(`${overview()}\n`);
+    return ExitCode.usage;
   }
   const command = COMMANDS.find((c) => c.name === name);
   try {

@@ -1,13 +1,14 @@
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import {
   checkpointFolderOf,
   NO_SNAPSHOT,
   parseSnapshotRef,
+  sharedCheckpointFolderOf,
   snapshotExists,
   snapshotFileOf,
+  snapshotFilesOf,
   writeFileAtomically,
 } from "../store/store-files.js";
 
@@ -36,14 +37,17 @@ export interface Checkpoint {
 }
 
 /**
- * Snapshots and checkpoints in the store's folder. Snapshots are addressed by the SHA-256 of
- * their bytes: writing one that exists costs a hash and a lookup.
+ * Snapshots and checkpoints of a store, in folders of its own next to it
+ * (`runs.duckdb.snapshots`, `runs.duckdb.checkpoints`). Snapshots are addressed by the SHA-256
+ * of their bytes: writing one that exists costs a hash and a lookup. Those that earlier
+ * versions kept in the folders shared by the stores of a folder are read from there too.
  */
 export class SnapshotStore {
-  private readonly checkpoints: string;
+  /** Where checkpoints are read from, in order; the first is where they are written. */
+  private readonly checkpoints: readonly [string, string];
 
   constructor(private readonly storePath: string) {
-    this.checkpoints = checkpointFolderOf(storePath);
+    this.checkpoints = [checkpointFolderOf(storePath), sharedCheckpointFolderOf(storePath)];
   }
 
   /**
@@ -75,7 +79,15 @@ export class SnapshotStore {
     const sha = createHash("sha256").update(bytes).digest("hex");
     const ref = `${format}:${sha}`;
     const path = this.pathOf(ref);
-    if (!existsSync(path)) await writeFileAtomically(path, bytes);
+    try {
+      // Kept already: its time says it was used just now, so that pruning, which leaves
+      // unused snapshots alone for a while, does not remove it before this run's row names it.
+      const now = new Date();
+      await utimes(path, now, now);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") return ref;
+      await writeFileAtomically(path, bytes);
+    }
     return ref;
   }
 
@@ -89,16 +101,18 @@ export class SnapshotStore {
     if (ref === NO_SNAPSHOT) return undefined;
     const parsed = parseSnapshotRef(ref);
     if (parsed === undefined) throw new SnapshotError(`"${ref}" is not a snapshot reference`);
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(this.pathOf(ref));
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new SnapshotError(
-        code === "ENOENT"
-          ? `the snapshot ${ref} is gone (pruned or deleted)`
-          : `the snapshot ${ref} cannot be read: ${(error as Error).message}`,
-      );
+    let bytes: Buffer | undefined;
+    for (const file of snapshotFilesOf(this.storePath, ref)) {
+      try {
+        bytes = await readFile(file);
+        break;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
+        throw new SnapshotError(`the snapshot ${ref} cannot be read: ${(error as Error).message}`);
+      }
+    }
+    if (bytes === undefined) {
+      throw new SnapshotError(`the snapshot ${ref} is gone (pruned or deleted)`);
     }
     if (createHash("sha256").update(bytes).digest("hex") !== parsed.sha) {
       throw new SnapshotError(
@@ -110,32 +124,39 @@ export class SnapshotStore {
 
   /** The checkpoint of a content address, if one was written and its snapshots are all there. */
   async checkpoint(key: string): Promise<Checkpoint | undefined> {
-    let checkpoint: Checkpoint;
-    try {
-      checkpoint = JSON.parse(await readFile(this.checkpointPath(key), "utf8")) as Checkpoint;
-    } catch {
-      return undefined;
+    for (const folder of this.checkpoints) {
+      let checkpoint: Checkpoint;
+      try {
+        checkpoint = JSON.parse(
+          await readFile(this.checkpointPath(folder, key), "utf8"),
+        ) as Checkpoint;
+      } catch {
+        continue;
+      }
+      if (typeof checkpoint?.snapshot !== "string" || !this.has(checkpoint.snapshot)) continue;
+      if (checkpoint.stages?.some((s) => !this.has(s.snapshot))) continue;
+      return checkpoint;
     }
-    if (typeof checkpoint?.snapshot !== "string" || !this.has(checkpoint.snapshot))
-      return undefined;
-    if (checkpoint.stages?.some((s) => !this.has(s.snapshot))) return undefined;
-    return checkpoint;
+    return undefined;
   }
 
   async putCheckpoint(key: string, checkpoint: Checkpoint): Promise<void> {
-    await writeFileAtomically(this.checkpointPath(key), `${JSON.stringify(checkpoint)}\n`);
+    await writeFileAtomically(
+      this.checkpointPath(this.checkpoints[0], key),
+      `${JSON.stringify(checkpoint)}\n`,
+    );
   }
 
-  /** The file of a snapshot reference (not `none`). */
+  /** The file a snapshot is written to (not for `none`). */
   private pathOf(ref: SnapshotRef): string {
     const path = snapshotFileOf(this.storePath, ref);
     if (path === undefined) throw new SnapshotError(`"${ref}" is not a snapshot reference`);
     return path;
   }
 
-  private checkpointPath(key: string): string {
+  private checkpointPath(folder: string, key: string): string {
     if (!/^[0-9a-f]{64}$/.test(key)) throw new SnapshotError(`"${key}" is not a checkpoint key`);
-    return join(this.checkpoints, `${key}.json`);
+    return join(folder, `${key}.json`);
   }
 }
 

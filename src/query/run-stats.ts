@@ -31,6 +31,46 @@ export interface GroupStats {
   stuck: number;
 }
 
+/**
+ * A group's statistics as JSON gives them, with snake_case names as every JSON of runtrail's:
+ * `runtrail stats --json` prints these, and the API's `GET /api/stats` answers its groups so.
+ */
+export interface GroupStatsJson {
+  key: string | null;
+  runs: number;
+  by_status: Record<RunStatus, number>;
+  failure_rate: number | null;
+  p50_seconds: number | null;
+  p95_seconds: number | null;
+  p99_seconds: number | null;
+  llm_calls: number;
+  tokens: number;
+  input_tokens: number;
+  output_tokens: number;
+  rows_in: number;
+  rows_out: number;
+  stuck: number;
+}
+
+export function groupStatsJson(group: GroupStats): GroupStatsJson {
+  return {
+    key: group.key,
+    runs: group.runs,
+    by_status: group.byStatus,
+    failure_rate: group.failureRate,
+    p50_seconds: group.p50Seconds,
+    p95_seconds: group.p95Seconds,
+    p99_seconds: group.p99Seconds,
+    llm_calls: group.llmCalls,
+    tokens: group.tokens,
+    input_tokens: group.inputTokens,
+    output_tokens: group.outputTokens,
+    rows_in: group.rowsIn,
+    rows_out: group.rowsOut,
+    stuck: group.stuck,
+  };
+}
+
 /** The aggregate select list over rows of `runs` or `stages` under alias `t`. */
 function aggregates(t: string): string {
   const statusCounts = RUN_STATUSES.map(

@@ -652,8 +652,8 @@ export function createApp(options: AppOptions) {
         {
           runs,
           stages,
-          artifact_folders: artifactFolders ?? 0,
-          snapshots: snapshots ?? 0,
+          artifact_folders: artifactFolders,
+          snapshots,
           dry_run: dryRun,
         },
         200,

@@ -251,12 +251,13 @@ export const DeleteResultSchema = z
   .object({
     runs: z.number(),
     stages: z.number(),
-    artifact_folders: z
-      .number()
-      .openapi({ description: "artifact folders removed with their runs (none on a dry run)" }),
-    snapshots: z
-      .number()
-      .openapi({ description: "snapshot files no remaining run refers to, removed" }),
+    artifact_folders: z.number().openapi({
+      description: "artifact folders removed with their runs (on a dry run: that would be)",
+    }),
+    snapshots: z.number().openapi({
+      description:
+        "the store's snapshot files no remaining run refers to, removed (on a dry run: that would be)",
+    }),
     dry_run: z.boolean(),
   })
   .openapi("DeleteResult");

@@ -3,7 +3,8 @@ import type { AddressInfo } from "node:net";
 import { createAdaptorServer } from "@hono/node-server";
 import { OtlpIngest, type OtlpIngestOptions } from "../otlp/otlp-ingest.js";
 import { DEFAULT_SILENT_AFTER_MS, DEFAULT_STALE_AFTER_MS } from "../store/reap.js";
-import { removeClaim, writeClaim } from "../store/server-claim.js";
+import { otherServer, removeClaim, servedMessage, writeClaim } from "../store/server-claim.js";
+import { StoreError } from "../store/store-errors.js";
 import { type AppOptions, ChangeFeed, createApp, type RunTrailApp } from "./app.js";
 import { RunMetrics } from "./run-metrics.js";
 import { ServedStore } from "./served-store.js";
@@ -76,6 +77,11 @@ const DRAIN_MS = 5_000;
  * Starts the runtrail server on a store: listens, claims the store (so that pipelines spool to
  * it and the CLI reads through it), then opens it. Requests that come before the store is
  * open get 503 with `Retry-After`.
+ *
+ * A store that a live runtrail server holds (its claim names a live process) is refused at once
+ * with a {@link StoreError} (`locked`) naming that server, before anything is listened on or
+ * written: the other server keeps its claim and its store. A claim left by a server that was
+ * killed does not count.
  */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const host = options.host ?? DEFAULT_HOST;
@@ -85,6 +91,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       `refusing to serve ${host} without tokens: anyone who can reach it could read and delete runs. Set RUNTRAIL_TOKENS or RUNTRAIL_TOKENS_FILE (or --tokens FILE), or pass --insecure`,
     );
   }
+  const served = otherServer(options.db);
+  if (served !== undefined) throw new StoreError("locked", servedMessage(options.db, served));
   const log = options.log ?? ((message: string) => process.stderr.write(`${message}\n`));
   const staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
   const stuckAfterMs = options.stuckAfterMs ?? 3_600_000;
@@ -148,7 +156,13 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       changes.close();
     });
 
-  writeClaim(options.db, url);
+  try {
+    // Refuses, should another server have claimed the store since the check above.
+    writeClaim(options.db, url);
+  } catch (error) {
+    await stopListening();
+    throw error;
+  }
   try {
     store = await ServedStore.open(options.db, {
       staleAfterMs,

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, renameSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync } from "node:fs";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DuckDBInstance } from "@duckdb/node-api";
@@ -17,6 +17,14 @@ export interface OpenStoreOptions {
   lockTimeoutMs?: number;
   /** Move a damaged file aside (never delete it) and start a new store. Default true. */
   moveCorruptAside?: boolean;
+  /**
+   * Refuse a file that is not a store, rather than move it aside or make it one: a file that is
+   * not a DuckDB database at all (a text file, an empty file), or a DuckDB database that holds
+   * neither runtrail's tables nor seed 000's `runs`. Either is a StoreError "foreign", and the
+   * file is left as it is. For commands a user runs by hand, whose path may be a mistake.
+   * Default false.
+   */
+  refuseForeign?: boolean;
   /** Told where a damaged store was moved. */
   onMovedAside?: (from: string, to: string, reason: string) => void;
   /** DuckDB threads for this session. Default 2. */
@@ -91,6 +99,14 @@ export async function openStore(
           await sleep(200);
           continue;
         }
+        if (failure.kind === "corrupt" && options.refuseForeign) {
+          const what = notDuckDb(path);
+          if (what !== undefined) {
+            throw new StoreError("foreign", `${path} is not a runtrail store (${what})`, {
+              cause: error,
+            });
+          }
+        }
         if (failure.kind === "corrupt" && (options.moveCorruptAside ?? true) && !options.readOnly) {
           const movedTo = moveAside(path);
           options.onMovedAside?.(path, movedTo, failure.message);
@@ -111,7 +127,8 @@ async function openOnce(
   options: OpenStoreOptions,
   release: () => void,
 ): Promise<StoreSession> {
-  if (!existsSync(path)) {
+  const existed = existsSync(path);
+  if (!existed) {
     if (!create || options.readOnly)
       throw new StoreError("missing", `there is no store at ${path}`);
     mkdirSync(dirname(path), { recursive: true });
@@ -131,6 +148,12 @@ async function openOnce(
     );
     await StoreSession.prepareConnection(connection);
     const session = new StoreSession(path, instance, connection, release);
+    if (options.refuseForeign && existed && !(await holdsStore(session))) {
+      throw new StoreError(
+        "foreign",
+        `${path} is not a runtrail store (a DuckDB database without runtrail's tables)`,
+      );
+    }
     if (options.readOnly) await requireCurrentSchema(session);
     else await migrate(session);
     return session;
@@ -139,6 +162,46 @@ async function openOnce(
     instance.closeSync();
     throw error;
   }
+}
+
+/** The DuckDB file format's magic, after the header's checksum. */
+const DUCKDB_MAGIC = Buffer.from("DUCK");
+const DUCKDB_MAGIC_AT = 8;
+
+/**
+ * What a file DuckDB refused is, if it is not a DuckDB database at all ("an empty file", "not
+ * a DuckDB database file"); undefined for a DuckDB database (damaged, then) or a file that
+ * cannot be read here.
+ */
+function notDuckDb(path: string): string | undefined {
+  const head = Buffer.alloc(DUCKDB_MAGIC_AT + DUCKDB_MAGIC.length);
+  let read: number;
+  try {
+    const fd = openSync(path, "r");
+    try {
+      read = readSync(fd, head, 0, head.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  if (read === 0) return "an empty file";
+  const magic = head.subarray(DUCKDB_MAGIC_AT, DUCKDB_MAGIC_AT + DUCKDB_MAGIC.length);
+  return magic.equals(DUCKDB_MAGIC) ? undefined : "not a DuckDB database file";
+}
+
+/**
+ * Whether an open database holds a store: runtrail's tables, or a seed 000 `runs` table that
+ * the migrations adopt. A database with neither would be made a store by migrating it.
+ */
+async function holdsStore(session: StoreSession): Promise<boolean> {
+  const row = await session.one<{ n: number }>(
+    `SELECT count(*)::INTEGER AS n FROM duckdb_tables()
+     WHERE database_name = current_database() AND schema_name = 'main'
+       AND table_name IN ('runtrail_meta', 'runs')`,
+  );
+  return (row?.n ?? 0) > 0;
 }
 
 /** Renames a damaged store and its write-ahead log out of the way; nothing is deleted. */

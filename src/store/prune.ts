@@ -1,6 +1,16 @@
-import { existsSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readSync,
+  renameSync,
+  rmSync,
+  type Stats,
+  statSync,
+} from "node:fs";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { SqlParams } from "../query/sql-params.js";
 import type { RunStatus } from "../record/run-status.js";
 import { attachOptions } from "./open-store.js";
@@ -9,7 +19,10 @@ import {
   artifactFolderOf,
   checkpointFolderOf,
   compactCopyOf,
+  movedAsideOf,
   parseSnapshotRef,
+  sharedCheckpointFolderOf,
+  sharedSnapshotFolderOf,
   snapshotExists,
   snapshotFolderOf,
 } from "./store-files.js";
@@ -34,10 +47,13 @@ export interface PruneOptions {
 export interface PruneResult {
   runs: number;
   stages: number;
-  /** Artifact folders removed with their runs. */
-  artifactFolders?: number;
-  /** Snapshot files no remaining run refers to, removed. */
-  snapshots?: number;
+  /** Artifact folders removed with their runs (for a dry run: that would be). */
+  artifactFolders: number;
+  /**
+   * Snapshot files of this store that no remaining run or stage refers to, removed (for a dry
+   * run: that would be). Only once some run goes.
+   */
+  snapshots: number;
 }
 
 function selection(options: PruneOptions, params: SqlParams): string {
@@ -54,7 +70,8 @@ function selection(options: PruneOptions, params: SqlParams): string {
 
 /**
  * Deletes old runs, their stages and the spans the OTLP receiver kept of them, in one
- * transaction (or counts them, for a dry run).
+ * transaction, then their artifact folders and the store's snapshots no run left uses. A dry
+ * run counts the same things and changes nothing.
  */
 export async function pruneRuns(
   session: StoreSession,
@@ -63,7 +80,9 @@ export async function pruneRuns(
   const params = new SqlParams();
   const where = selection(options, params);
   const doomed = `SELECT run_id FROM runs WHERE ${where}`;
-  const count = async (): Promise<PruneResult> => {
+  // Snapshots written after this are not removed, whether counted or removed.
+  const cutoff = Date.now() - (options.snapshotGraceMs ?? 3_600_000);
+  const count = async () => {
     const row = await session.one<{ runs: number; stages: number }>(
       `SELECT (SELECT count(*) FROM runs WHERE ${where})::DOUBLE AS runs,
               (SELECT count(*) FROM stages WHERE run_id IN (${doomed}))::DOUBLE AS stages`,
@@ -71,11 +90,23 @@ export async function pruneRuns(
     );
     return { runs: row?.runs ?? 0, stages: row?.stages ?? 0 };
   };
-  if (options.dryRun) return count();
-  const withArtifacts = await session.all<{ run_id: string }>(
-    `SELECT run_id::VARCHAR AS run_id FROM runs WHERE ${where} AND artifacts IS NOT NULL`,
-    params.values,
-  );
+  const artifactFoldersOf = async () =>
+    (
+      await session.all<{ run_id: string }>(
+        `SELECT run_id::VARCHAR AS run_id FROM runs WHERE ${where} AND artifacts IS NOT NULL`,
+        params.values,
+      )
+    )
+      .map((r) => artifactFolderOf(session.path, r.run_id))
+      .filter((folder) => existsSync(folder));
+  if (options.dryRun) {
+    const counted = await count();
+    const folders = await artifactFoldersOf();
+    const snapshots =
+      counted.runs > 0 ? await unusedSnapshots(session, cutoff, { doomed, params }) : [];
+    return { ...counted, artifactFolders: folders.length, snapshots: snapshots.length };
+  }
+  const folders = await artifactFoldersOf();
   const result = await session.transaction(async () => {
     const result = await count();
     await session.run(`DELETE FROM stages WHERE run_id IN (${doomed})`, params.values);
@@ -89,70 +120,145 @@ export async function pruneRuns(
   });
   // The rows are gone: their files go after them, so no row is left pointing at nothing.
   let artifactFolders = 0;
-  for (const { run_id } of withArtifacts) {
-    const folder = artifactFolderOf(session.path, run_id);
-    if (existsSync(folder)) {
-      rmSync(folder, { recursive: true, force: true });
-      artifactFolders++;
-    }
+  for (const folder of folders) {
+    if (!existsSync(folder)) continue;
+    rmSync(folder, { recursive: true, force: true });
+    artifactFolders++;
   }
-  const snapshots =
-    result.runs > 0 ? await collectSnapshots(session, options.snapshotGraceMs ?? 3_600_000) : 0;
+  let snapshots = 0;
+  if (result.runs > 0) {
+    for (const file of await unusedSnapshots(session, cutoff)) {
+      rmSync(file, { force: true });
+      snapshots++;
+    }
+    if (snapshots > 0) await dropDanglingCheckpoints(session.path);
+  }
   return { ...result, artifactFolders, snapshots };
 }
 
 /**
- * Deletes snapshot files that no run or stage of the store refers to and that are older than
- * `graceMs`, then the checkpoints that named them. Snapshots are shared by content, so one
- * stays while any run still uses it.
+ * The snapshot files of the store that no run or stage of it refers to (leaving out the runs
+ * `without` selects, and their stages) whose files were last written or used before `cutoff`
+ * (epoch ms). Snapshots are shared by content, so one stays while any run still uses it.
+ *
+ * Only files that are surely this store's are candidates: those in its own folder, and those in
+ * the folder earlier versions shared between the stores of a folder only while no other store
+ * lives in that folder. A file that may be another store's is never counted, never removed.
  */
-async function collectSnapshots(session: StoreSession, graceMs: number): Promise<number> {
-  const folder = snapshotFolderOf(session.path);
-  if (!existsSync(folder)) return 0;
+async function unusedSnapshots(
+  session: StoreSession,
+  cutoff: number,
+  without?: { doomed: string; params: SqlParams },
+): Promise<string[]> {
+  const folders = [snapshotFolderOf(session.path)];
+  if (!sharesFolder(session.path)) folders.push(sharedSnapshotFolderOf(session.path));
+  if (!folders.some((folder) => existsSync(folder))) return [];
+  const kept = without ? `run_id NOT IN (${without.doomed})` : "true";
   const referenced = new Set(
     (
       await session.all<{ ref: string }>(
-        `SELECT snapshot AS ref FROM stages WHERE snapshot IS NOT NULL
-         UNION SELECT input_snapshot FROM runs WHERE input_snapshot IS NOT NULL`,
+        `SELECT snapshot AS ref FROM stages WHERE snapshot IS NOT NULL AND ${kept}
+         UNION SELECT input_snapshot FROM runs WHERE input_snapshot IS NOT NULL AND ${kept}`,
+        without?.params.values,
       )
     ).map((r) => parseSnapshotRef(r.ref)?.sha),
   );
-  const cutoff = Date.now() - graceMs;
-  let removed = 0;
-  for (const shard of readdirSync(folder)) {
-    const shardFolder = join(folder, shard);
-    if (!/^[0-9a-f]{2}$/.test(shard)) continue;
-    for (const file of readdirSync(shardFolder)) {
-      const match = /^([0-9a-f]{64})\.(json|bin)$/.exec(file);
-      if (match === null || referenced.has(match[1] as string)) continue;
-      const path = join(shardFolder, file);
-      if (statSync(path).mtimeMs > cutoff) continue;
-      rmSync(path, { force: true });
-      removed++;
+  const unused: string[] = [];
+  for (const folder of folders) {
+    for (const shard of entriesOf(folder)) {
+      if (!/^[0-9a-f]{2}$/.test(shard)) continue;
+      const shardFolder = join(folder, shard);
+      for (const file of entriesOf(shardFolder)) {
+        const match = /^([0-9a-f]{64})\.(json|bin)$/.exec(file);
+        if (match === null || referenced.has(match[1] as string)) continue;
+        const path = join(shardFolder, file);
+        let modified: number;
+        try {
+          modified = statSync(path).mtimeMs;
+        } catch {
+          continue;
+        }
+        if (modified <= cutoff) unused.push(path);
+      }
     }
   }
-  if (removed > 0) await dropDanglingCheckpoints(session.path);
-  return removed;
+  return unused.sort();
 }
 
-/** Checkpoints whose snapshots are gone can never be used again. */
-async function dropDanglingCheckpoints(storePath: string): Promise<void> {
-  const folder = checkpointFolderOf(storePath);
-  if (!existsSync(folder)) return;
-  for (const file of readdirSync(folder)) {
-    if (!file.endsWith(".json")) continue;
-    const path = join(folder, file);
+function entriesOf(folder: string): string[] {
+  try {
+    return readdirSync(folder);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Whether another store may live in the store's folder, and so have kept snapshots and
+ * checkpoints in the folders earlier versions shared: a DuckDB database file there (its bytes
+ * 8 to 11 say `DUCK`) that is not this store, its write-ahead log, or a copy compacting it made
+ * or a damaged copy moved aside. A file (or a folder) that cannot be read may be one, and
+ * counts.
+ */
+function sharesFolder(storePath: string): boolean {
+  const folder = dirname(storePath);
+  let own: Stats;
+  let entries: string[];
+  try {
+    own = statSync(storePath);
+    entries = readdirSync(folder);
+  } catch {
+    return true;
+  }
+  const name = basename(storePath);
+  const ownCopies = [basename(compactCopyOf(storePath, "")), basename(movedAsideOf(storePath, ""))];
+  for (const entry of entries) {
+    if (entry === `${name}.wal` || ownCopies.some((prefix) => entry.startsWith(prefix))) continue;
+    const file = join(folder, entry);
+    let handle: number | undefined;
     try {
-      const checkpoint = JSON.parse(await readFile(path, "utf8")) as {
-        snapshot?: string;
-        stages?: { snapshot: string }[];
-      };
-      const refs = [checkpoint.snapshot ?? "", ...(checkpoint.stages ?? []).map((s) => s.snapshot)];
-      if (refs.every((ref) => snapshotExists(storePath, ref))) continue;
+      const stat = statSync(file);
+      if (!stat.isFile() || stat.size < 12) continue;
+      if (stat.dev === own.dev && stat.ino === own.ino) continue;
+      handle = openSync(file, "r");
+      const header = Buffer.alloc(12);
+      readSync(handle, header, 0, 12, 0);
+      if (header.subarray(8, 12).toString("latin1") === "DUCK") return true;
     } catch {
-      // An unreadable checkpoint is of no use either.
+      return true;
+    } finally {
+      if (handle !== undefined) closeSync(handle);
     }
-    rmSync(path, { force: true });
+  }
+  return false;
+}
+
+/**
+ * Checkpoints whose snapshots are gone can never be used again: those of the store's own
+ * folder, and those of the folder earlier versions shared while no other store lives there.
+ */
+async function dropDanglingCheckpoints(storePath: string): Promise<void> {
+  const folders = [checkpointFolderOf(storePath)];
+  if (!sharesFolder(storePath)) folders.push(sharedCheckpointFolderOf(storePath));
+  for (const folder of folders) {
+    for (const file of entriesOf(folder)) {
+      if (!file.endsWith(".json")) continue;
+      const path = join(folder, file);
+      try {
+        const checkpoint = JSON.parse(await readFile(path, "utf8")) as {
+          snapshot?: string;
+          stages?: { snapshot: string }[];
+        };
+        const refs = [
+          checkpoint.snapshot ?? "",
+          ...(checkpoint.stages ?? []).map((s) => s.snapshot),
+        ];
+        if (refs.every((ref) => snapshotExists(storePath, ref))) continue;
+      } catch {
+        // An unreadable checkpoint is of no use either.
+      }
+      rmSync(path, { force: true });
+    }
   }
 }
 

@@ -4,6 +4,11 @@ export type StoreErrorKind =
   | "locked"
   /** The file is not a DuckDB database, or its write-ahead log cannot be replayed. */
   | "corrupt"
+  /**
+   * The file is not a store (not a DuckDB database, or one without runtrail's tables), where
+   * only a store already there may be opened (`OpenStoreOptions.refuseForeign`).
+   */
+  | "foreign"
   /** The file or its folder cannot be created, opened or written. */
   | "unwritable"
   /** A read was asked of a store that does not exist. */

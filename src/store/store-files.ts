@@ -9,10 +9,17 @@ import { wantedFileOf } from "./store-wanted.js";
 /**
  * Files kept next to the store, in its folder: what a run keeps besides its rows.
  *
- * - `artifacts/<run_id>/NN_<kind>.<ext>`: a run's artifacts, numbered in order of creation.
- * - `snapshots/<first two hex digits>/<sha256>.<json|bin>`: stage outputs and run inputs,
- *   addressed by the SHA-256 of their bytes, so equal outputs are stored once.
- * - `checkpoints/<key>.json`: what a stage (or a whole run) with that content address produced.
+ * - `artifacts/<run_id>/NN_<kind>.<ext>`: a run's artifacts, numbered in order of creation
+ *   (run ids are unique, so stores in one folder share this one).
+ * - `<store>.snapshots/<first two hex digits>/<sha256>.<json|bin>`: the store's stage outputs
+ *   and run inputs, addressed by the SHA-256 of their bytes, so equal outputs are stored once.
+ * - `<store>.checkpoints/<key>.json`: what a stage (or a whole run) with that content address
+ *   produced.
+ *
+ * `<store>` is the store's file name, with symbolic links followed: two stores in one folder
+ * never share a snapshot, so pruning one never removes what the other uses. Earlier, snapshots
+ * and checkpoints were kept in `snapshots/` and `checkpoints/`, shared by every store in the
+ * folder; they are still read from there, never written.
  */
 function storeFolderOf(storePath: string): string {
   return dirname(storePath);
@@ -41,7 +48,16 @@ export function movedAsideOf(storePath: string, tag: string): string {
   return `${storePath}.corrupt-${tag}`;
 }
 
+/** The folder of a store's snapshots: `runs.duckdb.snapshots`, next to the store's file. */
 export function snapshotFolderOf(storePath: string): string {
+  return `${realPathOf(storePath)}.snapshots`;
+}
+
+/**
+ * The folder where snapshots were kept before each store had its own: `snapshots/` in the
+ * store's folder, shared by every store there. Read, never written.
+ */
+export function sharedSnapshotFolderOf(storePath: string): string {
   return join(storeFolderOf(storePath), "snapshots");
 }
 
@@ -62,29 +78,50 @@ export function parseSnapshotRef(
   return { format: match[1] as "json" | "bytes", sha: match[2] as string };
 }
 
-/**
- * The file of a snapshot reference; undefined for {@link NO_SNAPSHOT} and for anything that is
- * not a reference.
- */
-export function snapshotFileOf(storePath: string, ref: string): string | undefined {
+/** The name of a snapshot's file in its folder: `ab/ab12…ef.json` (or `.bin` for bytes). */
+function snapshotNameOf(ref: string): string | undefined {
   const parsed = parseSnapshotRef(ref);
   if (parsed === undefined) return undefined;
   const { format, sha } = parsed;
-  return join(
-    snapshotFolderOf(storePath),
-    sha.slice(0, 2),
-    `${sha}.${format === "json" ? "json" : "bin"}`,
-  );
+  return join(sha.slice(0, 2), `${sha}.${format === "json" ? "json" : "bin"}`);
+}
+
+/**
+ * The file a snapshot is written to, in the store's own folder; undefined for
+ * {@link NO_SNAPSHOT} and for anything that is not a reference.
+ */
+export function snapshotFileOf(storePath: string, ref: string): string | undefined {
+  const name = snapshotNameOf(ref);
+  return name === undefined ? undefined : join(snapshotFolderOf(storePath), name);
+}
+
+/**
+ * The files a snapshot is read from, in order: the store's own folder, then the folder shared
+ * by the stores of its folder, where earlier versions wrote it. Empty for what is not a
+ * reference.
+ */
+export function snapshotFilesOf(storePath: string, ref: string): string[] {
+  const name = snapshotNameOf(ref);
+  if (name === undefined) return [];
+  return [join(snapshotFolderOf(storePath), name), join(sharedSnapshotFolderOf(storePath), name)];
 }
 
 /** Whether a snapshot can be read: its file is there, or it is {@link NO_SNAPSHOT}. */
 export function snapshotExists(storePath: string, ref: string): boolean {
   if (ref === NO_SNAPSHOT) return true;
-  const file = snapshotFileOf(storePath, ref);
-  return file !== undefined && existsSync(file);
+  return snapshotFilesOf(storePath, ref).some((file) => existsSync(file));
 }
 
+/** The folder of a store's checkpoints: `runs.duckdb.checkpoints`, next to the store's file. */
 export function checkpointFolderOf(storePath: string): string {
+  return `${realPathOf(storePath)}.checkpoints`;
+}
+
+/**
+ * The folder where checkpoints were kept before each store had its own, shared by every store
+ * in the store's folder. Read, never written.
+ */
+export function sharedCheckpointFolderOf(storePath: string): string {
   return join(storeFolderOf(storePath), "checkpoints");
 }
 
@@ -174,6 +211,8 @@ export function isStoreFile(storePath: string, file: string): boolean {
       artifactsFolderOf(store),
       snapshotFolderOf(store),
       checkpointFolderOf(store),
+      sharedSnapshotFolderOf(store),
+      sharedCheckpointFolderOf(store),
     ];
     for (const folder of folders.map((f) => realPathOf(f))) {
       if (target === folder || target.startsWith(`${folder}${sep}`)) return true;

@@ -1,6 +1,8 @@
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { DuckDBInstance } from "@duckdb/node-api";
 import { describe, expect, it } from "vitest";
-import { CLI } from "../helpers/paths.js";
+import { CLI, ROOT } from "../helpers/paths.js";
 import { type Finished, runtrail, start } from "../helpers/processes.js";
 import { storedRuns } from "../helpers/store-rows.js";
 import { tempDir, tempStore } from "../helpers/temp-dir.js";
@@ -158,10 +160,22 @@ describe.concurrent("runtrail help", () => {
     expect(listed).toEqual([...COMMANDS]);
   });
 
-  it("prints the command list and exits 2 when given no command", async () => {
+  it("prints the command list to stderr and exits 2 when given no command, a usage error", async () => {
     const result = await runtrail([]);
     expect(result.code).toBe(2);
-    expect(result.stdout).toContain("Usage: runtrail <command> [options]");
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toContain("Usage: runtrail <command> [options]");
+    const help = await runtrail(["--help"]);
+    expect(result.stderr).toBe(help.stdout);
+  });
+
+  it("prints the command list to stdout and exits 0 with help", async () => {
+    for (const args of [["help"], ["-h"]]) {
+      const result = await runtrail(args);
+      expect(result.code, args[0]).toBe(0);
+      expect(result.stderr, args[0]).toBe("");
+      expect(result.stdout, args[0]).toContain("Usage: runtrail <command> [options]");
+    }
   });
 
   it.each(COMMANDS)("prints the usage of %s with --help and exits 0", async (command) => {
@@ -222,5 +236,85 @@ describe("runtrail with the reader of its output gone", () => {
       expect(result.signal, name).toBeNull();
       expect(result.code, name).toBe(0);
     }
+  });
+});
+
+/** Every command that opens the store file, each as a user might mistype its --db. */
+const STORE_COMMANDS = [
+  ["tail"],
+  ["tail", "--json"],
+  ["show", "abcd1234"],
+  ["stats"],
+  ["stats", "--json"],
+  ["export", "--format", "csv"],
+  ["export", "--format", "jsonl", "--out", "runs.jsonl"],
+  ["reap"],
+  ["prune", "--older-than", "1d"],
+  ["resume", "abcd1234"],
+];
+
+/** Runs each command on the file, which it must refuse in one line and leave as it is. */
+async function refusesFile(path: string, message: string): Promise<void> {
+  const dir = join(path, "..");
+  const bytes = readFileSync(path);
+  const files = readdirSync(dir).sort();
+  for (const args of STORE_COMMANDS) {
+    const name = args.join(" ");
+    const result = await runtrail([...args, "--db", path], { cwd: dir });
+    expect(result.code, name).toBe(1);
+    expect(result.stdout, name).toBe("");
+    expect(linesOf(result.stderr), name).toEqual([message]);
+    // Byte for byte, with nothing moved aside, written beside it or made in its place.
+    expect(readFileSync(path).equals(bytes), name).toBe(true);
+    expect(readdirSync(dir).sort(), name).toEqual(files);
+  }
+}
+
+describe("runtrail given a file that is not a store", () => {
+  it("refuses a text file in one line, and leaves it as it is", async () => {
+    const path = join(tempDir(), "README.md");
+    copyFileSync(join(ROOT, "README.md"), path);
+    await refusesFile(
+      path,
+      `runtrail: ${path} is not a runtrail store (not a DuckDB database file)`,
+    );
+  });
+
+  it("refuses an empty file", async () => {
+    const path = join(tempDir(), "runs.duckdb");
+    writeFileSync(path, "");
+    await refusesFile(path, `runtrail: ${path} is not a runtrail store (an empty file)`);
+  });
+
+  it("refuses a DuckDB database of another program, making no store in it", async () => {
+    const path = join(tempDir(), "analytics.duckdb");
+    const instance = await DuckDBInstance.create(path);
+    const connection = await instance.connect();
+    await connection.run("CREATE TABLE events AS SELECT range AS id FROM range(10)");
+    connection.closeSync();
+    instance.closeSync();
+    await refusesFile(
+      path,
+      `runtrail: ${path} is not a runtrail store (a DuckDB database without runtrail's tables)`,
+    );
+  });
+
+  it("refuses a damaged store without moving it aside", async () => {
+    const db = tempStore();
+    const t = recorder(db);
+    recordRun(t, { pipeline: "etl", start: Date.now() - 60_000, ms: 10 });
+    await finish(t);
+    // Overwrite a block past the header: its checksum no longer matches.
+    const bytes = readFileSync(db);
+    bytes.fill(0x5a, 12_288 + 64, 12_288 + 1_024);
+    writeFileSync(db, bytes);
+    const result = await runtrail(["tail", "--db", db]);
+    expect(result.code).toBe(1);
+    expect(linesOf(result.stderr)).toHaveLength(1);
+    expect(result.stderr).toMatch(
+      /^runtrail: the store .* is damaged: .*; it is left as it is \(a pipeline or the server that writes to it moves it aside and starts a new store\)\n$/,
+    );
+    expect(readFileSync(db).equals(bytes)).toBe(true);
+    expect(readdirSync(join(db, "..")).filter((f) => f.includes("corrupt"))).toEqual([]);
   });
 });

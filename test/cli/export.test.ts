@@ -302,6 +302,8 @@ describe("runtrail export --out the store", () => {
       [`${db}.server.json`],
       [`${db}.wanted`],
       [join(folder, "snapshots", "runs.csv")],
+      [`${db}.snapshots/runs.csv`],
+      [`${db}.checkpoints/runs.csv`],
     ];
     for (const [out, cwd] of cases) {
       const result = await runtrail(

@@ -1,11 +1,20 @@
-import { existsSync, readdirSync, statSync, utimesSync } from "node:fs";
-import { dirname, join } from "node:path";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  realpathSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname, join, relative } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { definePipeline } from "../../src/pipeline/define-pipeline.js";
 import { withStore } from "../../src/store/open-store.js";
+import { checkpointFolderOf, snapshotFolderOf } from "../../src/store/store-files.js";
 import { runtrail } from "../helpers/processes.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
-import { tempStore } from "../helpers/temp-dir.js";
+import { tempDir, tempStore } from "../helpers/temp-dir.js";
 import {
   DAY,
   finish,
@@ -107,9 +116,11 @@ describe("runtrail prune --dry-run", () => {
       db,
     ]);
     expect(JSON.parse(json.stdout)).toEqual({
-      dryRun: true,
       runs: 3,
       stages: OLD_STAGES,
+      artifact_folders: 0,
+      snapshots: 0,
+      dry_run: true,
       space: null,
     });
 
@@ -202,7 +213,14 @@ describe("runtrail prune --status failed", () => {
       db,
     ]);
     expect(result.code).toBe(0);
-    expect(JSON.parse(result.stdout)).toMatchObject({ dryRun: false, runs: 1, stages: 2 });
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      runs: 1,
+      stages: 2,
+      artifact_folders: 0,
+      snapshots: 0,
+      dry_run: false,
+      space: { bytes_before: expect.any(Number), bytes_after: expect.any(Number) },
+    });
     expect(await storedIds(db)).toEqual(
       ids([...data.oldCompleted, data.oldRunning, ...data.recent]),
     );
@@ -236,13 +254,17 @@ describe("runtrail prune of runs with files", () => {
     const folder = join(dirname(db), "artifacts", runId);
     expect(readdirSync(folder)).toEqual(["01_image.txt"]);
     // Snapshots are kept an hour after the last run that used them goes: make them older.
-    const snapshots = join(dirname(db), "snapshots");
-    const files = readdirSync(snapshots, { recursive: true, withFileTypes: true }).filter((f) =>
-      f.isFile(),
+    const snapshots = snapshotFolderOf(db);
+    expect(filesIn(snapshots)).toHaveLength(3);
+    makeOld(snapshots);
+
+    const dry = await runtrail(["prune", "--older-than", "0s", "--dry-run", "--db", db]);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toBe(
+      "Would prune 1 runs and 2 stages older than 0s\nWould remove 1 artifact folder and 3 unused snapshot files\n",
     );
-    expect(files).toHaveLength(3);
-    const earlier = new Date(Date.now() - 2 * HOUR);
-    for (const f of files) utimesSync(join(f.parentPath, f.name), earlier, earlier);
+    expect(existsSync(folder)).toBe(true);
+    expect(filesIn(snapshots)).toHaveLength(3);
 
     const result = await runtrail(["prune", "--older-than", "0s", "--db", db]);
     expect(result.code).toBe(0);
@@ -252,9 +274,126 @@ describe("runtrail prune of runs with files", () => {
     expect(removed).toBe("Removed 1 artifact folder and 3 unused snapshot files");
     expect(sizes).toMatch(/^Store .*: \d+\.\d MB → \d+\.\d MB$/);
     expect(existsSync(folder)).toBe(false);
-    expect(
-      readdirSync(snapshots, { recursive: true, withFileTypes: true }).filter((f) => f.isFile()),
-    ).toEqual([]);
+    expect(filesIn(snapshots)).toEqual([]);
     expect(await storedIds(db)).toEqual([kept.runId]);
+  });
+});
+
+/** The files under a folder, as paths relative to it, sorted; none for a folder not there. */
+function filesIn(folder: string): string[] {
+  if (!existsSync(folder)) return [];
+  return readdirSync(folder, { recursive: true, withFileTypes: true })
+    .filter((f) => f.isFile())
+    .map((f) => relative(folder, join(f.parentPath, f.name)))
+    .sort();
+}
+
+/** Dates the files under a folder two hours back: past the hour unused snapshots are kept. */
+function makeOld(folder: string): void {
+  const earlier = new Date(Date.now() - 2 * HOUR);
+  for (const file of filesIn(folder)) utimesSync(join(folder, file), earlier, earlier);
+}
+
+describe("runtrail prune of one of two stores in one folder", () => {
+  it("removes only that store's unused snapshots, as many as its dry run counts", async () => {
+    const dir = tempDir();
+    const a = join(dir, "a.duckdb");
+    const b = join(dir, "b.duckdb");
+    const control = { failCount: false };
+    const pipeline = definePipeline<{ doc: string }, { words: number }>({
+      name: "words",
+      stages: [
+        { name: "fetch", run: (input) => ({ text: `${(input as { doc: string }).doc} text` }) },
+        { name: "split", run: (page) => (page as { text: string }).text.split(" ") },
+        {
+          name: "count",
+          run: (words) => {
+            if (control.failCount) throw new Error("count broke");
+            return { words: (words as string[]).length };
+          },
+        },
+      ],
+    });
+    /** A completed run on `doc`, one on a document both stores see, and a failed one. */
+    const record = async (db: string, doc: string) => {
+      const t = recorder(db);
+      const options = { tracer: t.tracer, store: db, codeRef: "c1" };
+      control.failCount = false;
+      await pipeline.run({ doc }, options);
+      await pipeline.run({ doc: "same in both stores" }, options);
+      control.failCount = true;
+      await expect(pipeline.run({ doc: `${doc} again` }, options)).rejects.toThrow("count broke");
+      await finish(t);
+      const runs = await storedRuns(db);
+      expect(runs.map((r) => r.status).sort()).toEqual(["completed", "completed", "failed"]);
+      return runs.find((r) => r.status === "failed")?.run_id as string;
+    };
+    await record(a, "first");
+    const bFailed = await record(b, "second");
+
+    const [aSnapshots, bSnapshots] = [snapshotFolderOf(a), snapshotFolderOf(b)];
+    const bCheckpoints = checkpointFolderOf(b);
+    expect(filesIn(aSnapshots).length).toBeGreaterThan(0);
+    expect(filesIn(bCheckpoints).length).toBeGreaterThan(0);
+    // A snapshot in the folder shared by the stores of a folder before each had its own: no
+    // run of either store names it, and it may be either's.
+    const shared = join(dir, "snapshots", "ab", `ab${"0".repeat(62)}.json`);
+    mkdirSync(dirname(shared), { recursive: true });
+    writeFileSync(shared, "{}");
+    for (const folder of [aSnapshots, bSnapshots, dirname(shared)]) makeOld(folder);
+    const aFiles = filesIn(aSnapshots);
+    const bFiles = filesIn(bSnapshots);
+    const bCheckpointFiles = filesIn(bCheckpoints);
+
+    const dryJson = await runtrail([
+      "prune",
+      "--older-than",
+      "0s",
+      "--dry-run",
+      "--json",
+      "--db",
+      a,
+    ]);
+    expect(dryJson.code, dryJson.stderr).toBe(0);
+    const dry = JSON.parse(dryJson.stdout);
+    expect(dry).toMatchObject({ runs: 3, artifact_folders: 0, dry_run: true, space: null });
+    // Every snapshot of a goes with its runs; none of b's, nor the shared one.
+    expect(dry.snapshots).toBe(aFiles.length);
+    const dryText = await runtrail(["prune", "--older-than", "0s", "--dry-run", "--db", a]);
+    expect(dryText.stdout).toBe(
+      `Would prune 3 runs and ${dry.stages} stages older than 0s\nWould remove 0 artifact folders and ${aFiles.length} unused snapshot files\n`,
+    );
+    expect(filesIn(aSnapshots)).toEqual(aFiles);
+
+    const pruned = await runtrail(["prune", "--older-than", "0s", "--json", "--db", a]);
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(JSON.parse(pruned.stdout)).toEqual({
+      ...dry,
+      dry_run: false,
+      space: { bytes_before: expect.any(Number), bytes_after: expect.any(Number) },
+    });
+    expect(await storedRuns(a)).toEqual([]);
+    expect(filesIn(aSnapshots)).toEqual([]);
+    expect(filesIn(bSnapshots)).toEqual(bFiles);
+    expect(filesIn(bCheckpoints)).toEqual(bCheckpointFiles);
+    expect(existsSync(shared)).toBe(true);
+
+    // b's runs read as before, and its failed run resumes from its snapshots.
+    expect(await storedRuns(b)).toHaveLength(3);
+    const shown = await runtrail(["show", bFailed, "--db", b]);
+    expect(shown.code, shown.stderr).toBe(0);
+    control.failCount = false;
+    const t = recorder(b);
+    const output = await pipeline.resume(bFailed, { tracer: t.tracer, store: b, codeRef: "c1" });
+    await finish(t);
+    expect(output).toEqual({ words: 3 }); // "second again text"
+    const resumed = (await storedRuns(b)).find((r) => r.resumed_from === bFailed);
+    expect(resumed).toMatchObject({ status: "completed", retry_count: 1 });
+    // Each store keeps its snapshots and checkpoints in folders named after its file.
+    expect([aSnapshots, bSnapshots, bCheckpoints]).toEqual([
+      `${realpathSync(a)}.snapshots`,
+      `${realpathSync(b)}.snapshots`,
+      `${realpathSync(b)}.checkpoints`,
+    ]);
   });
 });

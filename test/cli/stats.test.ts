@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import type { GroupStats } from "../../src/query/run-stats.js";
-import { runtrail } from "../helpers/processes.js";
+import type { GroupStatsJson } from "../../src/query/run-stats.js";
+import { CLI } from "../helpers/paths.js";
+import { runtrail, start } from "../helpers/processes.js";
 import {
   DAY,
   finish,
@@ -110,11 +111,11 @@ const NO_RUNS = {
   crashed: 0,
 };
 
-async function statsJson(...args: string[]): Promise<GroupStats[]> {
+async function statsJson(...args: string[]): Promise<GroupStatsJson[]> {
   const result = await runtrail(["stats", "--json", "--db", db, ...args]);
   expect(result.stderr).toBe("");
   expect(result.code).toBe(0);
-  return JSON.parse(result.stdout) as GroupStats[];
+  return JSON.parse(result.stdout) as GroupStatsJson[];
 }
 
 describe("runtrail stats", () => {
@@ -151,34 +152,34 @@ describe("runtrail stats", () => {
     expect(etl).toEqual({
       key: "etl",
       runs: 5,
-      byStatus: { ...NO_RUNS, completed: 2, failed: 1, timed_out: 1, running: 1 },
+      by_status: { ...NO_RUNS, completed: 2, failed: 1, timed_out: 1, running: 1 },
       // (1 failed + 1 timed out) / 4 finished runs
-      failureRate: 0.5,
-      p50Seconds: 30,
-      p95Seconds: 40,
-      p99Seconds: 40,
-      llmCalls: 1,
+      failure_rate: 0.5,
+      p50_seconds: 30,
+      p95_seconds: 40,
+      p99_seconds: 40,
+      llm_calls: 1,
       tokens: 10,
-      inputTokens: 7,
-      outputTokens: 3,
-      rowsIn: 0,
-      rowsOut: 0,
+      input_tokens: 7,
+      output_tokens: 3,
+      rows_in: 0,
+      rows_out: 0,
       stuck: 0,
     });
     expect(chat).toMatchObject({
       key: "chat",
       runs: 3,
-      byStatus: { ...NO_RUNS, completed: 1, degraded: 1, crashed: 1 },
+      by_status: { ...NO_RUNS, completed: 1, degraded: 1, crashed: 1 },
       // 1 crashed / 3 finished runs
-      failureRate: 1 / 3,
-      p50Seconds: 4,
-      llmCalls: 4,
+      failure_rate: 1 / 3,
+      p50_seconds: 4,
+      llm_calls: 4,
       tokens: 220,
-      inputTokens: 180,
-      outputTokens: 40,
+      input_tokens: 180,
+      output_tokens: 40,
       stuck: 0,
     });
-    expect(chat?.p95Seconds).toBeCloseTo(7.6, 9);
+    expect(chat?.p95_seconds).toBeCloseTo(7.6, 9);
   });
 
   it("counts only runs since --since, by default the last 7 days", async () => {
@@ -186,8 +187,8 @@ describe("runtrail stats", () => {
     expect(etl).toMatchObject({
       key: "etl",
       runs: 6,
-      byStatus: { ...NO_RUNS, completed: 3, failed: 1, timed_out: 1, running: 1 },
-      failureRate: 0.4,
+      by_status: { ...NO_RUNS, completed: 3, failed: 1, timed_out: 1, running: 1 },
+      failure_rate: 0.4,
     });
     const recent = await statsJson("--since", "150m");
     expect(recent.map((g) => [g.key, g.runs])).toEqual([
@@ -210,10 +211,10 @@ describe("runtrail stats", () => {
       groups.map((g) => [
         g.key,
         g.runs,
-        g.byStatus.completed,
-        g.byStatus.failed,
-        g.failureRate,
-        g.llmCalls,
+        g.by_status.completed,
+        g.by_status.failed,
+        g.failure_rate,
+        g.llm_calls,
         g.tokens,
       ]),
     ).toEqual([
@@ -222,7 +223,7 @@ describe("runtrail stats", () => {
       ["load", 4, 3, 1, 0.25, 0, 0],
       ["summarize", 3, 2, 1, 1 / 3, 4, 220],
     ]);
-    expect(groups.map((g) => g.p50Seconds)).toEqual([1, 1, 2]);
+    expect(groups.map((g) => g.p50_seconds)).toEqual([1, 1, 2]);
     const text = await runtrail(["stats", "--by", "stage", "--db", db]);
     expect(text.code).toBe(0);
     const { header, rows } = parseTable(text.stdout);
@@ -236,6 +237,44 @@ describe("runtrail stats", () => {
     expect(result.stdout).toContain("1 runs still running after 1m");
     const [, etl] = await statsJson("--stuck-after", "1m");
     expect(etl?.stuck).toBe(1);
+  });
+
+  it("prints snake_case names with --json, as every JSON of the CLI and the API", async () => {
+    const result = await runtrail(["stats", "--json", "--db", db]);
+    const keys = (JSON.parse(result.stdout) as Record<string, unknown>[]).flatMap(Object.keys);
+    expect(keys.length).toBeGreaterThan(0);
+    for (const key of keys) expect(key).toMatch(/^[a-z0-9]+(_[a-z0-9]+)*$/);
+    expect(keys).toContain("by_status");
+    expect(keys).toContain("failure_rate");
+  });
+
+  it("prints the same JSON through the runtrail server, and the groups GET /api/stats gives", async () => {
+    const cases = [
+      ["--since", "30d"],
+      ["--by", "stage"],
+      ["--by", "tenant", "--pipeline", "chat"],
+      ["--stuck-after", "1m"],
+    ];
+    const direct = [];
+    for (const args of cases) direct.push(await runtrail(["stats", "--json", "--db", db, ...args]));
+    const server = start(process.execPath, [CLI, "serve", "--db", db, "--port", "0", "--json"]);
+    try {
+      const { url } = JSON.parse(await server.line((l) => l.startsWith("{"), 60_000)) as {
+        url: string;
+      };
+      for (const [i, args] of cases.entries()) {
+        const through = await runtrail(["stats", "--json", "--url", url, ...args]);
+        expect(through.stderr, args.join(" ")).toBe("");
+        expect(through.stdout, args.join(" ")).toBe(direct[i]?.stdout);
+      }
+      const api = (await (await fetch(`${url}/api/stats?since=30d`)).json()) as {
+        groups: unknown[];
+      };
+      expect(JSON.parse(direct[0]?.stdout ?? "")).toEqual(api.groups);
+    } finally {
+      server.child.kill("SIGTERM");
+      await server.exited;
+    }
   });
 
   it("exits 2 on an unknown --by", async () => {

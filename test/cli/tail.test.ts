@@ -2,9 +2,11 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { RunRow } from "../../src/record/rows.js";
+import { runIdOf } from "../../src/record/run-id.js";
 import { CLI } from "../helpers/paths.js";
 import { runtrail, start } from "../helpers/processes.js";
 import { tempDir, tempStore } from "../helpers/temp-dir.js";
+import type { Traced } from "../helpers/tracing.js";
 import {
   ANSI,
   DAY,
@@ -21,6 +23,7 @@ import {
   sharedStore,
   short,
   shownTime,
+  span,
   stripAnsi,
   wholeSecondNow,
 } from "./_fixtures.js";
@@ -362,5 +365,147 @@ describe("runtrail tail -n --follow", () => {
       follower.child.kill("SIGINT");
     }
     expect((await follower.exited).code).toBe(0);
+  });
+});
+
+/**
+ * Records a request span that is not a run (the processor takes marked runs only) with two runs
+ * in it: their ids share the trace id's first 16 hex digits. Returns their run ids by name.
+ */
+function nestedPair(t: Traced, names: [string, string], startMs: number): Record<string, string> {
+  const request = span(t, "POST /jobs", startMs);
+  const traceId = request.spanContext().traceId;
+  const ids: Record<string, string> = {};
+  names.forEach((name, i) => {
+    const job = span(t, name, startMs + 10 + i, request, { "runtrail.kind": "run" });
+    job.end(startMs + 500 + i);
+    ids[name] = runIdOf(traceId, job.spanContext().spanId, false);
+  });
+  request.end(startMs + 1000);
+  return ids;
+}
+
+/** The run `runtrail show` finds for an id, or its error. */
+async function shownRun(db: string, id: string): Promise<string> {
+  const result = await runtrail(["show", "--json", id, "--db", db]);
+  if (result.code !== 0) return `exit ${result.code}: ${result.stderr}`;
+  return (JSON.parse(result.stdout) as RunRow).run_id;
+}
+
+describe("runtrail tail with runs that share a trace", () => {
+  let db: string;
+  /** Run ids by pipeline. */
+  let ids: Record<string, string>;
+
+  beforeAll(async () => {
+    db = sharedStore();
+    const now = wholeSecondNow();
+    const jobs = recorder(db, { rootSpansAreRuns: false });
+    ids = nestedPair(jobs, ["job-a", "job-b"], now - 10 * MINUTE);
+    await finish(jobs);
+    // A request that is a run itself (a root span), with a run nested in it.
+    const t = recorder(db);
+    const request = span(t, "GET /ingest", now - 5 * MINUTE);
+    const inner = span(t, "ingest", now - 5 * MINUTE + 10, request, { "runtrail.kind": "run" });
+    inner.end(now - 5 * MINUTE + 500);
+    request.end(now - 5 * MINUTE + 1000);
+    const alone = recordRun(t, { pipeline: "alone", start: now - MINUTE, ms: SECOND });
+    await finish(t);
+    const traceId = request.spanContext().traceId;
+    ids["GET /ingest"] = runIdOfTrace(traceId);
+    ids.ingest = runIdOf(traceId, inner.spanContext().spanId, false);
+    ids.alone = alone.runId;
+  });
+
+  /** The shown id of each run, by pipeline. */
+  async function shownIds(args: string[] = []): Promise<Record<string, string>> {
+    const result = await runtrail(["tail", "--db", db, ...args]);
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    // The table's columns line up, whatever the length of the ids.
+    const widths = linesOf(result.stdout)
+      .filter((l) => /^[┏┃┡│└]/.test(l))
+      .map((l) => l.length);
+    expect(new Set(widths).size).toBe(1);
+    return Object.fromEntries(parseTable(result.stdout).rows.map((r) => [r[1], r[0] ?? ""]));
+  }
+
+  it("shows two runs nested in one trace by ids that runtrail show resolves to each", async () => {
+    const shown = await shownIds();
+    const a = shown["job-a"] ?? "";
+    const b = shown["job-b"] ?? "";
+    expect(a).not.toBe(b);
+    // Their first 16 hex digits are the trace's: what tells them apart comes after.
+    expect(a.replaceAll("-", "").length).toBeGreaterThan(16);
+    for (const [pipeline, id] of [
+      ["job-a", a],
+      ["job-b", b],
+    ] as const) {
+      expect(ids[pipeline]?.startsWith(id)).toBe(true);
+      expect(await shownRun(db, id)).toBe(ids[pipeline]);
+    }
+  });
+
+  it("shows a run whose trace holds another run by an id that names it alone, even when the other is not listed", async () => {
+    for (const args of [[], ["--pipeline", "GET /ingest"], ["--pipeline", "ingest"]]) {
+      const shown = await shownIds(args);
+      for (const pipeline of ["GET /ingest", "ingest"]) {
+        const id = shown[pipeline];
+        if (id === undefined) continue;
+        expect(await shownRun(db, id), `${pipeline} ${args.join(" ")}`).toBe(ids[pipeline]);
+      }
+    }
+  });
+
+  it("keeps 8 hex digits for a run alone in its trace", async () => {
+    expect((await shownIds()).alone).toBe(short(ids.alone ?? ""));
+  });
+
+  it("prints distinct ids that runtrail show resolves when following", async () => {
+    const path = tempStore();
+    const before = recorder(path);
+    const first = recordRun(before, {
+      pipeline: "before",
+      start: wholeSecondNow() - MINUTE,
+      ms: SECOND,
+    });
+    await finish(before);
+    const follower = start(process.execPath, [CLI, "tail", "--follow", "--db", path]);
+    let late: Record<string, string> = {};
+    let lines: string[] = [];
+    try {
+      await follower.line((l) => l.includes(short(first.runId)), 15_000);
+      const t = recorder(path, { rootSpansAreRuns: false });
+      late = nestedPair(t, ["late-a", "late-b"], wholeSecondNow());
+      await finish(t);
+      lines = await Promise.all(
+        ["late-a", "late-b"].map((name) =>
+          follower.line((l) => l.includes(` ${name} `) && l.includes("completed"), 15_000),
+        ),
+      );
+    } finally {
+      follower.child.kill("SIGINT");
+    }
+    expect((await follower.exited).code).toBe(0);
+    const shown = lines.map((l) => l.split(" ")[0] ?? "");
+    expect(shown[0]).not.toBe(shown[1]);
+    expect(await shownRun(path, shown[0] ?? "")).toBe(late["late-a"]);
+    expect(await shownRun(path, shown[1] ?? "")).toBe(late["late-b"]);
+  });
+
+  it("shows the same ids through the runtrail server that holds the store", async () => {
+    const direct = await runtrail(["tail", "--db", db]);
+    const server = start(process.execPath, [CLI, "serve", "--db", db, "--port", "0", "--json"]);
+    try {
+      const { url } = JSON.parse(await server.line((l) => l.startsWith("{"), 60_000)) as {
+        url: string;
+      };
+      const through = await runtrail(["tail", "--url", url]);
+      expect(through.stderr).toBe("");
+      expect(through.stdout).toBe(direct.stdout);
+    } finally {
+      server.child.kill("SIGTERM");
+      await server.exited;
+    }
   });
 });

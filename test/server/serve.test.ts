@@ -1,9 +1,14 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
+import { basename, dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { RUN_STATUSES } from "../../src/record/run-status.js";
+import { startServer } from "../../src/server/serve.js";
+import { currentOwner } from "../../src/store/process-owner.js";
 import { claimPathOf } from "../../src/store/server-claim.js";
+import { StoreError } from "../../src/store/store-errors.js";
+import { wantedFileOf } from "../../src/store/store-wanted.js";
 import { eventually } from "../helpers/eventually.js";
 import { CLI } from "../helpers/paths.js";
 import { runtrail, type Started, start, startFixture } from "../helpers/processes.js";
@@ -334,6 +339,95 @@ describe("runtrail serve", () => {
     },
     120_000,
   );
+
+  it("refuses at once to serve a store a live server holds, and leaves that server be", async () => {
+    const db = tempStore();
+    const first = await serve(db);
+    try {
+      const claim = readFileSync(claimPathOf(db), "utf8");
+      const pid = first.server.child.pid;
+      expect(JSON.parse(claim)).toMatchObject({ url: first.url, pid });
+      const message = `runtrail: the store ${db} is already served by the runtrail server at ${first.url} (pid ${pid}); stop it first or serve another --db\n`;
+
+      const second = start(process.execPath, [CLI, "serve", "--db", db, "--port", "0", "--json"]);
+      const refused = await within(15_000, "the second server to refuse", second);
+      expect(refused.stderr).toBe(message);
+      expect(refused.code).toBe(1);
+      expect(refused.stdout).toBe("");
+      // Far from the 30 s it would wait for the file.
+      expect(refused.ms).toBeLessThan(10_000);
+      expect(readFileSync(claimPathOf(db), "utf8")).toBe(claim);
+      expect(existsSync(wantedFileOf(db))).toBe(false);
+      expect(
+        readdirSync(dirname(db)).filter((f) => f.startsWith(`${basename(db)}.server`)),
+      ).toEqual([`${basename(db)}.server.json`]);
+
+      // So does the programmatic API, in this process.
+      const started = Date.now();
+      await expect(startServer({ db, port: 0, log: () => undefined })).rejects.toThrow(
+        new StoreError("locked", message.slice("runtrail: ".length, -1)),
+      );
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(readFileSync(claimPathOf(db), "utf8")).toBe(claim);
+
+      // The first goes on serving undisturbed.
+      expect((await json(`${first.url}/healthz`)).status).toBe(200);
+      expect((await json(`${first.url}/readyz`)).status).toBe(200);
+      const tail = await runtrail(["tail", "--db", db]);
+      expect(tail.code, tail.stderr).toBe(0);
+      expect(existsSync(wantedFileOf(db))).toBe(false);
+    } finally {
+      const exit = await stop(first.server);
+      expect(exit.code, exit.stderr).toBe(0);
+    }
+    expect(existsSync(claimPathOf(db))).toBe(false);
+  });
+
+  it("serves a store whose claim was left by a server that is gone", async () => {
+    const db = tempStore();
+    const killed = await serve(db);
+    killed.server.child.kill("SIGKILL");
+    await killed.server.exited;
+    expect(JSON.parse(readFileSync(claimPathOf(db), "utf8"))).toMatchObject({
+      pid: killed.server.child.pid,
+    });
+    const next = await serve(db);
+    try {
+      expect(JSON.parse(readFileSync(claimPathOf(db), "utf8"))).toMatchObject({
+        url: next.url,
+        pid: next.server.child.pid,
+      });
+      expect((await json(`${next.url}/readyz`)).status).toBe(200);
+    } finally {
+      const exit = await stop(next.server);
+      expect(exit.code, exit.stderr).toBe(0);
+    }
+
+    // A claim naming this very process that it did not write was left by an earlier process
+    // with the same pid (pid 1 of a container that restarted): it does not count either.
+    const owner = currentOwner();
+    writeFileSync(
+      claimPathOf(db),
+      JSON.stringify({
+        url: "http://127.0.0.1:1",
+        host: owner.host,
+        pid: owner.pid,
+        processStartedAt: owner.startedAt,
+      }),
+    );
+    const here = await startServer({ db, port: 0, log: () => undefined });
+    try {
+      expect(JSON.parse(readFileSync(claimPathOf(db), "utf8"))).toMatchObject({ url: here.url });
+      // While it serves, a second server in this process is refused, and its claim stays.
+      await expect(startServer({ db, port: 0, log: () => undefined })).rejects.toThrow(
+        `is already served by the runtrail server at ${here.url} (pid ${process.pid})`,
+      );
+      expect(JSON.parse(readFileSync(claimPathOf(db), "utf8"))).toMatchObject({ url: here.url });
+    } finally {
+      await here.close();
+    }
+    expect(existsSync(claimPathOf(db))).toBe(false);
+  });
 
   it("refuses to serve another address without tokens, unless told it is fine", async () => {
     const refused = await runtrail([

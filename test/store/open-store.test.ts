@@ -1,8 +1,12 @@
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { describe, expect, it } from "vitest";
+import { SCHEMA_VERSION, schemaVersion } from "../../src/store/migrations.js";
 import { openStore, ROW_GROUP_SIZE, withStore } from "../../src/store/open-store.js";
+import { StoreError } from "../../src/store/store-errors.js";
 import { rowGroupSizes } from "../helpers/store-rows.js";
-import { tempStore } from "../helpers/temp-dir.js";
+import { tempDir, tempStore } from "../helpers/temp-dir.js";
 
 describe("openStore", () => {
   it("writes row groups of ROW_GROUP_SIZE rows, in every session that writes", async () => {
@@ -64,5 +68,104 @@ describe("openStore", () => {
     } finally {
       instance.closeSync();
     }
+  });
+});
+
+/** A DuckDB database of another program: a table, and none of runtrail's. */
+async function foreignDatabase(
+  path: string,
+  table = "CREATE TABLE notes AS SELECT 'kept' AS text",
+) {
+  const instance = await DuckDBInstance.create(path);
+  try {
+    const connection = await instance.connect();
+    await connection.run(table);
+    connection.closeSync();
+  } finally {
+    instance.closeSync();
+  }
+}
+
+/** The runs table of seed 000's runs.duckdb. */
+const SEED_000_RUNS = `CREATE TABLE runs (run_id UUID PRIMARY KEY, tenant_id VARCHAR,
+  stage VARCHAR NOT NULL, status VARCHAR NOT NULL, error TEXT, input_fingerprint VARCHAR,
+  code_ref VARCHAR, config_hash VARCHAR, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP,
+  duration_seconds DOUBLE PRECISION, rows_in BIGINT, rows_out BIGINT, llm_calls BIGINT,
+  tokens BIGINT, trace_id VARCHAR)`;
+
+/** The error opening a store throws, or undefined when it opens. */
+async function openError(path: string, options: Parameters<typeof openStore>[1]) {
+  try {
+    (await openStore(path, options)).close();
+    return undefined;
+  } catch (error) {
+    return error;
+  }
+}
+
+describe("openStore with refuseForeign", () => {
+  it("refuses a file that is not a DuckDB database and leaves it and its folder as they are", async () => {
+    const dir = tempDir();
+    for (const [name, content, what] of [
+      ["README.md", "# notes\n\nnot a database\n", "not a DuckDB database file"],
+      ["empty.duckdb", "", "an empty file"],
+    ] as const) {
+      const path = join(dir, name);
+      writeFileSync(path, content);
+      const before = readdirSync(dir).sort();
+      let movedAside = false;
+      const error = await openError(path, {
+        refuseForeign: true,
+        onMovedAside: () => {
+          movedAside = true;
+        },
+      });
+      expect(error).toBeInstanceOf(StoreError);
+      expect(error).toMatchObject({
+        kind: "foreign",
+        message: `${path} is not a runtrail store (${what})`,
+      });
+      expect(movedAside).toBe(false);
+      expect(readFileSync(path, "utf8")).toBe(content);
+      expect(readdirSync(dir).sort()).toEqual(before);
+    }
+  });
+
+  it("refuses a DuckDB database without runtrail's tables and makes no store in it", async () => {
+    const path = join(tempDir(), "other.duckdb");
+    await foreignDatabase(path);
+    const bytes = readFileSync(path);
+    for (const readOnly of [false, true]) {
+      const error = await openError(path, { refuseForeign: true, readOnly });
+      expect(error).toMatchObject({
+        kind: "foreign",
+        message: `${path} is not a runtrail store (a DuckDB database without runtrail's tables)`,
+      });
+    }
+    expect(readFileSync(path).equals(bytes)).toBe(true);
+    expect(readdirSync(dirname(path))).toEqual(["other.duckdb"]);
+  });
+
+  it("still opens a store, makes a new one where there is none, and upgrades seed 000's", async () => {
+    const fresh = tempStore();
+    await withStore(fresh, async () => undefined, { refuseForeign: true });
+    expect(existsSync(fresh)).toBe(true);
+    await withStore(fresh, async () => undefined, { refuseForeign: true, readOnly: true });
+    // A runs table is what seed 000 left: the migrations adopt it.
+    const seed = join(tempDir(), "runs.duckdb");
+    await foreignDatabase(seed, SEED_000_RUNS);
+    expect(await withStore(seed, schemaVersion, { refuseForeign: true })).toBe(SCHEMA_VERSION);
+  });
+
+  it("moves a file that is not a DuckDB database aside without it, as writers do", async () => {
+    const dir = tempDir();
+    const path = join(dir, "runs.duckdb");
+    writeFileSync(path, "not a database");
+    const moved: string[] = [];
+    await withStore(path, async (s) => expect(await schemaVersion(s)).toBeGreaterThan(0), {
+      onMovedAside: (_from, to) => moved.push(to),
+    });
+    expect(moved).toHaveLength(1);
+    expect(readFileSync(moved[0] ?? "", "utf8")).toBe("not a database");
   });
 });

@@ -26,12 +26,12 @@ export const pruneCommand: Command = {
   usage: [
     "runtrail prune --older-than 30d [--status S[,S]] [--dry-run]",
     "",
-    "  The artifact folders of the runs pruned go with them, and so do snapshot files that no",
-    "  run left refers to.",
+    "  The artifact folders of the runs pruned go with them, and so do the store's snapshot files",
+    "  that no run left refers to (kept an hour after their last use). --dry-run counts them too.",
     "",
     "  --older-than DUR   runs that started longer ago than this (required)",
     "  --status S         only runs with these statuses (running runs are never pruned)",
-    "  --dry-run          count what would go, change nothing",
+    "  --dry-run          count what would go, files included, and change nothing",
     ...COMMON_USAGE,
   ].join("\n"),
   options: {
@@ -67,17 +67,26 @@ export const pruneCommand: Command = {
       return ExitCode.ok;
     }
     if (values.json) {
-      io.stdout(`${jsonOf({ dryRun, ...result })}\n`);
+      // The fields of the server's DELETE /api/runs answer, and the space given back.
+      const json = {
+        runs: result.runs,
+        stages: result.stages,
+        artifact_folders: result.artifactFolders,
+        snapshots: result.snapshots,
+        dry_run: dryRun,
+        space: result.space
+          ? { bytes_before: result.space.bytesBefore, bytes_after: result.space.bytesAfter }
+          : null,
+      };
+      io.stdout(`${jsonOf(json)}\n`);
       return ExitCode.ok;
     }
     const what = `${formatCount(result.runs)} runs and ${formatCount(result.stages)} stages older than ${olderThan}`;
     io.stdout(dryRun ? `Would prune ${what}\n` : `Pruned ${what}\n`);
-    const folders = result.artifactFolders ?? 0;
-    const snapshots = result.snapshots ?? 0;
+    const { artifactFolders: folders, snapshots } = result;
     if (folders > 0 || snapshots > 0) {
-      io.stdout(
-        `Removed ${counted(folders, "artifact folder", "artifact folders")} and ${counted(snapshots, "unused snapshot file", "unused snapshot files")}\n`,
-      );
+      const files = `${counted(folders, "artifact folder", "artifact folders")} and ${counted(snapshots, "unused snapshot file", "unused snapshot files")}`;
+      io.stdout(dryRun ? `Would remove ${files}\n` : `Removed ${files}\n`);
     }
     if (result.space) {
       io.stdout(

@@ -1,4 +1,9 @@
-import { type GroupStats, runStats, type StatsGroup } from "../../query/run-stats.js";
+import {
+  type GroupStats,
+  groupStatsJson,
+  runStats,
+  type StatsGroup,
+} from "../../query/run-stats.js";
 import { formatSeconds, parseDuration, parseTimePoint } from "../../util/duration.js";
 import { COMMON_OPTIONS, COMMON_USAGE, type Command, stringValue } from "../_command.js";
 import { formatCount, formatPercent, jsonOf } from "../_format.js";
@@ -75,7 +80,7 @@ export const statsCommand: Command = {
     const groups = result ?? [];
     if (result === undefined) io.stderr(`runtrail: no runs recorded yet (no store at ${path})\n`);
     if (values.json) {
-      io.stdout(`${jsonOf(groups)}\n`);
+      io.stdout(`${jsonOf(groups.map(groupStatsJson))}\n`);
       return ExitCode.ok;
     }
     const right = "right" as const;

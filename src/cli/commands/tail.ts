@@ -1,3 +1,9 @@
+import {
+  distinctIdPrefixes,
+  type RunIds,
+  runsOfTraces,
+  SHORT_ID_DIGITS,
+} from "../../query/id-prefixes.js";
 import { listRuns } from "../../query/list-runs.js";
 import type { RunFilter } from "../../query/run-filter.js";
 import { type RunRow, withIsoTimes } from "../../record/rows.js";
@@ -12,15 +18,8 @@ import {
   stringValue,
   stringValues,
 } from "../_command.js";
-import {
-  formatCount,
-  formatProgress,
-  formatRunDuration,
-  formatTime,
-  jsonOf,
-  shortId,
-} from "../_format.js";
-import { type Remote, remoteOf, remoteRuns, URL_USAGE } from "../_remote.js";
+import { formatCount, formatProgress, formatRunDuration, formatTime, jsonOf } from "../_format.js";
+import { type Remote, remoteOf, remoteRuns, remoteRunsOfTraces, URL_USAGE } from "../_remote.js";
 import { parseTimeOption, STALE_AFTER_USAGE, useStore } from "../_store.js";
 import { paintStatus, type Style } from "../_style.js";
 import { renderTable } from "../_table.js";
@@ -40,10 +39,11 @@ const COLUMNS = [
   { header: "Duration", align: "right" as const },
 ];
 
-function cells(run: RunRow, style: Style): string[] {
+/** A run's cells; `id` is the prefix of its run id shown (see `distinctIdPrefixes`). */
+function cells(run: RunRow, id: string, style: Style): string[] {
   const stage = run.status === "running" ? run.current_stage : run.failed_stage;
   return [
-    shortId(run.run_id),
+    id,
     run.pipeline,
     paintStatus(style, run.status),
     stage ?? "-",
@@ -86,15 +86,45 @@ function countOf(values: ParsedValues): number {
   return n;
 }
 
-/** The latest runs, from the server if there is one, else from the store itself. */
+interface Latest {
+  runs: RunRow[];
+  total: number;
+  /** The id shown of each run picked, by run id. */
+  ids: Map<string, string>;
+}
+
+/**
+ * The latest runs, from the server if there is one, else from the store itself, with the ids to
+ * show for those `pick` picks of them: ids that `runtrail show` resolves to that run alone,
+ * among the runs read and the other runs of their traces.
+ */
 async function latestRuns(
   context: CommandContext,
   remote: Remote | undefined,
   filter: RunFilter,
   limit: number,
-): Promise<{ path: string; result: { runs: RunRow[]; total: number } | undefined }> {
-  if (remote) return { path: remote.url, result: await remoteRuns(remote, filter, limit) };
-  return useStore(context.values, context.io, (s) => listRuns(s, { ...filter, limit }));
+  pick: (runs: RunRow[]) => RunRow[],
+): Promise<{ path: string; result: Latest | undefined }> {
+  const idsOf = (runs: RunRow[], picked: RunRow[], relatives: RunIds[]) =>
+    distinctIdPrefixes(picked, [...runs, ...relatives]);
+  if (remote) {
+    const { runs, total } = await remoteRuns(remote, filter, limit);
+    const picked = pick(runs);
+    const relatives = await remoteRunsOfTraces(
+      remote,
+      picked.map((r) => r.run_id),
+    );
+    return { path: remote.url, result: { runs, total, ids: idsOf(runs, picked, relatives) } };
+  }
+  return useStore(context.values, context.io, async (s) => {
+    const { runs, total } = await listRuns(s, { ...filter, limit });
+    const picked = pick(runs);
+    const relatives = await runsOfTraces(
+      s,
+      picked.map((r) => r.run_id),
+    );
+    return { runs, total, ids: idsOf(runs, picked, relatives) };
+  });
 }
 
 /** How many of the latest runs each poll of `--follow` reads. */
@@ -105,8 +135,14 @@ async function follow(
   remote: Remote | undefined,
   filter: RunFilter,
   seen: Map<string, string>,
+  idWidth: number,
 ) {
   const { io, values } = context;
+  const changed = (runs: RunRow[]) =>
+    values.json ? [] : runs.filter((r) => seen.get(r.run_id) !== r.status);
+  // Ids are padded to the widest shown so far, so that the lines keep their columns as long as
+  // no run needs a longer id.
+  let width = idWidth;
   for (;;) {
     const stop = await Promise.race([
       io.interrupted.then(() => true),
@@ -115,15 +151,17 @@ async function follow(
       new Promise<false>((resolve) => setTimeout(() => resolve(false), 1000)),
     ]);
     if (stop) return;
-    const { result } = await latestRuns(context, remote, filter, FOLLOWED_RUNS);
+    const { result } = await latestRuns(context, remote, filter, FOLLOWED_RUNS, changed);
     for (const run of [...(result?.runs ?? [])].reverse()) {
       if (seen.get(run.run_id) === run.status) continue;
       seen.set(run.run_id, run.status);
-      io.stdout(
-        values.json
-          ? `${JSON.stringify(withIsoTimes(run))}\n`
-          : `${cells(run, io.style).join("  ")}\n`,
-      );
+      if (values.json) {
+        io.stdout(`${JSON.stringify(withIsoTimes(run))}\n`);
+        continue;
+      }
+      const id = result?.ids.get(run.run_id) ?? run.run_id;
+      width = Math.max(width, id.length);
+      io.stdout(`${cells(run, id.padEnd(width), io.style).join("  ")}\n`);
     }
   }
 }
@@ -161,8 +199,10 @@ export const tailCommand: Command = {
     // Following, every run a poll reads is read now too, so that those already there count as
     // seen: only runs that start or change from now on are printed.
     const read = values.follow ? Math.max(limit, FOLLOWED_RUNS) : limit;
-    const { path, result } = await latestRuns(context, remote, filter, read);
+    const shown = (all: RunRow[]) => (values.json ? [] : all.slice(0, limit));
+    const { path, result } = await latestRuns(context, remote, filter, read, shown);
     const runs = (result?.runs ?? []).slice(0, limit);
+    const idOf = (run: RunRow) => result?.ids.get(run.run_id) ?? run.run_id;
     if (result === undefined) io.stderr(`runtrail: no runs recorded yet (no store at ${path})\n`);
     if (values.json && values.follow) {
       for (const run of [...runs].reverse()) io.stdout(`${JSON.stringify(withIsoTimes(run))}\n`);
@@ -172,7 +212,7 @@ export const tailCommand: Command = {
       io.stdout(
         `${renderTable(
           COLUMNS,
-          runs.map((r) => cells(r, io.style)),
+          runs.map((r) => cells(r, idOf(r), io.style)),
         )}\n`,
       );
       if (result && result.total > runs.length) {
@@ -181,7 +221,8 @@ export const tailCommand: Command = {
     }
     if (values.follow) {
       const seen = new Map((result?.runs ?? []).map((r) => [r.run_id, r.status]));
-      await follow(context, remote, filter, seen);
+      const idWidth = Math.max(SHORT_ID_DIGITS, ...runs.map((r) => idOf(r).length));
+      await follow(context, remote, filter, seen, idWidth);
     }
     return ExitCode.ok;
   },

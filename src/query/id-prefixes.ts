@@ -1,0 +1,100 @@
+import type { StoreSession } from "../store/store-session.js";
+import { SqlParams } from "./sql-params.js";
+
+/** What a lookup by prefix matches a run on (see `findRuns`). */
+export interface RunIds {
+  run_id: string;
+  trace_id: string | null;
+}
+
+/** The fewest hex digits of a run id shown. */
+export const SHORT_ID_DIGITS = 8;
+
+/**
+ * The digits shown of a run id that only a longer prefix tells apart from another run of its
+ * trace: every run nested in a trace shares its first 16 digits with the trace id, so at least
+ * the next group of the UUID is shown, which also tells it from a sibling it was not compared
+ * with (one that started after the listing).
+ */
+const PAST_TRACE_DIGITS = 20;
+
+/** The digits every run of a trace shares: the first half of the trace id. */
+const TRACE_HEAD_DIGITS = 16;
+
+const hexOf = (id: string) => id.replaceAll("-", "").toLowerCase();
+
+/** Does a lookup of `prefix` (hex digits, no dashes) match the run, as `findRuns` matches? */
+function matches(prefix: string, run: RunIds): boolean {
+  const id = hexOf(run.run_id);
+  if (id.startsWith(prefix)) return true;
+  // A prefix longer than the trace head also names the runs of a trace whose id it begins.
+  return (
+    prefix.length > TRACE_HEAD_DIGITS &&
+    id.startsWith(prefix.slice(0, TRACE_HEAD_DIGITS)) &&
+    (run.trace_id ?? "").toLowerCase().startsWith(prefix)
+  );
+}
+
+/** The first `digits` hex digits of a run id, with the UUID's dashes among them. */
+function uuidPrefix(runId: string, digits: number): string {
+  const dashes = [8, 12, 16, 20].filter((at) => digits > at).length;
+  return runId.toLowerCase().slice(0, digits + dashes);
+}
+
+/**
+ * The id to show for each run: the shortest prefix of its run id, of at least 8 hex digits, that
+ * `runtrail show` (`lookupRun`) resolves to that run alone among `known` runs; the whole id when
+ * only that does (a run that is the root of a trace with runs nested in it: every prefix of
+ * its id is a prefix of its trace id, which names them all). A prefix past the 16 digits a
+ * trace's runs share is at least 20 digits long. `known` should hold the runs listed and the
+ * other runs of their traces (see {@link runsOfTraces}); the runs themselves count as known.
+ */
+export function distinctIdPrefixes(
+  runs: readonly RunIds[],
+  known: readonly RunIds[],
+): Map<string, string> {
+  // Only runs sharing the first 8 digits can match a prefix of 8 digits or more.
+  const byHead = new Map<string, Map<string, RunIds>>();
+  for (const run of [...known, ...runs]) {
+    const head = hexOf(run.run_id).slice(0, SHORT_ID_DIGITS);
+    const same = byHead.get(head) ?? new Map<string, RunIds>();
+    same.set(hexOf(run.run_id), run);
+    byHead.set(head, same);
+  }
+  const shown = new Map<string, string>();
+  for (const run of runs) {
+    const id = hexOf(run.run_id);
+    const others = [...(byHead.get(id.slice(0, SHORT_ID_DIGITS))?.values() ?? [])].filter(
+      (other) => hexOf(other.run_id) !== id,
+    );
+    let digits = SHORT_ID_DIGITS;
+    while (digits < id.length && others.some((other) => matches(id.slice(0, digits), other))) {
+      digits += 1;
+    }
+    if (digits > TRACE_HEAD_DIGITS) digits = Math.max(digits, PAST_TRACE_DIGITS);
+    shown.set(run.run_id, uuidPrefix(run.run_id, Math.min(digits, id.length)));
+  }
+  return shown;
+}
+
+/**
+ * The runs whose ids share their first 16 hex digits with one of these run ids: the runs of
+ * their traces. A run's id begins with its trace id's first 16 digits, so they are found by
+ * their trace ids, in a hash join: the cost is one scan of the trace id column (about 40 ms
+ * for a million runs), whatever the number of ids, where a range of run ids per id costs a
+ * scan of the run id column each.
+ */
+export async function runsOfTraces(
+  session: StoreSession,
+  runIds: readonly string[],
+): Promise<RunIds[]> {
+  const heads = [...new Set(runIds.map((id) => hexOf(id).slice(0, TRACE_HEAD_DIGITS)))];
+  if (heads.length === 0) return [];
+  const params = new SqlParams();
+  const list = heads.map((head) => params.add(head)).join(", ");
+  return session.all<RunIds>(
+    `SELECT run_id::VARCHAR AS run_id, trace_id FROM runs
+     WHERE left(trace_id, ${TRACE_HEAD_DIGITS}) IN (SELECT unnest([${list}]))`,
+    params.values,
+  );
+}
