@@ -316,5 +316,11 @@ describe("runtrail given a file that is not a store", () => {
     );
     expect(readFileSync(db).equals(bytes)).toBe(true);
     expect(readdirSync(join(db, "..")).filter((f) => f.includes("corrupt"))).toEqual([]);
+    // Resuming reads the run it resumes the same way: from the damaged file, which it leaves.
+    const resume = await runtrail(["resume", "abcd1234", "--db", db]);
+    expect(resume.code).toBe(1);
+    expect(resume.stderr).toMatch(/^runtrail: .*damaged/);
+    expect(readFileSync(db).equals(bytes)).toBe(true);
+    expect(readdirSync(join(db, "..")).filter((f) => f.includes("corrupt"))).toEqual([]);
   });
 });

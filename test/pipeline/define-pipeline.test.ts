@@ -1,4 +1,5 @@
-import { rmSync, utimesSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   definePipeline,
@@ -179,6 +180,21 @@ describe("definePipeline: resume", () => {
     await expect(resume("0123456789abcdef")).rejects.toThrow(
       `no run matches "0123456789abcdef" in ${r.db}: it did not run there, or it was pruned`,
     );
+    await r.provider.shutdown();
+  });
+
+  it("refuses to resume from a file that is not a store, and leaves the file as it is", async () => {
+    const r = recording();
+    const { pipeline } = countingPipeline();
+    const notAStore = join(dirname(r.db), "notes.txt");
+    writeFileSync(notAStore, "not a store\n");
+    await expect(
+      pipeline.resume("abcd1234", { tracer: r.tracer, store: notAStore, codeRef: "c1" }),
+    ).rejects.toThrow(`cannot read run "abcd1234": ${notAStore} is not a runtrail store`);
+    expect(readFileSync(notAStore, "utf8")).toBe("not a store\n");
+    expect(readdirSync(dirname(r.db)).filter((f) => f.startsWith("notes.txt"))).toEqual([
+      "notes.txt",
+    ]);
     await r.provider.shutdown();
   });
 
