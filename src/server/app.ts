@@ -8,7 +8,7 @@ import type { OtlpIngest } from "../otlp/otlp-ingest.js";
 import { lookupRun, type RunLookup } from "../query/find-run.js";
 import { listRuns } from "../query/list-runs.js";
 import { runStages } from "../query/run-stages.js";
-import { runStats, type StatsGroup } from "../query/run-stats.js";
+import { groupStatsJson, runStats, type StatsGroup } from "../query/run-stats.js";
 import { type RunRow, type StageRow, withIsoTimes } from "../record/rows.js";
 import { InvalidIdPrefixError, normalizeIdPrefix } from "../record/run-id.js";
 import { FAILURE_STATUSES, isFinished, type RunStatus } from "../record/run-status.js";
@@ -562,22 +562,7 @@ export function createApp(options: AppOptions) {
           group_by: groupBy,
           since: isoOfMicros(since),
           until: filter.until === undefined ? null : isoOfMicros(filter.until),
-          groups: groups.map((g) => ({
-            key: g.key,
-            runs: g.runs,
-            by_status: g.byStatus,
-            failure_rate: g.failureRate,
-            p50_seconds: g.p50Seconds,
-            p95_seconds: g.p95Seconds,
-            p99_seconds: g.p99Seconds,
-            llm_calls: g.llmCalls,
-            tokens: g.tokens,
-            input_tokens: g.inputTokens,
-            output_tokens: g.outputTokens,
-            rows_in: g.rowsIn,
-            rows_out: g.rowsOut,
-            stuck: g.stuck,
-          })),
+          groups: groups.map(groupStatsJson),
           stuck: runGroups.reduce((n, g) => n + g.stuck, 0),
           crashed: runGroups.reduce((n, g) => n + g.byStatus.crashed, 0),
         };

@@ -1,17 +1,11 @@
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  realpathSync,
-  statSync,
-  utimesSync,
-  writeFileSync,
-} from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { existsSync, mkdirSync, readdirSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { definePipeline } from "../../src/pipeline/define-pipeline.js";
 import { withStore } from "../../src/store/open-store.js";
 import { checkpointFolderOf, snapshotFolderOf } from "../../src/store/store-files.js";
+import { wordCountPipeline } from "../fixtures/sample-pipelines.js";
+import { filesIn, makeOld } from "../helpers/artifact-files.js";
 import { runtrail } from "../helpers/processes.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempDir, tempStore } from "../helpers/temp-dir.js";
@@ -279,41 +273,12 @@ describe("runtrail prune of runs with files", () => {
   });
 });
 
-/** The files under a folder, as paths relative to it, sorted; none for a folder not there. */
-function filesIn(folder: string): string[] {
-  if (!existsSync(folder)) return [];
-  return readdirSync(folder, { recursive: true, withFileTypes: true })
-    .filter((f) => f.isFile())
-    .map((f) => relative(folder, join(f.parentPath, f.name)))
-    .sort();
-}
-
-/** Dates the files under a folder two hours back: past the hour unused snapshots are kept. */
-function makeOld(folder: string): void {
-  const earlier = new Date(Date.now() - 2 * HOUR);
-  for (const file of filesIn(folder)) utimesSync(join(folder, file), earlier, earlier);
-}
-
 describe("runtrail prune of one of two stores in one folder", () => {
   it("removes only that store's unused snapshots, as many as its dry run counts", async () => {
     const dir = tempDir();
     const a = join(dir, "a.duckdb");
     const b = join(dir, "b.duckdb");
-    const control = { failCount: false };
-    const pipeline = definePipeline<{ doc: string }, { words: number }>({
-      name: "words",
-      stages: [
-        { name: "fetch", run: (input) => ({ text: `${(input as { doc: string }).doc} text` }) },
-        { name: "split", run: (page) => (page as { text: string }).text.split(" ") },
-        {
-          name: "count",
-          run: (words) => {
-            if (control.failCount) throw new Error("count broke");
-            return { words: (words as string[]).length };
-          },
-        },
-      ],
-    });
+    const { pipeline, control } = wordCountPipeline();
     /** A completed run on `doc`, one on a document both stores see, and a failed one. */
     const record = async (db: string, doc: string) => {
       const t = recorder(db);

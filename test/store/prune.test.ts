@@ -1,7 +1,6 @@
-import { existsSync, mkdirSync, readdirSync, renameSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
-import { definePipeline } from "../../src/pipeline/define-pipeline.js";
 import type { RunRow } from "../../src/record/rows.js";
 import { ROW_GROUP_SIZE, withStore } from "../../src/store/open-store.js";
 import { compactStore, pruneRuns } from "../../src/store/prune.js";
@@ -10,6 +9,8 @@ import {
   snapshotFileOf,
   snapshotFolderOf,
 } from "../../src/store/store-files.js";
+import { wordCountPipeline } from "../fixtures/sample-pipelines.js";
+import { filesIn, makeOld } from "../helpers/artifact-files.js";
 import { rowGroupSizes, storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempDir, tempStore } from "../helpers/temp-dir.js";
 import { traced } from "../helpers/tracing.js";
@@ -31,36 +32,7 @@ describe("compactStore", () => {
   });
 });
 
-/** The files under a folder, as paths relative to it, sorted; none for a folder not there. */
-function filesIn(folder: string): string[] {
-  if (!existsSync(folder)) return [];
-  return readdirSync(folder, { recursive: true, withFileTypes: true })
-    .filter((f) => f.isFile())
-    .map((f) => relative(folder, join(f.parentPath, f.name)))
-    .sort();
-}
-
-/** Dates the files under a folder two hours back: past the hour unused snapshots are kept. */
-function makeOld(folder: string): void {
-  const earlier = new Date(Date.now() - 2 * 3_600_000);
-  for (const file of filesIn(folder)) utimesSync(join(folder, file), earlier, earlier);
-}
-
-const control = { failCount: false };
-const words = definePipeline<{ doc: string }, { words: number }>({
-  name: "words",
-  stages: [
-    { name: "fetch", run: (input) => ({ text: `${(input as { doc: string }).doc} text` }) },
-    { name: "split", run: (page) => (page as { text: string }).text.split(" ") },
-    {
-      name: "count",
-      run: (list) => {
-        if (control.failCount) throw new Error("count broke");
-        return { words: (list as string[]).length };
-      },
-    },
-  ],
-});
+const { pipeline: words, control } = wordCountPipeline();
 
 describe("pruneRuns on snapshots kept as earlier versions kept them", () => {
   it("reads them, and removes those no run uses while no other store shares the folder", async () => {
