@@ -1,3 +1,4 @@
+import type { SpanContext } from "@opentelemetry/api";
 import { ARTIFACT_KIND, RunTrailAttributes as R } from "./attributes.js";
 import { isLlmSpanAtStart, type LlmUsage, readLlmUsage } from "./llm-usage.js";
 import type { RunOwner } from "./owner.js";
@@ -83,9 +84,10 @@ export class RunRecorder {
    * own parent. It is only looked at then.
    */
   start(span: SpanView, parentHandle?: unknown): void {
-    const parentId = span.parentSpanContext?.spanId;
+    const parentContext = span.parentSpanContext;
+    const parentId = parentContext?.spanId;
     const kind = span.attributes[R.kind];
-    if (this.isRun(span, parentId, kind)) {
+    if (this.isRun(span, parentContext, kind)) {
       this.startRun(span, parentId);
       return;
     }
@@ -279,10 +281,15 @@ export class RunRecorder {
     return false;
   }
 
-  private isRun(span: SpanView, parentId: string | undefined, kind: unknown): boolean {
+  /**
+   * A root span is a run: one without a parent, or whose parent is in another process (its
+   * context came in a request's `traceparent`, or a job's environment), the root of what this
+   * process does.
+   */
+  private isRun(span: SpanView, parent: SpanContext | undefined, kind: unknown): boolean {
     if (kind === "run") return true;
     if (kind !== undefined) return false;
-    if (this.options.rootSpansAreRuns && (parentId === undefined || isLocalRoot(span))) {
+    if (this.options.rootSpansAreRuns && (parent === undefined || parent.isRemote === true)) {
       return true;
     }
     return this.options.isRun?.(span) ?? false;
@@ -329,13 +336,4 @@ export class RunRecorder {
     });
     this.sink.runChanged(run);
   }
-}
-
-/**
- * Whether a span's parent is in another process (its context came in a request's
- * `traceparent`, or a job's environment): the span is the root of what this process does, and
- * counts as a root span.
- */
-function isLocalRoot(span: SpanView): boolean {
-  return span.parentSpanContext?.isRemote === true;
 }
