@@ -50,17 +50,45 @@ async function prepare(dir: SpoolDir): Promise<void> {
   }
 }
 
-/** Writes rows to a new segment; returns its path, or throws when no spool folder is writable. */
+/**
+ * Lines in one segment at most: a segment is one string in memory when it is written and when
+ * it is read, and a batch of a pipeline that outran the store for a while may hold millions of
+ * rows, more than one string can (about 512 MiB) and more than a reader should take at once.
+ */
+export const SEGMENT_LINES = 50_000;
+
+/**
+ * Writes rows to new segments, {@link SEGMENT_LINES} lines each at most; returns their paths,
+ * or throws when no spool folder is writable. Segments written before one that fails stay:
+ * their rows are merged by key wherever they are written in, so writing them again is harmless.
+ */
 export async function spoolRows(
   storePath: string,
   runs: readonly RunRow[],
   stages: readonly StageRow[],
-): Promise<string> {
-  const lines: string[] = [];
-  for (const run of runs) lines.push(JSON.stringify({ run }));
-  for (const stage of stages) lines.push(JSON.stringify({ stage }));
-  const body = `${lines.join("\n")}\n`;
-  const name = `${Date.now().toString().padStart(15, "0")}-${hostname()}-${process.pid}-${sequence++}`;
+): Promise<string[]> {
+  const paths: string[] = [];
+  const total = runs.length + stages.length;
+  for (let from = 0; from < total || (total === 0 && paths.length === 0); from += SEGMENT_LINES) {
+    const lines: string[] = [];
+    for (let i = from; i < Math.min(total, from + SEGMENT_LINES); i++) {
+      lines.push(
+        i < runs.length
+          ? JSON.stringify({ run: runs[i] })
+          : JSON.stringify({ stage: stages[i - runs.length] }),
+      );
+    }
+    paths.push(await writeSegment(storePath, `${lines.join("\n")}\n`));
+    if (total === 0) break;
+  }
+  return paths;
+}
+
+/** Writes one segment, whole or not at all, in the first spool folder that takes it. */
+async function writeSegment(storePath: string, body: string): Promise<string> {
+  // Padded, so that the segments of one process sort in the order they were written.
+  const seq = String(sequence++).padStart(10, "0");
+  const name = `${Date.now().toString().padStart(15, "0")}-${hostname()}-${process.pid}-${seq}`;
   let lastError: unknown;
   for (const dir of spoolDirsOf(storePath)) {
     try {
