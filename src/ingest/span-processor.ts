@@ -38,7 +38,11 @@ export interface RunTrailSpanProcessorOptions {
   maxOpenRuns?: number;
   /** Spans inside open runs followed at once; more are not followed (and counted). Default 200,000. */
   maxOpenSpans?: number;
-  /** Pending stage rows that trigger a write before the interval. Default 50,000. */
+  /**
+   * Pending stage rows (or run rows) that trigger a write before the interval. Rows that pile up
+   * behind a slow write go in writes of this many each, one transaction apiece, so a write's
+   * memory stays bounded and other processes get the store between them. Default 50,000.
+   */
   maxQueuedRows?: number;
 }
 

@@ -24,7 +24,7 @@ export interface StoreWriterOptions {
   flushIntervalMs: number;
   /** How often the rows of open runs are rewritten to show their owner is alive. */
   heartbeatIntervalMs: number;
-  /** Pending stage rows that trigger a write before the interval. */
+  /** Pending stage rows (or run rows) that trigger a write before the interval; a write takes at most this many. */
   maxQueuedRows: number;
   /** How long one write waits for another process to let go of the file. */
   lockWaitMs: number;
@@ -67,6 +67,13 @@ export class StoreWriter implements RecordSink {
   private readonly stagesToMerge = new ColumnBuffer(STAGE_COLUMNS);
   /** Rows that neither the store nor the spool took, as one batch: tried again first. */
   private held: ColumnBatch | undefined;
+  /**
+   * Batches of `maxQueuedRows` stage rows (or run rows) set apart while a write was under way,
+   * each written in a transaction of its own, in order: a pipeline that outruns the store makes
+   * more writes, not bigger ones, so a write's memory stays bounded and the store is let go
+   * between writes for a reader that asked for it.
+   */
+  private sealed: ColumnBatch[] = [];
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -95,6 +102,7 @@ export class StoreWriter implements RecordSink {
     if (run.settled) {
       // Final: its row goes into columns now, and nothing here keeps the run alive.
       this.appendRow(run, Date.now() * 1000);
+      if (this.runs.count + this.newRuns.count >= this.options.maxQueuedRows) this.full();
     } else if (run.dirtyAt < 0) {
       run.dirtyAt = this.dirty.length;
       this.dirty.push(run);
@@ -120,8 +128,27 @@ export class StoreWriter implements RecordSink {
 
   stageEnded(row: StageRow, late: boolean): void {
     (late ? this.stagesToMerge : this.stages).append(row);
-    if (this.stages.count >= this.options.maxQueuedRows) this.flushSoon();
+    if (this.stages.count >= this.options.maxQueuedRows) this.full();
     else this.schedule();
+  }
+
+  /** A batch's worth of rows is pending: written now, or set apart if a write is under way. */
+  private full(): void {
+    if (this.flushing === undefined) {
+      this.flushSoon();
+      return;
+    }
+    this.sealed.push(this.takeBuffers());
+    this.schedule();
+  }
+
+  private takeBuffers(): ColumnBatch {
+    return {
+      runs: this.runs.take(),
+      newRuns: this.newRuns.take(),
+      stages: this.stages.take(),
+      stagesToMerge: this.stagesToMerge.take(),
+    };
   }
 
   /** Runs still open in this process. */
@@ -167,7 +194,8 @@ export class StoreWriter implements RecordSink {
       this.newRuns.count > 0 ||
       this.stages.count > 0 ||
       this.stagesToMerge.count > 0 ||
-      this.held !== undefined
+      this.held !== undefined ||
+      this.sealed.length > 0
     );
   }
 
@@ -227,12 +255,8 @@ export class StoreWriter implements RecordSink {
     this.dirty = [];
     const batches = [
       ...(this.held ? [this.held] : []),
-      {
-        runs: this.runs.take(),
-        newRuns: this.newRuns.take(),
-        stages: this.stages.take(),
-        stagesToMerge: this.stagesToMerge.take(),
-      },
+      ...this.sealed.splice(0),
+      this.takeBuffers(),
     ];
     this.held = undefined;
     for (const batch of batches) await this.write(batch);

@@ -144,6 +144,31 @@ describe("RunTrailSpanProcessor", () => {
     expect(finished.stdout).toBe("runs 1\n");
   });
 
+  it("writes rows that pile up behind a slow write in batches of maxQueuedRows, not one", async () => {
+    const db = join(tempDir(), "runs.duckdb");
+    const holder = startFixture("hold-store.ts", ["--db", db, "--ms", "1500"]);
+    await holder.line((l) => l === "holding");
+    const t = traced({ db, maxQueuedRows: 100, flushIntervalMs: 20, lockWaitMs: 20_000 });
+    // The first write waits for the holder; the 500 runs of 4 stages that end meanwhile are
+    // 2,000 stage rows: twenty writes of 100, each its own transaction.
+    for (let i = 0; i < 500; i++) {
+      const run = t.tracer.startSpan(`run-${i}`);
+      const inRun = trace.setSpan(context.active(), run);
+      for (let s = 0; s < 4; s++) t.tracer.startSpan(`stage-${s}`, {}, inRun).end();
+      run.end();
+      if (i % 50 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await t.processor.forceFlush();
+    await holder.exited;
+    const stats = t.processor.stats;
+    expect(stats).toMatchObject({ failedFlushes: 0, spooledSegments: 0, droppedRows: 0 });
+    expect(stats.flushes).toBeGreaterThanOrEqual(20);
+    expect(stats.stageRowsWritten).toBe(2_000);
+    await t.provider.shutdown();
+    expect(await storedRuns(db)).toHaveLength(500);
+    expect(await storedStages(db)).toHaveLength(2_000);
+  });
+
   it("clamps values out of a column's range instead of losing the batch", async () => {
     const db = tempStore();
     const t = traced({ db });
