@@ -14,6 +14,7 @@ import {
   renderSection,
   seconds,
 } from "./_report.js";
+import { runContention } from "./contention.js";
 import { runHotPath } from "./hot-path.js";
 import { runIndexes } from "./indexes.js";
 import { runMemory } from "./memory.js";
@@ -26,6 +27,7 @@ import { runServer } from "./server.js";
 const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchResult>> = {
   "hot-path": runHotPath,
   persistence: runPersistence,
+  contention: runContention,
   queries: runQueries,
   memory: runMemory,
   indexes: runIndexes,

@@ -84,6 +84,7 @@ export async function useStore<T>(
         // A store that does not exist yet is made when writers spooled rows for it.
         create: options.create ?? (await hasSpooled(path)),
         lockTimeoutMs: 10_000,
+        interactive: true,
         moveCorruptAside: false,
         refuseForeign: true,
       },
@@ -118,6 +119,7 @@ async function readOnly<T>(
     const result = await withStore(path, work, {
       readOnly: true,
       lockTimeoutMs: 10_000,
+      interactive: true,
       refuseForeign: true,
     });
     io.stderr(

@@ -8,11 +8,16 @@ import { classifyDuckDbError, StoreError } from "./store-errors.js";
 import { movedAsideOf } from "./store-files.js";
 import { lockStore } from "./store-lock.js";
 import { STORE_ALIAS, StoreSession } from "./store-session.js";
-import { askForStore } from "./store-wanted.js";
+import { askForStore, readerWaiting } from "./store-wanted.js";
 
 export interface OpenStoreOptions {
   /** Create the store (and its folder) when it does not exist. Default true. */
   create?: boolean;
+  /**
+   * A person waits for this open (a command): a writer holding the store lets go after its
+   * current write, and writers waiting for it let this open in first. Default false.
+   */
+  interactive?: boolean;
   /** How long to wait for another process to let go of the file. Default 10 s. */
   lockTimeoutMs?: number;
   /** Move a damaged file aside (never delete it) and start a new store. Default true. */
@@ -88,9 +93,17 @@ export async function openStore(
       } catch (error) {
         const failure = classifyDuckDbError(path, error);
         if (failure.kind === "locked" && Date.now() < deadline) {
-          askForStore(path);
+          askForStore(path, options.interactive === true);
           await sleep(Math.min(backoff, deadline - Date.now()) * (0.5 + Math.random()));
           backoff = Math.min(backoff * 1.6, 100);
+          // A writer lets a waiting command in first, while its own wait has time left.
+          while (
+            !options.interactive &&
+            readerWaiting(path) &&
+            deadline - Date.now() > lockTimeoutMs / 2
+          ) {
+            await sleep(50);
+          }
           continue;
         }
         if (failure.kind === "corrupt" && !doubted) {

@@ -4,7 +4,7 @@ import { mkdir, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { claimPathOf } from "./server-claim.js";
 import { spoolDirsOf } from "./store-path.js";
-import { wantedFileOf } from "./store-wanted.js";
+import { readerWantedFileOf, wantedFileOf } from "./store-wanted.js";
 
 /**
  * Files kept next to the store, in its folder: what a run keeps besides its rows.
@@ -200,7 +200,13 @@ function sameFile(a: string, b: string): boolean {
 export function isStoreFile(storePath: string, file: string): boolean {
   const target = realPathOf(file);
   for (const store of new Set([resolve(storePath), realPathOf(storePath)])) {
-    const files = [store, `${store}.wal`, claimPathOf(store), wantedFileOf(store)];
+    const files = [
+      store,
+      `${store}.wal`,
+      claimPathOf(store),
+      wantedFileOf(store),
+      readerWantedFileOf(store),
+    ];
     if (files.some((f) => realPathOf(f) === target || sameFile(f, target))) return true;
     // The claim's own temporary file, and every copy compacting or moving aside makes.
     const prefixes = [`${claimPathOf(store)}.`, compactCopyOf(store, ""), movedAsideOf(store, "")];

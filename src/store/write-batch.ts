@@ -9,7 +9,7 @@ import { liveClaim } from "./server-claim.js";
 import { spoolRows } from "./spool.js";
 import { classifyDuckDbError, type StoreErrorKind } from "./store-errors.js";
 import type { StoreSession } from "./store-session.js";
-import { askedSince } from "./store-wanted.js";
+import { askedSince, readerWaiting } from "./store-wanted.js";
 import { type ColumnBatch, mergeAll, writeColumns } from "./write-rows.js";
 
 export interface BatchOutcome {
@@ -83,6 +83,12 @@ interface Held {
  * take their turn. If the file was replaced or deleted meanwhile, the batch is written again to
  * the file now at the path. When the store cannot be used, the rows go to the spool instead.
  */
+/**
+ * The store is let go once held this long when a command waits for it: soon for the person
+ * waiting, yet not after every write, which would spend the writer's time closing and opening.
+ */
+const READER_HOLD_MS = 250;
+
 export class BatchWriter {
   private held: Held | undefined;
   private idle: NodeJS.Timeout | undefined;
@@ -185,7 +191,12 @@ export class BatchWriter {
     const graceMs = this.options.graceMs ?? 100;
     const heldMs = performance.now() - held.openedAt + graceMs;
     const asked = askedSince(this.path, held.openedAtEpochMs);
-    const limitMs = asked ? (this.options.shareAfterMs ?? 1000) : (this.options.maxHoldMs ?? 5_000);
+    // A command someone waits for gets the store after this write; other writers, in turns.
+    const limitMs = readerWaiting(this.path)
+      ? READER_HOLD_MS
+      : asked
+        ? (this.options.shareAfterMs ?? 1000)
+        : (this.options.maxHoldMs ?? 5_000);
     if (heldMs > limitMs) {
       void this.letGo(asked);
       return;

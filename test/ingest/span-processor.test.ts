@@ -147,7 +147,7 @@ describe("RunTrailSpanProcessor", () => {
   it("writes rows that pile up behind a slow write in batches of maxQueuedRows, not one", async () => {
     const db = join(tempDir(), "runs.duckdb");
     const holder = startFixture("hold-store.ts", ["--db", db, "--ms", "1500"]);
-    await holder.line((l) => l === "holding");
+    await holder.line((l) => l.startsWith("holding "));
     const t = traced({ db, maxQueuedRows: 100, flushIntervalMs: 20, lockWaitMs: 20_000 });
     // The first write waits for the holder; the 500 runs of 4 stages that end meanwhile are
     // 2,000 stage rows: twenty writes of 100, each its own transaction.

@@ -1,10 +1,12 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { describe, expect, it } from "vitest";
 import { SCHEMA_VERSION, schemaVersion } from "../../src/store/migrations.js";
 import { openStore, ROW_GROUP_SIZE, withStore } from "../../src/store/open-store.js";
 import { StoreError } from "../../src/store/store-errors.js";
+import { startFixture } from "../helpers/processes.js";
 import { rowGroupSizes } from "../helpers/store-rows.js";
 import { tempDir, tempStore } from "../helpers/temp-dir.js";
 
@@ -167,5 +169,23 @@ describe("openStore with refuseForeign", () => {
     });
     expect(moved).toHaveLength(1);
     expect(readFileSync(moved[0] ?? "", "utf8")).toBe("not a database");
+  });
+
+  it("lets a command waiting for a held store in before a writer that waited longer", async () => {
+    const db = tempStore();
+    await withStore(db, async () => undefined);
+    const holdAt = (line: string) => Number(line.split(" ")[1]);
+    const first = startFixture("hold-store.ts", ["--db", db, "--ms", "1500"]);
+    await first.line((l) => l.startsWith("holding "));
+    // A writer starts waiting, then a command; the store goes to the command first.
+    const writer = startFixture("hold-store.ts", ["--db", db, "--ms", "300"]);
+    await sleep(300);
+    const command = startFixture("hold-store.ts", ["--db", db, "--ms", "300", "--interactive"]);
+    const [writerIn, commandIn] = await Promise.all([
+      writer.line((l) => l.startsWith("holding ")),
+      command.line((l) => l.startsWith("holding ")),
+    ]);
+    expect(holdAt(commandIn)).toBeLessThan(holdAt(writerIn));
+    for (const p of [first, writer, command]) expect((await p.exited).code).toBe(0);
   });
 });

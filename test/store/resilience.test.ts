@@ -33,7 +33,7 @@ describe("a store that cannot be used", () => {
   it("keeps a pipeline going while another process holds the store, and writes its runs later", async () => {
     const db = join(tempDir(), "runs.duckdb");
     const holder = startFixture("hold-store.ts", ["--db", db, "--ms", "60000"]);
-    await holder.line((l) => l === "holding");
+    await holder.line((l) => l.startsWith("holding "));
     const pipeline = startFixture(
       "pipeline.ts",
       ["--runs", "3", "--stages", "2", "--lock-wait-ms", "300", "--flush-ms", "100"],
@@ -209,7 +209,7 @@ describe("a store that cannot be used", () => {
       expect((await storedRuns(db)).map((r) => r.status)).toEqual(["running"]),
     );
     const holder = startFixture("hold-store.ts", ["--db", db, "--ms", "60000"]);
-    await holder.line((l) => l === "holding");
+    await holder.line((l) => l.startsWith("holding "));
     const finished = await pipeline.exited;
     expect(finished.code).toBe(0);
     expect(doneStats(finished.stdout).spooledSegments).toBeGreaterThan(0);
