@@ -187,14 +187,13 @@ function standInRoot(spans: ReadonlyMap<string, RemoteSpan>): RemoteSpan | undef
 }
 
 /**
- * Whether a trace's spans include a root, a span without a parent or whose parent is in
- * another process: then its rows are final, and spans whose parents have not arrived wait for
- * them. Without one, the rows are provisional, built under a stand-in root.
+ * Whether a trace's spans include its root, a span without a parent: then its rows are final,
+ * and spans whose parents have not arrived wait for them. Without one, the rows are
+ * provisional: spans waiting for a parent hang from a stand-in root, and spans that are roots
+ * of other processes (whose parent is remote) are runs of their own either way.
  */
 export function hasRoot(spans: ReadonlyMap<string, RemoteSpan>): boolean {
-  for (const span of spans.values()) {
-    if (span.parentSpanId === undefined || span.parentIsRemote) return true;
-  }
+  for (const span of spans.values()) if (span.parentSpanId === undefined) return true;
   return false;
 }
 

@@ -58,7 +58,9 @@ export function distinctIdPrefixes(
   for (const run of [...known, ...runs]) {
     const head = hexOf(run.run_id).slice(0, SHORT_ID_DIGITS);
     const same = byHead.get(head) ?? new Map<string, RunIds>();
-    same.set(hexOf(run.run_id), run);
+    // Of two copies of a run, the one that knows its trace id is kept.
+    const id = hexOf(run.run_id);
+    if (run.trace_id !== null || same.get(id)?.trace_id == null) same.set(id, run);
     byHead.set(head, same);
   }
   const shown = new Map<string, string>();

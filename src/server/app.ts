@@ -201,6 +201,7 @@ function oneRun(lookup: RunLookup, id: string): RunRow {
     {
       candidates: lookup.candidates.map((r) => ({
         run_id: r.run_id,
+        trace_id: r.trace_id,
         pipeline: r.pipeline,
         status: r.status,
         started_at: isoOfMicros(r.started_at),

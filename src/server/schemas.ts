@@ -19,7 +19,15 @@ export const ErrorSchema = z
     error: z.string().openapi({ example: "not_found" }),
     detail: z.string().openapi({ example: 'no run matches "0af7"' }),
     candidates: z
-      .array(z.object({ run_id: z.string(), pipeline: z.string(), status: z.string() }))
+      .array(
+        z.object({
+          run_id: z.string(),
+          trace_id: z.string().nullable(),
+          pipeline: z.string(),
+          status: z.string(),
+          started_at: z.string(),
+        }),
+      )
       .optional(),
   })
   .openapi("Error");

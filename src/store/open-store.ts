@@ -205,16 +205,21 @@ function notDuckDb(path: string): string | undefined {
 }
 
 /**
- * Whether an open database holds a store: runtrail's tables, or a seed 000 `runs` table that
- * the migrations adopt. A database with neither would be made a store by migrating it.
+ * Whether an open database holds a store: runtrail's tables, or seed 000's `runs` table (with
+ * its `run_id`, `stage`, `status` and `started_at`) that the migrations adopt. A database with
+ * neither, another program's `runs` table included, would be made a store by migrating it.
  */
 async function holdsStore(session: StoreSession): Promise<boolean> {
-  const row = await session.one<{ n: number }>(
-    `SELECT count(*)::INTEGER AS n FROM duckdb_tables()
-     WHERE database_name = current_database() AND schema_name = 'main'
-       AND table_name IN ('runtrail_meta', 'runs')`,
+  const row = await session.one<{ meta: number; seed: number }>(
+    `SELECT
+       (SELECT count(*) FROM duckdb_tables()
+        WHERE database_name = current_database() AND schema_name = 'main'
+          AND table_name = 'runtrail_meta')::INTEGER AS meta,
+       (SELECT count(*) FROM duckdb_columns()
+        WHERE database_name = current_database() AND schema_name = 'main' AND table_name = 'runs'
+          AND column_name IN ('run_id', 'stage', 'status', 'started_at'))::INTEGER AS seed`,
   );
-  return (row?.n ?? 0) > 0;
+  return (row?.meta ?? 0) > 0 || row?.seed === 4;
 }
 
 /** Renames a damaged store and its write-ahead log out of the way; nothing is deleted. */

@@ -4,6 +4,7 @@ import {
   openSync,
   readdirSync,
   readSync,
+  realpathSync,
   renameSync,
   rmSync,
   type Stats,
@@ -242,7 +243,8 @@ async function dropDanglingCheckpoints(storePath: string): Promise<void> {
   if (!sharesFolder(storePath)) folders.push(sharedCheckpointFolderOf(storePath));
   for (const folder of folders) {
     for (const file of entriesOf(folder)) {
-      if (!file.endsWith(".json")) continue;
+      // Only checkpoint files, named by their key: the old shared folder may hold others.
+      if (!/^[0-9a-f]{64}\.json$/.test(file)) continue;
       const path = join(folder, file);
       try {
         const checkpoint = JSON.parse(await readFile(path, "utf8")) as {
@@ -271,7 +273,9 @@ async function dropDanglingCheckpoints(storePath: string): Promise<void> {
 export async function compactStore(
   session: StoreSession,
 ): Promise<{ bytesBefore: number; bytesAfter: number }> {
-  const path = session.path;
+  // The file itself, where the store's path is a link: the link stays, and so do the folders
+  // named after the file.
+  const path = realpathSync(session.path);
   const bytesBefore = statSync(path).size;
   const target = compactCopyOf(path, String(process.pid));
   rmSync(target, { force: true });

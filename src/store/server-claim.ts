@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
@@ -41,7 +42,7 @@ export function writeClaim(storePath: string, url: string): ServerClaim {
   };
   const path = claimPathOf(storePath);
   mkdirSync(dirname(path), { recursive: true });
-  const temporary = `${path}.${process.pid}.tmp`;
+  const temporary = `${path}.${uniqueSuffix()}.tmp`;
   writeFileSync(temporary, `${JSON.stringify(claim)}\n`);
   try {
     // A few rounds at most: each ends in a claim placed, or one replaced that was left behind.
@@ -88,7 +89,7 @@ function placeIfNone(source: string, path: string): boolean {
 function setAsideIfLeft(path: string): void {
   const seen = readText(path);
   if (holderOf(parseClaim(seen), path) !== undefined) return;
-  const aside = `${path}.${process.pid}.left`;
+  const aside = `${path}.${uniqueSuffix()}.left`;
   try {
     renameSync(path, aside);
   } catch {
@@ -96,6 +97,14 @@ function setAsideIfLeft(path: string): void {
   }
   if (readText(aside) !== seen) placeIfNone(aside, path);
   rmSync(aside, { force: true });
+}
+
+/**
+ * Tells this process's files apart from those of another process with the same pid (pid 1 in
+ * two containers) writing next to the same store.
+ */
+function uniqueSuffix(): string {
+  return `${hostname()}.${process.pid}.${randomBytes(4).toString("hex")}`;
 }
 
 /** Removes the claim, if it is this process's. */
@@ -157,7 +166,10 @@ export function liveClaim(storePath: string): ServerClaim | undefined {
  */
 function holderOf(claim: ServerClaim | undefined, path: string): ServerClaim | undefined {
   if (claim === undefined) return undefined;
-  if (claim.host !== hostname()) return claim;
+  // A claim from another host cannot be checked, and is most often left behind: a container
+  // recreated with the store on a volume gets a new host name. The store's file lock decides:
+  // a server elsewhere that holds the file keeps this one waiting, then out.
+  if (claim.host !== hostname()) return undefined;
   if (claim.pid === process.pid) return claimedHere.has(path) ? claim : undefined;
   return ownerAlive(claim.pid, claim.processStartedAt) ? claim : undefined;
 }

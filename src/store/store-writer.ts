@@ -259,7 +259,16 @@ export class StoreWriter implements RecordSink {
       this.takeBuffers(),
     ];
     this.held = undefined;
-    for (const batch of batches) await this.write(batch);
+    for (const [i, batch] of batches.entries()) {
+      await this.write(batch);
+      if (this.held === undefined) continue;
+      // Kept in memory: the later batches are kept after it, in order, not written before it.
+      for (const later of batches.slice(i + 1)) {
+        this.hold(later, undefined);
+        for (const part of partsOf(later)) recycleColumns(part);
+      }
+      break;
+    }
   }
 
   /**

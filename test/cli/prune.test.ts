@@ -1,4 +1,13 @@
-import { existsSync, mkdirSync, readdirSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  realpathSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { definePipeline } from "../../src/pipeline/define-pipeline.js";
@@ -360,5 +369,49 @@ describe("runtrail prune of one of two stores in one folder", () => {
       `${realpathSync(b)}.snapshots`,
       `${realpathSync(b)}.checkpoints`,
     ]);
+  });
+});
+
+describe("runtrail prune of a store reached through a link", () => {
+  it("compacts the file the link points to, and keeps the link and the store's snapshots", async () => {
+    const real = join(tempDir(), "r.duckdb");
+    const link = join(tempDir(), "runs.duckdb");
+    symlinkSync(real, link);
+    const { pipeline, control } = wordCountPipeline();
+    const t = recorder(link);
+    const options = { tracer: t.tracer, store: link, codeRef: "c1" };
+    await pipeline.run({ doc: "pruned" }, options);
+    control.failCount = true;
+    await expect(pipeline.run({ doc: "kept" }, options)).rejects.toThrow("count broke");
+    await finish(t);
+    const failed = (await storedRuns(link)).find((r) => r.status === "failed")?.run_id as string;
+    const snapshots = snapshotFolderOf(link);
+    expect(snapshots).toBe(`${real}.snapshots`);
+    const kept = filesIn(snapshots);
+
+    const pruned = await runtrail([
+      "prune",
+      "--older-than",
+      "0s",
+      "--status",
+      "completed",
+      "--db",
+      link,
+    ]);
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(realpathSync(link)).toBe(realpathSync(real));
+    expect(snapshotFolderOf(link)).toBe(snapshots);
+    expect(filesIn(snapshots).length).toBeGreaterThan(0);
+    expect(filesIn(snapshots).every((f) => kept.includes(f))).toBe(true);
+    // The failed run still resumes from its snapshots.
+    control.failCount = false;
+    const r = recorder(link);
+    expect(await pipeline.resume(failed, { tracer: r.tracer, store: link, codeRef: "c1" })).toEqual(
+      {
+        words: 2,
+      },
+    );
+    await finish(r);
   });
 });

@@ -17,6 +17,7 @@ import { formatUuid } from "../../src/record/run-id.js";
 import { sampleRuns } from "../fixtures/sample-pipelines.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
+import { jsonBody, pythonRun } from "./_bodies.js";
 import { byRunId, comparable } from "./_compare.js";
 
 /** The sample runs recorded in process into a store, and the spans the SDK ended. */
@@ -215,8 +216,6 @@ describe("the rows of spans received over OTLP", () => {
         tenant: null,
         heartbeat: 0,
       });
-      // Final at once: the parent is not coming, so nothing waits for it.
-      expect(rows.rootless).toBe(false);
       expect(rows.runs.map(comparable)).toEqual(inProcess.runs.map(comparable));
       expect(rows.stages).toEqual(inProcess.stages);
     }
@@ -241,5 +240,38 @@ describe("the rows of spans received over OTLP", () => {
     const full = traceRows(trace_, { tenant: null, heartbeat: 0 });
     expect([...full.runs].sort(byRunId).map(comparable)).toEqual(inProcess.runs.map(comparable));
     expect(full.stages).toEqual(inProcess.stages);
+  });
+
+  it("keep a run waiting for its root under a stand-in when another process's span comes", async () => {
+    const r = pythonRun();
+    // Another service called from inside the pipeline: its span's parent is remote.
+    const called = {
+      traceId: r.traceId,
+      spanId: "3000000000000009",
+      parentSpanId: "2000000000000099",
+      remoteParent: true,
+      name: "POST /score",
+      startMs: 100,
+      endMs: 200,
+      kind: 2,
+    };
+    const { spans } = decodeJson(jsonBody([r.extract, called]));
+    const rows = traceRows(byTrace(spans).get(r.traceId) as Map<string, RemoteSpan>, {
+      tenant: null,
+      heartbeat: 0,
+    });
+    expect(rows.rootless).toBe(true);
+    const byName = Object.fromEntries(rows.runs.map((run) => [run.pipeline, run]));
+    // The pipeline's run, from its stage, until its root comes; the called service's own run.
+    expect(byName["py-etl"]).toMatchObject({
+      run_id: formatUuid(r.traceId),
+      status: "running",
+      stages_executed: ["extract"],
+    });
+    expect(byName["POST /score"]).toMatchObject({
+      run_id: formatUuid(`${r.traceId.slice(0, 16)}3000000000000009`),
+      status: "completed",
+    });
+    expect(rows.runs).toHaveLength(2);
   });
 });

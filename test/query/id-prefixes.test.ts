@@ -135,4 +135,16 @@ describe("the ids shown of runs", () => {
     const run = { run_id: "0123abcd-9999-9999-9999-99999999cccc", trace_id: ALONE };
     expect(distinctIdPrefixes([run], [])).toEqual(new Map([[run.run_id, "0123abcd"]]));
   });
+
+  it("keeps what it knows of a run's trace when another copy of the run does not say", () => {
+    // Through the server, the candidates of an ambiguous lookup may come without trace ids.
+    const root = runOf("GET /ingest");
+    const nested = runOf("hosted");
+    const listed = [{ run_id: root.run_id, trace_id: root.trace_id }];
+    const known = [
+      { run_id: nested.run_id, trace_id: nested.trace_id },
+      { run_id: nested.run_id, trace_id: null },
+    ];
+    expect(distinctIdPrefixes(listed, known).get(root.run_id)).toBe(root.run_id);
+  });
 });

@@ -165,6 +165,10 @@ describe("GET /api/runs/:id", () => {
     expect((many.body.candidates as { run_id: string }[]).map((c) => c.run_id).sort()).toEqual(
       [id("ok1"), id("ok2")].sort(),
     );
+    // With their trace ids, so that a client can tell which prefixes name which run.
+    for (const candidate of many.body.candidates as { run_id: string; trace_id: string }[]) {
+      expect(candidate.trace_id).toMatch(/^[0-9a-f]{32}$/);
+    }
     for (const bad of ["abc", "zzzz", "a".repeat(65)]) {
       const response = await get(`/api/runs/${bad}`);
       expect(response.status, bad).toBe(400);

@@ -427,6 +427,26 @@ describe("runtrail serve", () => {
       await here.close();
     }
     expect(existsSync(claimPathOf(db))).toBe(false);
+
+    // A claim from another host, as a container recreated with the store on a volume finds
+    // its predecessor's: it cannot be checked, and the store's lock decides.
+    writeFileSync(
+      claimPathOf(db),
+      JSON.stringify({
+        url: "http://10.0.0.9:4319",
+        host: "old-container-7f3a",
+        pid: 1,
+        processStartedAt: 1,
+      }),
+    );
+    const successor = await startServer({ db, port: 0, log: () => undefined });
+    try {
+      expect(JSON.parse(readFileSync(claimPathOf(db), "utf8"))).toMatchObject({
+        url: successor.url,
+      });
+    } finally {
+      await successor.close();
+    }
   });
 
   it("refuses to serve another address without tokens, unless told it is fine", async () => {

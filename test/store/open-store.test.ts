@@ -134,18 +134,21 @@ describe("openStore with refuseForeign", () => {
   });
 
   it("refuses a DuckDB database without runtrail's tables and makes no store in it", async () => {
-    const path = join(tempDir(), "other.duckdb");
-    await foreignDatabase(path);
-    const bytes = readFileSync(path);
-    for (const readOnly of [false, true]) {
-      const error = await openError(path, { refuseForeign: true, readOnly });
-      expect(error).toMatchObject({
-        kind: "foreign",
-        message: `${path} is not a runtrail store (a DuckDB database without runtrail's tables)`,
-      });
+    // Another program's tables, one of them even called runs.
+    for (const table of [undefined, "CREATE TABLE runs AS SELECT 1 AS id, 'x' AS status"]) {
+      const path = join(tempDir(), "other.duckdb");
+      await foreignDatabase(path, table);
+      const bytes = readFileSync(path);
+      for (const readOnly of [false, true]) {
+        const error = await openError(path, { refuseForeign: true, readOnly });
+        expect(error).toMatchObject({
+          kind: "foreign",
+          message: `${path} is not a runtrail store (a DuckDB database without runtrail's tables)`,
+        });
+      }
+      expect(readFileSync(path).equals(bytes)).toBe(true);
+      expect(readdirSync(dirname(path))).toEqual(["other.duckdb"]);
     }
-    expect(readFileSync(path).equals(bytes)).toBe(true);
-    expect(readdirSync(dirname(path))).toEqual(["other.duckdb"]);
   });
 
   it("still opens a store, makes a new one where there is none, and upgrades seed 000's", async () => {

@@ -70,6 +70,8 @@ describe("pruneRuns on snapshots kept as earlier versions kept them", () => {
     const unused = before.filter((f) => !usedByFailed.has(f));
     expect(unused.length).toBeGreaterThan(0);
     expect(before.length).toBeGreaterThan(unused.length);
+    // A file of the project's own in a folder of that name, which is not a checkpoint.
+    writeFileSync(join(sharedCheckpoints, "config.json"), "{}\n");
     const checkpointsBefore = filesIn(sharedCheckpoints);
 
     const prune = (dryRun: boolean) =>
@@ -85,6 +87,7 @@ describe("pruneRuns on snapshots kept as earlier versions kept them", () => {
     const checkpointsAfter = filesIn(sharedCheckpoints);
     expect(checkpointsAfter.length).toBeGreaterThan(0);
     expect(checkpointsAfter.length).toBeLessThan(checkpointsBefore.length);
+    expect(checkpointsAfter).toContain("config.json");
 
     // The failed run resumes from the snapshots where they were kept.
     control.failCount = false;
