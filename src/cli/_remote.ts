@@ -152,15 +152,16 @@ export async function remoteRun(
 const TRACE_LOOKUPS_AT_ONCE = 8;
 
 /**
- * The runs of these runs' traces, as `runsOfTraces` gives them, read through the server: a
- * lookup of each trace's first 16 hex digits, which names every run of the trace (the server
- * lists at most 10 of a trace's runs, the newest).
+ * The runs `runsOfTraces` gives, read through the server: a lookup of each trace's first 16
+ * hex digits, which names every run of the trace, and of each run id's first 8 (the server
+ * lists at most 10 runs of each, the newest).
  */
 export async function remoteRunsOfTraces(
   remote: Remote,
   runIds: readonly string[],
 ): Promise<RunIds[]> {
-  const heads = [...new Set(runIds.map((id) => id.replaceAll("-", "").slice(0, 16)))];
+  const hex = runIds.map((id) => id.replaceAll("-", "").toLowerCase());
+  const heads = [...new Set([...hex.map((h) => h.slice(0, 16)), ...hex.map((h) => h.slice(0, 8))])];
   const found: RunIds[] = [];
   const lookUp = async (head: string) => {
     const answer = await request(remote, `/api/runs/${head}`, {});

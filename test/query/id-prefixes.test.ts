@@ -89,6 +89,17 @@ describe("the ids shown of runs", () => {
         .sort(),
     );
     expect(await withStore(db, (s) => runsOfTraces(s, []))).toEqual([]);
+    // And the runs whose ids begin with the same 8 digits, of another trace.
+    const twins = await withStore(db, (s) => runsOfTraces(s, [runOf("twin-a").run_id]));
+    expect(twins.map((r) => r.run_id).sort()).toEqual(
+      [runOf("twin-a").run_id, runOf("twin-b").run_id].sort(),
+    );
+  });
+
+  it("tells a listed run from an unlisted one whose id begins the same", async () => {
+    const known = await withStore(db, (s) => runsOfTraces(s, [runOf("twin-a").run_id]));
+    const ids = distinctIdPrefixes([runOf("twin-a")], known);
+    expect(ids.get(runOf("twin-a").run_id)).toBe("deadbeef-0");
   });
 
   it("shows each run by an id that runtrail show resolves to that run alone", async () => {
