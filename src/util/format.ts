@@ -27,8 +27,13 @@ export function formatBytes(bytes: number): string {
   return `${value.toFixed(1)} ${unit}`;
 }
 
-export function shortId(runId: string): string {
-  return runId.slice(0, 8);
+/**
+ * The first digits of a run id, enough to tell it at a glance: 8, or for a run nested in a
+ * trace (given its trace id) 20, since every run of a trace shares its first 16 with it.
+ */
+export function shortId(runId: string, traceId?: string | null): string {
+  const nested = traceId != null && runId.replaceAll("-", "") !== traceId.toLowerCase();
+  return runId.slice(0, nested ? 23 : 8);
 }
 
 /** Duration of a finished run, or its time so far with a trailing "…" while it runs. */

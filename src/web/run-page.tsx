@@ -636,7 +636,7 @@ function RunContent(props: {
       data-fragment={running ? `/runs/${run.run_id}?fragment=main` : undefined}
     >
       <p class="crumbs">
-        <a href="/">Runs</a> › run {shortId(run.run_id)}
+        <a href="/">Runs</a> › run {shortId(run.run_id, run.trace_id)}
       </p>
       <header class="run-head">
         <h1>
@@ -693,7 +693,7 @@ export function registerRunPage<E extends Env>(app: Hono<E>, deps: WebDeps<E>): 
       c,
       200,
       <Layout
-        title={`${run.pipeline} run ${shortId(run.run_id)}`}
+        title={`${run.pipeline} run ${shortId(run.run_id, run.trace_id)}`}
         section="runs"
         scripts={["/ui/run-live.js"]}
       >

@@ -107,7 +107,7 @@ function RunRowView(props: { run: RunRow; stuckAfterMs: number; nowMs: number })
       <td>{run.pipeline}</td>
       <td class="id">
         <a href={`/runs/${run.run_id}`} title={run.run_id}>
-          {shortId(run.run_id)}
+          {shortId(run.run_id, run.trace_id)}
         </a>
       </td>
       <td>

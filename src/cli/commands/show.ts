@@ -229,7 +229,7 @@ export const showCommand: Command = {
     if (values.json) {
       io.stdout(`${jsonOf({ ...withIsoTimes(run), stages: stages.map(withIsoTimes) })}\n`);
     } else {
-      const title = `Run Details: ${run.pipeline} ${shortId(run.run_id)}`;
+      const title = `Run Details: ${run.pipeline} ${shortId(run.run_id, run.trace_id)}`;
       io.stdout(`${renderPanel(title, detailLines(run, io.style))}\n`);
       if (stages.length > 0) io.stdout(`Stages:\n${stageTable(stages, io.style)}\n`);
       const artifacts = run.artifacts ?? [];
