@@ -148,15 +148,15 @@ export async function remoteRun(
   };
 }
 
-/** Lookups of the runs of these runs' traces under way at once. */
+/** Lookups of lookalike runs under way at once. */
 const TRACE_LOOKUPS_AT_ONCE = 8;
 
 /**
- * The runs `runsOfTraces` gives, read through the server: a lookup of each trace's first 16
+ * The runs `lookalikeRuns` gives, read through the server: a lookup of each trace's first 16
  * hex digits, which names every run of the trace, and of each run id's first 8 (the server
  * lists at most 10 runs of each, the newest).
  */
-export async function remoteRunsOfTraces(
+export async function remoteLookalikeRuns(
   remote: Remote,
   runIds: readonly string[],
 ): Promise<RunIds[]> {

@@ -84,9 +84,7 @@ export async function useStore<T>(
         // A store that does not exist yet is made when writers spooled rows for it.
         create: options.create ?? (await hasSpooled(path)),
         lockTimeoutMs: 10_000,
-        interactive: true,
-        moveCorruptAside: false,
-        refuseForeign: true,
+        command: true,
       },
     );
     return { path, result, reaped };
@@ -119,8 +117,7 @@ async function readOnly<T>(
     const result = await withStore(path, work, {
       readOnly: true,
       lockTimeoutMs: 10_000,
-      interactive: true,
-      refuseForeign: true,
+      command: true,
     });
     io.stderr(
       `runtrail: ${path} is read-only here: crashed runs are not marked and spooled rows not written in\n`,

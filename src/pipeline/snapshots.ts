@@ -6,9 +6,9 @@ import {
   NO_SNAPSHOT,
   parseSnapshotRef,
   sharedCheckpointFolderOf,
-  snapshotExists,
-  snapshotFileOf,
-  snapshotFilesOf,
+  snapshotFilesIn,
+  snapshotFoldersOf,
+  snapshotIn,
   writeFileAtomically,
 } from "../store/store-files.js";
 
@@ -43,10 +43,13 @@ export interface Checkpoint {
  * versions kept in the folders shared by the stores of a folder are read from there too.
  */
 export class SnapshotStore {
+  /** Where snapshots are read from, in order; the first is where they are written. */
+  private readonly snapshots: readonly [string, string];
   /** Where checkpoints are read from, in order; the first is where they are written. */
   private readonly checkpoints: readonly [string, string];
 
-  constructor(private readonly storePath: string) {
+  constructor(storePath: string) {
+    this.snapshots = snapshotFoldersOf(storePath);
     this.checkpoints = [checkpointFolderOf(storePath), sharedCheckpointFolderOf(storePath)];
   }
 
@@ -93,7 +96,7 @@ export class SnapshotStore {
 
   /** Whether the snapshot can be read: its file is there (or it is `none`). */
   has(ref: SnapshotRef): boolean {
-    return snapshotExists(this.storePath, ref);
+    return snapshotIn(this.snapshots, ref);
   }
 
   /** The value a snapshot keeps; a {@link SnapshotError} when it is gone or damaged. */
@@ -102,7 +105,7 @@ export class SnapshotStore {
     const parsed = parseSnapshotRef(ref);
     if (parsed === undefined) throw new SnapshotError(`"${ref}" is not a snapshot reference`);
     let bytes: Buffer | undefined;
-    for (const file of snapshotFilesOf(this.storePath, ref)) {
+    for (const file of snapshotFilesIn(this.snapshots, ref)) {
       try {
         bytes = await readFile(file);
         break;
@@ -149,7 +152,7 @@ export class SnapshotStore {
 
   /** The file a snapshot is written to (not for `none`). */
   private pathOf(ref: SnapshotRef): string {
-    const path = snapshotFileOf(this.storePath, ref);
+    const [path] = snapshotFilesIn(this.snapshots, ref);
     if (path === undefined) throw new SnapshotError(`"${ref}" is not a snapshot reference`);
     return path;
   }

@@ -71,7 +71,7 @@ export async function readStoredRun(source: RunSource, id: string): Promise<Stor
       },
       // Read as a command reads: a damaged file or one that is not a store is refused and left
       // as it is, never moved aside.
-      { create: false, interactive: true, moveCorruptAside: false, refuseForeign: true },
+      { create: false, command: true },
     );
   } catch (error) {
     if (error instanceof StoreError && error.kind === "missing") return { found: "none" };

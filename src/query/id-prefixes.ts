@@ -1,3 +1,9 @@
+import {
+  PAST_TRACE_DIGITS,
+  SHORT_ID_DIGITS,
+  TRACE_HEAD_DIGITS,
+  uuidPrefix,
+} from "../record/run-id.js";
 import type { StoreSession } from "../store/store-session.js";
 import { SqlParams } from "./sql-params.js";
 
@@ -6,20 +12,6 @@ export interface RunIds {
   run_id: string;
   trace_id: string | null;
 }
-
-/** The fewest hex digits of a run id shown. */
-export const SHORT_ID_DIGITS = 8;
-
-/**
- * The digits shown of a run id that only a longer prefix tells apart from another run of its
- * trace: every run nested in a trace shares its first 16 digits with the trace id, so at least
- * the next group of the UUID is shown, which also tells it from a sibling it was not compared
- * with (one that started after the listing).
- */
-const PAST_TRACE_DIGITS = 20;
-
-/** The digits every run of a trace shares: the first half of the trace id. */
-const TRACE_HEAD_DIGITS = 16;
 
 const hexOf = (id: string) => id.replaceAll("-", "").toLowerCase();
 
@@ -35,19 +27,13 @@ function matches(prefix: string, run: RunIds): boolean {
   );
 }
 
-/** The first `digits` hex digits of a run id, with the UUID's dashes among them. */
-function uuidPrefix(runId: string, digits: number): string {
-  const dashes = [8, 12, 16, 20].filter((at) => digits > at).length;
-  return runId.toLowerCase().slice(0, digits + dashes);
-}
-
 /**
  * The id to show for each run: the shortest prefix of its run id, of at least 8 hex digits, that
  * `runtrail show` (`lookupRun`) resolves to that run alone among `known` runs; the whole id when
  * only that does (a run that is the root of a trace with runs nested in it: every prefix of
  * its id is a prefix of its trace id, which names them all). A prefix past the 16 digits a
  * trace's runs share is at least 20 digits long. `known` should hold the runs listed and the
- * other runs of their traces (see {@link runsOfTraces}); the runs themselves count as known.
+ * runs that look like them (see {@link lookalikeRuns}); the runs themselves count as known.
  */
 export function distinctIdPrefixes(
   runs: readonly RunIds[],
@@ -86,7 +72,7 @@ export function distinctIdPrefixes(
  * trace id and the others by the start of the run id, in one scan of each column (about 40 ms
  * for a million runs), whatever the number of ids.
  */
-export async function runsOfTraces(
+export async function lookalikeRuns(
   session: StoreSession,
   runIds: readonly string[],
 ): Promise<RunIds[]> {

@@ -9,6 +9,26 @@ export function runIdOf(traceId: string, spanId: string, isTraceRoot: boolean): 
   return formatUuid(hex);
 }
 
+/** The digits every run of a trace shares: the first half of the trace id. */
+export const TRACE_HEAD_DIGITS = 16;
+
+/** The fewest hex digits of a run id shown. */
+export const SHORT_ID_DIGITS = 8;
+
+/**
+ * The digits shown of a run id that only a longer prefix tells apart from another run of its
+ * trace: every run nested in a trace shares its first 16 digits with the trace id, so at least
+ * the next group of the UUID is shown, which also tells it from a sibling it was not compared
+ * with (one that started after the listing).
+ */
+export const PAST_TRACE_DIGITS = 20;
+
+/** The first `digits` hex digits of a run id, with the UUID's dashes among them. */
+export function uuidPrefix(runId: string, digits: number): string {
+  const dashes = [8, 12, 16, 20].filter((at) => digits > at).length;
+  return runId.toLowerCase().slice(0, digits + dashes);
+}
+
 export function formatUuid(hex: string): string {
   // Joined rather than concatenated: one flat string, not a tree of five slices and four joins
   // that every row of the run would keep alive until it is written.

@@ -12,7 +12,7 @@ import { groupStatsJson, runStats, type StatsGroup } from "../query/run-stats.js
 import { type RunRow, type StageRow, withIsoTimes } from "../record/rows.js";
 import { InvalidIdPrefixError, normalizeIdPrefix } from "../record/run-id.js";
 import { FAILURE_STATUSES, isFinished, type RunStatus } from "../record/run-status.js";
-import { pruneRuns } from "../store/prune.js";
+import { pruneResultJson, pruneRuns } from "../store/prune.js";
 import type { StoreSession } from "../store/store-session.js";
 import { isoOfMicros } from "../util/duration.js";
 import { cookieToken, errorPage, isPublicWebPath, wantsHtml } from "../web/page.js";
@@ -625,7 +625,7 @@ export function createApp(options: AppOptions) {
       const statuses = statusesOf(query.status);
       const dryRun = query.dry_run === "true";
       const s = store();
-      const { runs, stages, artifactFolders, snapshots } = await s.write((session) =>
+      const result = await s.write((session) =>
         pruneRuns(session, {
           before: (Date.now() - olderThan) * 1000,
           dryRun,
@@ -633,17 +633,8 @@ export function createApp(options: AppOptions) {
           ...(grant.tenant !== null ? { tenant: grant.tenant } : {}),
         }),
       );
-      if (!dryRun && runs > 0) options.changes?.notify();
-      return c.json(
-        {
-          runs,
-          stages,
-          artifact_folders: artifactFolders,
-          snapshots,
-          dry_run: dryRun,
-        },
-        200,
-      );
+      if (!dryRun && result.runs > 0) options.changes?.notify();
+      return c.json(pruneResultJson(result, dryRun), 200);
     },
   );
 

@@ -1,11 +1,11 @@
-import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { migrate, requireCurrentSchema } from "./migrations.js";
 import { sqlString } from "./sql-literal.js";
 import { classifyDuckDbError, StoreError } from "./store-errors.js";
-import { movedAsideOf } from "./store-files.js";
+import { fileKindOf, movedAsideOf } from "./store-files.js";
 import { lockStore } from "./store-lock.js";
 import { STORE_ALIAS, StoreSession } from "./store-session.js";
 import { askForStore, readerWaiting } from "./store-wanted.js";
@@ -13,23 +13,17 @@ import { askForStore, readerWaiting } from "./store-wanted.js";
 export interface OpenStoreOptions {
   /** Create the store (and its folder) when it does not exist. Default true. */
   create?: boolean;
-  /**
-   * A person waits for this open (a command): a writer holding the store lets go after its
-   * current write, and writers waiting for it let this open in first. Default false.
-   */
-  interactive?: boolean;
   /** How long to wait for another process to let go of the file. Default 10 s. */
   lockTimeoutMs?: number;
-  /** Move a damaged file aside (never delete it) and start a new store. Default true. */
-  moveCorruptAside?: boolean;
   /**
-   * Refuse a file that is not a store, rather than move it aside or make it one: a file that is
-   * not a DuckDB database at all (a text file, an empty file), or a DuckDB database that holds
-   * neither runtrail's tables nor seed 000's `runs`. Either is a StoreError "foreign", and the
-   * file is left as it is. For commands a user runs by hand, whose path may be a mistake.
-   * Default false.
+   * A command a person runs opens the store, not a writer. A writer holding the store lets go
+   * for it after its current write, and writers waiting for it let it in first. And since its
+   * path may be a mistake, a file that is not a store (a text file, an empty file, a DuckDB
+   * database with neither runtrail's tables nor seed 000's `runs`) is refused as a StoreError
+   * "foreign", and a damaged store as "corrupt": either is left as it is, never moved aside nor
+   * made a store. Default false: a writer moves a damaged store aside and starts a new one.
    */
-  refuseForeign?: boolean;
+  command?: boolean;
   /** Told where a damaged store was moved. */
   onMovedAside?: (from: string, to: string, reason: string) => void;
   /** DuckDB threads for this session. Default 2. */
@@ -93,12 +87,12 @@ export async function openStore(
       } catch (error) {
         const failure = classifyDuckDbError(path, error);
         if (failure.kind === "locked" && Date.now() < deadline) {
-          askForStore(path, options.interactive === true);
+          askForStore(path, options.command === true);
           await sleep(Math.min(backoff, deadline - Date.now()) * (0.5 + Math.random()));
           backoff = Math.min(backoff * 1.6, 100);
           // A writer lets a waiting command in first, while its own wait has time left.
           while (
-            !options.interactive &&
+            !options.command &&
             readerWaiting(path) &&
             deadline - Date.now() > lockTimeoutMs / 2
           ) {
@@ -112,15 +106,16 @@ export async function openStore(
           await sleep(200);
           continue;
         }
-        if (failure.kind === "corrupt" && options.refuseForeign) {
-          const what = notDuckDb(path);
-          if (what !== undefined) {
+        if (failure.kind === "corrupt" && options.command) {
+          const kind = fileKindOf(path);
+          if (kind === "empty" || kind === "other") {
+            const what = kind === "empty" ? "an empty file" : "not a DuckDB database file";
             throw new StoreError("foreign", `${path} is not a runtrail store (${what})`, {
               cause: error,
             });
           }
         }
-        if (failure.kind === "corrupt" && (options.moveCorruptAside ?? true) && !options.readOnly) {
+        if (failure.kind === "corrupt" && !options.command && !options.readOnly) {
           const movedTo = moveAside(path);
           options.onMovedAside?.(path, movedTo, failure.message);
           continue;
@@ -161,7 +156,7 @@ async function openOnce(
     );
     await StoreSession.prepareConnection(connection);
     const session = new StoreSession(path, instance, connection, release);
-    if (options.refuseForeign && existed && !(await holdsStore(session))) {
+    if (options.command && existed && !(await holdsStore(session))) {
       throw new StoreError(
         "foreign",
         `${path} is not a runtrail store (a DuckDB database without runtrail's tables)`,
@@ -175,33 +170,6 @@ async function openOnce(
     instance.closeSync();
     throw error;
   }
-}
-
-/** The DuckDB file format's magic, after the header's checksum. */
-const DUCKDB_MAGIC = Buffer.from("DUCK");
-const DUCKDB_MAGIC_AT = 8;
-
-/**
- * What a file DuckDB refused is, if it is not a DuckDB database at all ("an empty file", "not
- * a DuckDB database file"); undefined for a DuckDB database (damaged, then) or a file that
- * cannot be read here.
- */
-function notDuckDb(path: string): string | undefined {
-  const head = Buffer.alloc(DUCKDB_MAGIC_AT + DUCKDB_MAGIC.length);
-  let read: number;
-  try {
-    const fd = openSync(path, "r");
-    try {
-      read = readSync(fd, head, 0, head.length, 0);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return undefined;
-  }
-  if (read === 0) return "an empty file";
-  const magic = head.subarray(DUCKDB_MAGIC_AT, DUCKDB_MAGIC_AT + DUCKDB_MAGIC.length);
-  return magic.equals(DUCKDB_MAGIC) ? undefined : "not a DuckDB database file";
 }
 
 /**

@@ -1,9 +1,6 @@
 import {
-  closeSync,
   existsSync,
-  openSync,
   readdirSync,
-  readSync,
   realpathSync,
   renameSync,
   rmSync,
@@ -20,12 +17,14 @@ import {
   artifactFolderOf,
   checkpointFolderOf,
   compactCopyOf,
+  fileKindOf,
   movedAsideOf,
   parseSnapshotRef,
   sharedCheckpointFolderOf,
   sharedSnapshotFolderOf,
-  snapshotExists,
   snapshotFolderOf,
+  snapshotFoldersOf,
+  snapshotIn,
 } from "./store-files.js";
 import { STORE_ALIAS, type StoreSession } from "./store-session.js";
 
@@ -55,6 +54,20 @@ export interface PruneResult {
    * run: that would be). Only once some run goes.
    */
   snapshots: number;
+}
+
+/**
+ * What a prune did as JSON gives it, snake_case as every JSON of runtrail's: the answer of
+ * `DELETE /api/runs`, and what `runtrail prune --json` prints (with the space given back).
+ */
+export function pruneResultJson(result: PruneResult, dryRun: boolean) {
+  return {
+    runs: result.runs,
+    stages: result.stages,
+    artifact_folders: result.artifactFolders,
+    snapshots: result.snapshots,
+    dry_run: dryRun,
+  };
 }
 
 function selection(options: PruneOptions, params: SqlParams): string {
@@ -100,11 +113,13 @@ export async function pruneRuns(
     )
       .map((r) => artifactFolderOf(session.path, r.run_id))
       .filter((folder) => existsSync(folder));
+  // Whether the folders earlier versions shared are this store's alone: looked at once.
+  const owned = ownedFolders(session.path);
   if (options.dryRun) {
     const counted = await count();
     const folders = await artifactFoldersOf();
     const snapshots =
-      counted.runs > 0 ? await unusedSnapshots(session, cutoff, { doomed, params }) : [];
+      counted.runs > 0 ? await unusedSnapshots(session, owned, cutoff, { doomed, params }) : [];
     return { ...counted, artifactFolders: folders.length, snapshots: snapshots.length };
   }
   const folders = await artifactFoldersOf();
@@ -128,31 +143,50 @@ export async function pruneRuns(
   }
   let snapshots = 0;
   if (result.runs > 0) {
-    for (const file of await unusedSnapshots(session, cutoff)) {
+    for (const file of await unusedSnapshots(session, owned, cutoff)) {
       rmSync(file, { force: true });
       snapshots++;
     }
-    if (snapshots > 0) await dropDanglingCheckpoints(session.path);
+    if (snapshots > 0) await dropDanglingCheckpoints(session.path, owned);
   }
   return { ...result, artifactFolders, snapshots };
 }
 
 /**
- * The snapshot files of the store that no run or stage of it refers to (leaving out the runs
- * `without` selects, and their stages) whose files were last written or used before `cutoff`
- * (epoch ms). Snapshots are shared by content, so one stays while any run still uses it.
- *
- * Only files that are surely this store's are candidates: those in its own folder, and those in
- * the folder earlier versions shared between the stores of a folder only while no other store
- * lives in that folder. A file that may be another store's is never counted, never removed.
+ * The folders of a store's snapshots and of its checkpoints that prune may remove files from:
+ * its own, and those earlier versions shared between the stores of a folder only while no
+ * other store lives in that folder. A file that may be another store's is never counted, never
+ * removed.
+ */
+interface OwnedFolders {
+  snapshots: string[];
+  checkpoints: string[];
+}
+
+function ownedFolders(storePath: string): OwnedFolders {
+  const alone = !sharesFolder(storePath);
+  return {
+    snapshots: [snapshotFolderOf(storePath), ...(alone ? [sharedSnapshotFolderOf(storePath)] : [])],
+    checkpoints: [
+      checkpointFolderOf(storePath),
+      ...(alone ? [sharedCheckpointFolderOf(storePath)] : []),
+    ],
+  };
+}
+
+/**
+ * The snapshot files of the store's `owned` folders that no run or stage of it refers to
+ * (leaving out the runs `without` selects, and their stages) whose files were last written or
+ * used before `cutoff` (epoch ms). Snapshots are shared by content, so one stays while any run
+ * still uses it.
  */
 async function unusedSnapshots(
   session: StoreSession,
+  owned: OwnedFolders,
   cutoff: number,
   without?: { doomed: string; params: SqlParams },
 ): Promise<string[]> {
-  const folders = [snapshotFolderOf(session.path)];
-  if (!sharesFolder(session.path)) folders.push(sharedSnapshotFolderOf(session.path));
+  const folders = owned.snapshots;
   if (!folders.some((folder) => existsSync(folder))) return [];
   const kept = without ? `run_id NOT IN (${without.doomed})` : "true";
   const referenced = new Set(
@@ -216,32 +250,25 @@ function sharesFolder(storePath: string): boolean {
   for (const entry of entries) {
     if (entry === `${name}.wal` || ownCopies.some((prefix) => entry.startsWith(prefix))) continue;
     const file = join(folder, entry);
-    let handle: number | undefined;
     try {
       const stat = statSync(file);
-      if (!stat.isFile() || stat.size < 12) continue;
-      if (stat.dev === own.dev && stat.ino === own.ino) continue;
-      handle = openSync(file, "r");
-      const header = Buffer.alloc(12);
-      readSync(handle, header, 0, 12, 0);
-      if (header.subarray(8, 12).toString("latin1") === "DUCK") return true;
+      if (!stat.isFile() || (stat.dev === own.dev && stat.ino === own.ino)) continue;
     } catch {
       return true;
-    } finally {
-      if (handle !== undefined) closeSync(handle);
     }
+    const kind = fileKindOf(file);
+    if (kind === "duckdb" || kind === undefined) return true;
   }
   return false;
 }
 
 /**
- * Checkpoints whose snapshots are gone can never be used again: those of the store's own
- * folder, and those of the folder earlier versions shared while no other store lives there.
+ * Checkpoints of the store's `owned` folders whose snapshots are gone: they can never be used
+ * again.
  */
-async function dropDanglingCheckpoints(storePath: string): Promise<void> {
-  const folders = [checkpointFolderOf(storePath)];
-  if (!sharesFolder(storePath)) folders.push(sharedCheckpointFolderOf(storePath));
-  for (const folder of folders) {
+async function dropDanglingCheckpoints(storePath: string, owned: OwnedFolders): Promise<void> {
+  const snapshots = snapshotFoldersOf(storePath);
+  for (const folder of owned.checkpoints) {
     for (const file of entriesOf(folder)) {
       // Only checkpoint files, named by their key: the old shared folder may hold others.
       if (!/^[0-9a-f]{64}\.json$/.test(file)) continue;
@@ -255,7 +282,7 @@ async function dropDanglingCheckpoints(storePath: string): Promise<void> {
           checkpoint.snapshot ?? "",
           ...(checkpoint.stages ?? []).map((s) => s.snapshot),
         ];
-        if (refs.every((ref) => snapshotExists(storePath, ref))) continue;
+        if (refs.every((ref) => snapshotIn(snapshots, ref))) continue;
       } catch {
         // An unreadable checkpoint is of no use either.
       }

@@ -182,6 +182,5 @@ export function otherServer(storePath: string): ServerClaim | undefined {
 
 /** Why a second server cannot serve a store that `claim`'s server holds. */
 export function servedMessage(storePath: string, claim: ServerClaim): string {
-  const where = claim.host === hostname() ? "" : ` on ${claim.host}`;
-  return `the store ${storePath} is already served by the runtrail server at ${claim.url} (pid ${claim.pid}${where}); stop it first or serve another --db`;
+  return `the store ${storePath} is already served by the runtrail server at ${claim.url} (pid ${claim.pid}); stop it first or serve another --db`;
 }

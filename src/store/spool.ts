@@ -67,19 +67,14 @@ export async function spoolRows(
   runs: readonly RunRow[],
   stages: readonly StageRow[],
 ): Promise<string[]> {
+  const lines = [
+    ...runs.map((run) => ({ run }) as SpoolLine),
+    ...stages.map((stage) => ({ stage }) as SpoolLine),
+  ];
   const paths: string[] = [];
-  const total = runs.length + stages.length;
-  for (let from = 0; from < total || (total === 0 && paths.length === 0); from += SEGMENT_LINES) {
-    const lines: string[] = [];
-    for (let i = from; i < Math.min(total, from + SEGMENT_LINES); i++) {
-      lines.push(
-        i < runs.length
-          ? JSON.stringify({ run: runs[i] })
-          : JSON.stringify({ stage: stages[i - runs.length] }),
-      );
-    }
-    paths.push(await writeSegment(storePath, `${lines.join("\n")}\n`));
-    if (total === 0) break;
+  for (let from = 0; from < lines.length; from += SEGMENT_LINES) {
+    const segment = lines.slice(from, from + SEGMENT_LINES).map((line) => JSON.stringify(line));
+    paths.push(await writeSegment(storePath, `${segment.join("\n")}\n`));
   }
   return paths;
 }

@@ -6,7 +6,7 @@ export type StoreErrorKind =
   | "corrupt"
   /**
    * The file is not a store (not a DuckDB database, or one without runtrail's tables), where
-   * only a store already there may be opened (`OpenStoreOptions.refuseForeign`).
+   * only a store already there may be opened (`OpenStoreOptions.command`).
    */
   | "foreign"
   /** The file or its folder cannot be created, opened or written. */

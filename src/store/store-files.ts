@@ -1,5 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, readlinkSync, realpathSync, statSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readlinkSync,
+  readSync,
+  realpathSync,
+  statSync,
+} from "node:fs";
 import { mkdir, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { claimPathOf } from "./server-claim.js";
@@ -87,29 +95,32 @@ function snapshotNameOf(ref: string): string | undefined {
 }
 
 /**
+ * The folders a store's snapshots are read from, in order: its own, where they are written,
+ * then the one shared by the stores of its folder, where earlier versions wrote them. Resolved
+ * once by those who look up many snapshots: the store's path has its links followed.
+ */
+export function snapshotFoldersOf(storePath: string): readonly [string, string] {
+  return [snapshotFolderOf(storePath), sharedSnapshotFolderOf(storePath)];
+}
+
+/**
  * The file a snapshot is written to, in the store's own folder; undefined for
  * {@link NO_SNAPSHOT} and for anything that is not a reference.
  */
 export function snapshotFileOf(storePath: string, ref: string): string | undefined {
-  const name = snapshotNameOf(ref);
-  return name === undefined ? undefined : join(snapshotFolderOf(storePath), name);
+  return snapshotFilesIn(snapshotFoldersOf(storePath), ref)[0];
 }
 
-/**
- * The files a snapshot is read from, in order: the store's own folder, then the folder shared
- * by the stores of its folder, where earlier versions wrote it. Empty for what is not a
- * reference.
- */
-export function snapshotFilesOf(storePath: string, ref: string): string[] {
+/** The files a snapshot is read from, in the order of `folders`; none for a non-reference. */
+export function snapshotFilesIn(folders: readonly string[], ref: string): string[] {
   const name = snapshotNameOf(ref);
-  if (name === undefined) return [];
-  return [join(snapshotFolderOf(storePath), name), join(sharedSnapshotFolderOf(storePath), name)];
+  return name === undefined ? [] : folders.map((folder) => join(folder, name));
 }
 
-/** Whether a snapshot can be read: its file is there, or it is {@link NO_SNAPSHOT}. */
-export function snapshotExists(storePath: string, ref: string): boolean {
+/** Whether a snapshot can be read from one of `folders`, or it is {@link NO_SNAPSHOT}. */
+export function snapshotIn(folders: readonly string[], ref: string): boolean {
   if (ref === NO_SNAPSHOT) return true;
-  return snapshotFilesOf(storePath, ref).some((file) => existsSync(file));
+  return snapshotFilesIn(folders, ref).some((file) => existsSync(file));
 }
 
 /** The folder of a store's checkpoints: `runs.duckdb.checkpoints`, next to the store's file. */
@@ -178,6 +189,31 @@ function realPathOf(path: string, links = 0): string {
     if (target !== undefined) return realPathOf(resolve(parent, target), links + 1);
     return join(realPathOf(parent, links), basename(absolute));
   }
+}
+
+/** The DuckDB file format's magic, after the header's checksum. */
+const DUCKDB_MAGIC = Buffer.from("DUCK");
+const DUCKDB_MAGIC_AT = 8;
+
+/**
+ * What a file's first bytes say it is: a DuckDB database (`DUCK` at bytes 8 to 11), an empty
+ * file, or something else; undefined when it cannot be read.
+ */
+export function fileKindOf(path: string): "duckdb" | "empty" | "other" | undefined {
+  const head = Buffer.alloc(DUCKDB_MAGIC_AT + DUCKDB_MAGIC.length);
+  let read: number;
+  try {
+    const fd = openSync(path, "r");
+    try {
+      read = readSync(fd, head, 0, head.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  if (read === 0) return "empty";
+  return head.subarray(DUCKDB_MAGIC_AT).equals(DUCKDB_MAGIC) ? "duckdb" : "other";
 }
 
 /** Whether two paths are one file that exists (a hard link included). */

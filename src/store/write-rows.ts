@@ -91,8 +91,9 @@ function fromStaged(column: Column): string {
   }
 }
 
-function stagedSelect(cols: readonly Column[], table: string): string {
-  return `SELECT ${cols.map(fromStaged).join(", ")} FROM temp.main.${table} s, temp.main.${DICTIONARY} d`;
+/** The staged rows of `table` as the table's columns; `extra` selects more before them. */
+function stagedSelect(cols: readonly Column[], table: string, extra = ""): string {
+  return `SELECT ${extra}${cols.map(fromStaged).join(", ")} FROM temp.main.${table} s, temp.main.${DICTIONARY} d`;
 }
 
 /** The earliest `started_at` of a batch, to bound the scan of the table it merges into. */
@@ -186,7 +187,7 @@ ANTI JOIN (SELECT run_id, span_id FROM stages WHERE started_at >= make_timestamp
 const MERGE_STAGES = `
 MERGE INTO stages USING (
   SELECT * EXCLUDE (runtrail_pos) FROM (
-    SELECT s.rowid AS runtrail_pos, ${stagedSelect(STAGE_COLUMNS, "runtrail_staged_merge").slice("SELECT ".length)}
+    ${stagedSelect(STAGE_COLUMNS, "runtrail_staged_merge", "s.rowid AS runtrail_pos, ")}
   ) QUALIFY row_number() OVER (PARTITION BY run_id, span_id ORDER BY runtrail_pos DESC) = 1
 ) AS s
 ON stages.run_id = s.run_id AND stages.span_id = s.span_id

@@ -1,5 +1,6 @@
 /** Formatting of run values as the CLI and the web pages show them. */
 import type { RunRow } from "../record/rows.js";
+import { PAST_TRACE_DIGITS, SHORT_ID_DIGITS, uuidPrefix } from "../record/run-id.js";
 import { formatSeconds } from "./duration.js";
 
 /** `2026-11-23 14:23:15` (UTC) of epoch microseconds. */
@@ -33,7 +34,7 @@ export function formatBytes(bytes: number): string {
  */
 export function shortId(runId: string, traceId?: string | null): string {
   const nested = traceId != null && runId.replaceAll("-", "") !== traceId.toLowerCase();
-  return runId.slice(0, nested ? 23 : 8);
+  return uuidPrefix(runId, nested ? PAST_TRACE_DIGITS : SHORT_ID_DIGITS);
 }
 
 /** Duration of a finished run, or its time so far with a trailing "…" while it runs. */

@@ -3,7 +3,7 @@ import { BasicTracerProvider } from "@opentelemetry/sdk-trace-base";
 import { beforeAll, describe, expect, it } from "vitest";
 import { RunTrailSpanProcessor } from "../../src/ingest/span-processor.js";
 import { lookupRun } from "../../src/query/find-run.js";
-import { distinctIdPrefixes, runsOfTraces } from "../../src/query/id-prefixes.js";
+import { distinctIdPrefixes, lookalikeRuns } from "../../src/query/id-prefixes.js";
 import { listRuns } from "../../src/query/list-runs.js";
 import type { RunRow } from "../../src/record/rows.js";
 import { withStore } from "../../src/store/open-store.js";
@@ -67,7 +67,7 @@ beforeAll(async () => {
 /** The id shown of each run, by pipeline, with every run of their traces known. */
 async function shownIds(listed: RunRow[]): Promise<Record<string, string>> {
   const relatives = await withStore(db, (s) =>
-    runsOfTraces(
+    lookalikeRuns(
       s,
       listed.map((r) => r.run_id),
     ),
@@ -81,23 +81,23 @@ const runOf = (pipeline: string) => runs.find((r) => r.pipeline === pipeline) as
 describe("the ids shown of runs", () => {
   it("finds the runs of the traces of the runs given, and only those", async () => {
     const found = await withStore(db, (s) =>
-      runsOfTraces(s, [runOf("counted-2").run_id, runOf("GET /ingest").run_id]),
+      lookalikeRuns(s, [runOf("counted-2").run_id, runOf("GET /ingest").run_id]),
     );
     expect(found.map((r) => r.run_id).sort()).toEqual(
       ["counted-1", "counted-2", "counted-3", "GET /ingest", "hosted"]
         .map((p) => runOf(p).run_id)
         .sort(),
     );
-    expect(await withStore(db, (s) => runsOfTraces(s, []))).toEqual([]);
+    expect(await withStore(db, (s) => lookalikeRuns(s, []))).toEqual([]);
     // And the runs whose ids begin with the same 8 digits, of another trace.
-    const twins = await withStore(db, (s) => runsOfTraces(s, [runOf("twin-a").run_id]));
+    const twins = await withStore(db, (s) => lookalikeRuns(s, [runOf("twin-a").run_id]));
     expect(twins.map((r) => r.run_id).sort()).toEqual(
       [runOf("twin-a").run_id, runOf("twin-b").run_id].sort(),
     );
   });
 
   it("tells a listed run from an unlisted one whose id begins the same", async () => {
-    const known = await withStore(db, (s) => runsOfTraces(s, [runOf("twin-a").run_id]));
+    const known = await withStore(db, (s) => lookalikeRuns(s, [runOf("twin-a").run_id]));
     const ids = distinctIdPrefixes([runOf("twin-a")], known);
     expect(ids.get(runOf("twin-a").run_id)).toBe("deadbeef-0");
   });

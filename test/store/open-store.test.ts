@@ -105,7 +105,7 @@ async function openError(path: string, options: Parameters<typeof openStore>[1])
   }
 }
 
-describe("openStore with refuseForeign", () => {
+describe("openStore for a command", () => {
   it("refuses a file that is not a DuckDB database and leaves it and its folder as they are", async () => {
     const dir = tempDir();
     for (const [name, content, what] of [
@@ -117,7 +117,7 @@ describe("openStore with refuseForeign", () => {
       const before = readdirSync(dir).sort();
       let movedAside = false;
       const error = await openError(path, {
-        refuseForeign: true,
+        command: true,
         onMovedAside: () => {
           movedAside = true;
         },
@@ -140,7 +140,7 @@ describe("openStore with refuseForeign", () => {
       await foreignDatabase(path, table);
       const bytes = readFileSync(path);
       for (const readOnly of [false, true]) {
-        const error = await openError(path, { refuseForeign: true, readOnly });
+        const error = await openError(path, { command: true, readOnly });
         expect(error).toMatchObject({
           kind: "foreign",
           message: `${path} is not a runtrail store (a DuckDB database without runtrail's tables)`,
@@ -153,13 +153,13 @@ describe("openStore with refuseForeign", () => {
 
   it("still opens a store, makes a new one where there is none, and upgrades seed 000's", async () => {
     const fresh = tempStore();
-    await withStore(fresh, async () => undefined, { refuseForeign: true });
+    await withStore(fresh, async () => undefined, { command: true });
     expect(existsSync(fresh)).toBe(true);
-    await withStore(fresh, async () => undefined, { refuseForeign: true, readOnly: true });
+    await withStore(fresh, async () => undefined, { command: true, readOnly: true });
     // A runs table is what seed 000 left: the migrations adopt it.
     const seed = join(tempDir(), "runs.duckdb");
     await foreignDatabase(seed, SEED_000_RUNS);
-    expect(await withStore(seed, schemaVersion, { refuseForeign: true })).toBe(SCHEMA_VERSION);
+    expect(await withStore(seed, schemaVersion, { command: true })).toBe(SCHEMA_VERSION);
   });
 
   it("moves a file that is not a DuckDB database aside without it, as writers do", async () => {
@@ -183,7 +183,7 @@ describe("openStore with refuseForeign", () => {
     // A writer starts waiting, then a command; the store goes to the command first.
     const writer = startFixture("hold-store.ts", ["--db", db, "--ms", "300"]);
     await sleep(300);
-    const command = startFixture("hold-store.ts", ["--db", db, "--ms", "300", "--interactive"]);
+    const command = startFixture("hold-store.ts", ["--db", db, "--ms", "300", "--command"]);
     const [writerIn, commandIn] = await Promise.all([
       writer.line((l) => l.startsWith("holding ")),
       command.line((l) => l.startsWith("holding ")),

@@ -1,5 +1,5 @@
 import { isRunStatus, RUN_STATUSES, type RunStatus } from "../../record/run-status.js";
-import { compactStore, pruneRuns } from "../../store/prune.js";
+import { compactStore, pruneResultJson, pruneRuns } from "../../store/prune.js";
 import { parseDuration } from "../../util/duration.js";
 import {
   COMMON_OPTIONS,
@@ -67,13 +67,9 @@ export const pruneCommand: Command = {
       return ExitCode.ok;
     }
     if (values.json) {
-      // The fields of the server's DELETE /api/runs answer, and the space given back.
+      // The server's DELETE /api/runs answer, and the space given back.
       const json = {
-        runs: result.runs,
-        stages: result.stages,
-        artifact_folders: result.artifactFolders,
-        snapshots: result.snapshots,
-        dry_run: dryRun,
+        ...pruneResultJson(result, dryRun),
         space: result.space
           ? { bytes_before: result.space.bytesBefore, bytes_after: result.space.bytesAfter }
           : null,

@@ -1,12 +1,8 @@
-import {
-  distinctIdPrefixes,
-  type RunIds,
-  runsOfTraces,
-  SHORT_ID_DIGITS,
-} from "../../query/id-prefixes.js";
+import { distinctIdPrefixes, lookalikeRuns, type RunIds } from "../../query/id-prefixes.js";
 import { listRuns } from "../../query/list-runs.js";
 import type { RunFilter } from "../../query/run-filter.js";
 import { type RunRow, withIsoTimes } from "../../record/rows.js";
+import { SHORT_ID_DIGITS } from "../../record/run-id.js";
 import { isRunStatus, RUN_STATUSES, type RunStatus } from "../../record/run-status.js";
 import { parseTimePoint } from "../../util/duration.js";
 import {
@@ -19,7 +15,7 @@ import {
   stringValues,
 } from "../_command.js";
 import { formatCount, formatProgress, formatRunDuration, formatTime, jsonOf } from "../_format.js";
-import { type Remote, remoteOf, remoteRuns, remoteRunsOfTraces, URL_USAGE } from "../_remote.js";
+import { type Remote, remoteLookalikeRuns, remoteOf, remoteRuns, URL_USAGE } from "../_remote.js";
 import { parseTimeOption, STALE_AFTER_USAGE, useStore } from "../_store.js";
 import { paintStatus, type Style } from "../_style.js";
 import { renderTable } from "../_table.js";
@@ -96,7 +92,7 @@ interface Latest {
 /**
  * The latest runs, from the server if there is one, else from the store itself, with the ids to
  * show for those `pick` picks of them: ids that `runtrail show` resolves to that run alone,
- * among the runs read and the other runs of their traces.
+ * among the runs read and the runs whose ids look like theirs.
  */
 async function latestRuns(
   context: CommandContext,
@@ -105,26 +101,24 @@ async function latestRuns(
   limit: number,
   pick: (runs: RunRow[]) => RunRow[],
 ): Promise<{ path: string; result: Latest | undefined }> {
-  const idsOf = (runs: RunRow[], picked: RunRow[], relatives: RunIds[]) =>
-    distinctIdPrefixes(picked, [...runs, ...relatives]);
+  const withIds = async (
+    { runs, total }: { runs: RunRow[]; total: number },
+    lookalikesOf: (runIds: string[]) => Promise<RunIds[]>,
+  ): Promise<Latest> => {
+    const picked = pick(runs);
+    const lookalikes = await lookalikesOf(picked.map((r) => r.run_id));
+    return { runs, total, ids: distinctIdPrefixes(picked, [...runs, ...lookalikes]) };
+  };
   if (remote) {
-    const { runs, total } = await remoteRuns(remote, filter, limit);
-    const picked = pick(runs);
-    const relatives = await remoteRunsOfTraces(
-      remote,
-      picked.map((r) => r.run_id),
-    );
-    return { path: remote.url, result: { runs, total, ids: idsOf(runs, picked, relatives) } };
+    const listed = await remoteRuns(remote, filter, limit);
+    return {
+      path: remote.url,
+      result: await withIds(listed, (ids) => remoteLookalikeRuns(remote, ids)),
+    };
   }
-  return useStore(context.values, context.io, async (s) => {
-    const { runs, total } = await listRuns(s, { ...filter, limit });
-    const picked = pick(runs);
-    const relatives = await runsOfTraces(
-      s,
-      picked.map((r) => r.run_id),
-    );
-    return { runs, total, ids: idsOf(runs, picked, relatives) };
-  });
+  return useStore(context.values, context.io, async (s) =>
+    withIds(await listRuns(s, { ...filter, limit }), (ids) => lookalikeRuns(s, ids)),
+  );
 }
 
 /** How many of the latest runs each poll of `--follow` reads. */
