@@ -76,6 +76,8 @@ export interface AppOptions {
   /** Largest OTLP request body as sent, and once inflated. Default 16 MiB and 32 MiB. */
   maxOtlpBodyBytes?: number;
   maxOtlpDecodedBytes?: number;
+  /** OTLP request bodies held at once, as sent and inflated, until answered. Default 128 MiB. */
+  maxOtlpHeldBytes?: number;
   metrics?: ServerMetrics;
   /** Wakes streams of run events when the store changed. */
   changes?: ChangeFeed;
@@ -658,6 +660,7 @@ export function createApp(options: AppOptions) {
     ...(options.maxOtlpDecodedBytes !== undefined
       ? { maxDecodedBytes: options.maxOtlpDecodedBytes }
       : {}),
+    ...(options.maxOtlpHeldBytes !== undefined ? { maxHeldBytes: options.maxOtlpHeldBytes } : {}),
   });
 
   app.get("/metrics", async (c) => {

@@ -1,5 +1,4 @@
-import { promisify } from "node:util";
-import { gunzip } from "node:zlib";
+import { createGunzip } from "node:zlib";
 import type { Context, Env, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { type DecodedExport, decodeJson, decodeProtobuf, OtlpDecodeError } from "../otlp/decode.js";
@@ -13,14 +12,18 @@ import { ExportResponse, RpcCode, RpcStatus } from "../otlp/otlp-schema.js";
 import { mediaEssence } from "../util/media-type.js";
 import type { Grant } from "./tokens.js";
 
-const gunzipAsync = promisify(gunzip);
-
 export interface OtlpRouteOptions {
   ingest: () => OtlpIngest | undefined;
   /** Largest request body as sent (compressed); the app's default is DEFAULT_OTLP_BODY_BYTES. */
   maxBodyBytes: number;
   /** Largest request body once decompressed; a larger one is refused, not inflated. Default 32 MiB. */
   maxDecodedBytes?: number;
+  /**
+   * Bytes of request bodies held at once, as sent and as inflated, from the moment each is read
+   * until it is answered; past it requests get 429. Default 128 MiB, and never less than one
+   * largest body as sent and inflated.
+   */
+  maxHeldBytes?: number;
   /** The grant of a request that may ingest; throws (401/403) otherwise. */
   grant: (c: Context) => Grant;
   observe?: (result: "accepted" | "rejected", spans: number) => void;
@@ -119,6 +122,78 @@ function successResponse(format: Format, rejected: number, errorMessage: string 
 
 class TooLarge extends Error {}
 
+/** The bodies held together would pass the server's bound: 429, not more memory. */
+class OverBudget extends Error {}
+
+/**
+ * The bytes of OTLP request bodies the server holds at once. Each request takes its share as it
+ * reads and inflates its body, a chunk at a time, and gives it back once answered, so that many
+ * requests at once (say, small gzip bodies that each inflate to just under the size limit) are
+ * turned away with 429 instead of growing the server's memory with their number.
+ */
+class BodyBudget {
+  private held = 0;
+
+  constructor(readonly max: number) {}
+
+  /** A share for one request, given back with `release()`. */
+  share(): BodyShare {
+    let taken = 0;
+    return {
+      take: (bytes) => {
+        if (this.held + bytes > this.max) return false;
+        this.held += bytes;
+        taken += bytes;
+        return true;
+      },
+      release: () => {
+        this.held -= taken;
+        taken = 0;
+      },
+    };
+  }
+
+  get full(): boolean {
+    return this.held >= this.max;
+  }
+
+  private inflating = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  /**
+   * Runs `inflate` when fewer than {@link INFLATING_AT_ONCE} others do: bodies inflated all at
+   * once would each take part of the budget and, past it, all be refused; in turn, the first
+   * ones in are taken whole and only the excess is refused.
+   */
+  async inTurn<T>(inflate: () => Promise<T>): Promise<T> {
+    if (this.inflating >= INFLATING_AT_ONCE) {
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    } else {
+      this.inflating += 1;
+    }
+    try {
+      return await inflate();
+    } finally {
+      const next = this.waiting.shift();
+      // The turn passes to the next waiting body as it is, or is given back.
+      if (next !== undefined) next();
+      else this.inflating -= 1;
+    }
+  }
+}
+
+/** Bodies inflated at once: zlib's work runs on libuv's threads, beside DuckDB's. */
+const INFLATING_AT_ONCE = 2;
+
+interface BodyShare {
+  /** Takes `bytes` more, unless that would pass the bound. */
+  take(bytes: number): boolean;
+  release(): void;
+}
+
+const BUSY_MESSAGE = "the server is behind on writing what it received; retry later";
+const HELD_MESSAGE = "the server holds as many request bodies as it may; retry later";
+
 /**
  * `POST /v1/traces`, OTLP/HTTP: protobuf or JSON bodies, gzip or not. Spans are recorded by
  * the store's {@link OtlpIngest}; the answer comes once they are durable. Errors are
@@ -129,6 +204,11 @@ class TooLarge extends Error {}
  */
 export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRouteOptions): void {
   const maxDecoded = options.maxDecodedBytes ?? 32 * 1024 * 1024;
+  const budget = new BodyBudget(
+    Math.max(options.maxHeldBytes ?? 128 * 1024 * 1024, options.maxBodyBytes + maxDecoded),
+  );
+  /** Each request's share of the budget, from the first middleware to the answer. */
+  const shares = new WeakMap<Context, BodyShare>();
 
   app.post(
     "/v1/traces",
@@ -157,15 +237,22 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
         return statusResponse(format, 503, RpcCode.unavailable, "the store is not open", 1);
       }
       if (ingest.busy) {
-        return statusResponse(
-          format,
-          429,
-          RpcCode.resourceExhausted,
-          "the server is behind on writing what it received; retry later",
-          1,
-        );
+        return statusResponse(format, 429, RpcCode.resourceExhausted, BUSY_MESSAGE, 1);
       }
-      return next();
+      // A body that says its size takes its share before it is read.
+      const share = budget.share();
+      // (One over the limit is refused with 413 without being read: it takes no more than the limit.)
+      const declared = Number(c.req.header("content-length") ?? 0);
+      const bytes = Number.isSafeInteger(declared) ? Math.min(declared, options.maxBodyBytes) : 0;
+      if (budget.full || !share.take(bytes)) {
+        return statusResponse(format, 429, RpcCode.resourceExhausted, HELD_MESSAGE, 1);
+      }
+      shares.set(c, share);
+      try {
+        await next();
+      } finally {
+        share.release();
+      }
     },
     bodyLimit({
       maxSize: options.maxBodyBytes,
@@ -186,10 +273,13 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
       }
       let body: Uint8Array;
       try {
-        body = await readBody(c, maxDecoded);
+        body = await readBody(c, maxDecoded, shares.get(c) as BodyShare, budget);
       } catch (error) {
         if (error instanceof TooLarge) {
           return statusResponse(format, 413, RpcCode.invalidArgument, error.message);
+        }
+        if (error instanceof OverBudget) {
+          return statusResponse(format, 429, RpcCode.resourceExhausted, HELD_MESSAGE, 1);
         }
         return statusResponse(
           format,
@@ -245,20 +335,46 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
   );
 }
 
-/** The request body, inflated when gzipped, at most `max` bytes either way. */
-async function readBody(c: Context, max: number): Promise<Uint8Array> {
+/**
+ * The request body, inflated when gzipped, at most `max` bytes either way. The bytes are taken
+ * from the request's share of the server's budget as they come (those of a body that declared
+ * its length were taken before it was read), so that inflating stops as soon as either bound is
+ * reached.
+ */
+async function readBody(
+  c: Context,
+  max: number,
+  share: BodyShare,
+  budget: BodyBudget,
+): Promise<Uint8Array> {
+  const declared = c.req.header("content-length") !== undefined;
   const raw = new Uint8Array(await c.req.arrayBuffer());
+  if (!declared && !share.take(raw.length)) throw new OverBudget();
   const gzipped = (c.req.header("content-encoding") ?? "").trim().toLowerCase() === "gzip";
   if (!gzipped) {
     if (raw.length > max) throw new TooLarge(`the request body is over ${max} bytes`);
     return raw;
   }
-  try {
-    return await gunzipAsync(raw, { maxOutputLength: max });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") {
-      throw new TooLarge(`the request body inflates to over ${max} bytes`);
-    }
-    throw error;
-  }
+  return budget.inTurn(() => inflate(raw, max, share));
+}
+
+function inflate(raw: Uint8Array, max: number, share: BodyShare): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const gunzip = createGunzip({ chunkSize: 64 * 1024 });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = (error: Error) => {
+      gunzip.destroy();
+      reject(error);
+    };
+    gunzip.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) stop(new TooLarge(`the request body inflates to over ${max} bytes`));
+      else if (!share.take(chunk.length)) stop(new OverBudget());
+      else chunks.push(chunk);
+    });
+    gunzip.on("end", () => resolve(Buffer.concat(chunks, size)));
+    gunzip.on("error", reject);
+    gunzip.end(raw);
+  });
 }

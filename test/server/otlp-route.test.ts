@@ -282,6 +282,55 @@ describe("POST /v1/traces", () => {
     expect(stored).toEqual(accepted);
   });
 
+  it("turns requests away with 429 when the bodies it holds at once reach its bound, losing none it took", async () => {
+    const s = await served(tempStore(), {
+      maxOtlpBodyBytes: 64 * 1024,
+      maxOtlpDecodedBytes: 1024 * 1024,
+      maxOtlpHeldBytes: 2 * 1024 * 1024,
+    });
+    const traces = Array.from({ length: 12 }, (_, i) =>
+      pythonRun(`${String(i + 1).padStart(2, "0")}${"cd".repeat(15)}`),
+    );
+    // Small as sent, 700 KB each once inflated (an unknown field pads them): twelve at once are
+    // far more than the 2 MiB the server may hold.
+    const bodies = traces.map((r) => {
+      const body = JSON.parse(jsonBody([r.root, r.extract])) as Record<string, unknown>;
+      body.padding = "x".repeat(700 * 1024);
+      return gzipSync(JSON.stringify(body));
+    });
+    expect(Math.max(...bodies.map((b) => b.length))).toBeLessThan(64 * 1024);
+    const results = await Promise.all(
+      bodies.map((body) =>
+        post(s, body, { "content-type": "application/json", "content-encoding": "gzip" }),
+      ),
+    );
+    const statuses = results.map((x) => x.status);
+    expect(statuses).toContain(200);
+    expect(statuses).toContain(429);
+    expect(statuses.every((x) => x === 200 || x === 429)).toBe(true);
+    for (const refused of results.filter((x) => x.status === 429)) {
+      expect(refused.retryAfter).toBe("1");
+      expect(refused.json()).toMatchObject({ code: 8, message: expect.stringMatching(/bodies/) });
+    }
+    const { body } = await getJson(s.app, "/api/runs?limit=100");
+    const stored = (body.runs as RunRow[]).map((run) => run.trace_id).sort();
+    const accepted = traces
+      .filter((_, i) => statuses[i] === 200)
+      .map((r) => r.traceId)
+      .sort();
+    expect(stored).toEqual(accepted);
+    // Answered, the bodies no longer count: one at a time, every refused one is taken.
+    for (const [i, refused] of results.entries()) {
+      if (refused.status !== 429) continue;
+      const again = await post(s, bodies[i] as Uint8Array, {
+        "content-type": "application/json",
+        "content-encoding": "gzip",
+      });
+      expect(again.status).toBe(200);
+    }
+    expect((await getJson(s.app, "/api/runs?limit=100")).body.total).toBe(12);
+  });
+
   it("marks a run that went silent without its root as crashed, saying so", async () => {
     const db = tempStore();
     const s = await served(db);
