@@ -44,7 +44,12 @@ function scopesOf(values: unknown, where: string): Set<Scope> {
 }
 
 function tenantOf(value: unknown, where: string): string | null {
-  if (value === undefined || value === null || value === "*") return null;
+  // Left out, it is not taken as every tenant: a token of one tenant's missing its tenant would
+  // see everyone's runs.
+  if (value === undefined || value === null) {
+    throw new TokenConfigError(`${where}: give "tenant": a tenant name, or "*" for all tenants`);
+  }
+  if (value === "*") return null;
   if (typeof value !== "string" || value.length === 0) {
     throw new TokenConfigError(`${where}: "tenant" must be a tenant name, or "*" for all`);
   }

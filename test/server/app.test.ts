@@ -460,11 +460,35 @@ describe("tokens and tenants", () => {
   });
 
   it("deletes only the tenant's old runs, as an admin of the tenant", async () => {
+    // Another tenant's run as old as acme's, which acme's admin must leave alone.
+    const old = tenantRuns.runs.old?.runId as string;
+    const globexOld = "99990000-0000-0000-0000-000000000009";
+    await tenantApp.store.write(async (session) => {
+      await session.run(
+        `INSERT INTO runs SELECT * REPLACE ('globex' AS tenant_id, $2::UUID AS run_id, '99990000000000000000000000000009' AS trace_id)
+         FROM runs WHERE run_id = $1::UUID`,
+        [old, globexOld],
+      );
+      await session.run(
+        "INSERT INTO stages SELECT * REPLACE ($2::UUID AS run_id) FROM stages WHERE run_id = $1::UUID",
+        [old, globexOld],
+      );
+    });
+    expect((await as("all-read", "/api/runs")).body.total).toBe(9);
     const dry = await as("acme-admin", "/api/runs?older_than=30d&dry_run=true", "DELETE");
     expect(dry).toMatchObject({ status: 200, body: { runs: 1, stages: 1, dry_run: true } });
     const done = await as("acme-admin", "/api/runs?older_than=30d", "DELETE");
     expect(done).toMatchObject({ status: 200, body: { runs: 1, stages: 1, dry_run: false } });
-    expect((await as("all-read", "/api/runs")).body.total).toBe(7);
+    expect((await as("all-read", "/api/runs")).body.total).toBe(8);
+    // (Read from the store: the server's index of run ids never saw the row written past it.)
+    const left = await tenantApp.store.read((session) =>
+      session.one<{ tenant_id: string; stages: number }>(
+        "SELECT tenant_id, (SELECT count(*) FROM stages s WHERE s.run_id = r.run_id)::INTEGER AS stages FROM runs r WHERE run_id = $1::UUID",
+        [globexOld],
+      ),
+    );
+    expect(left).toEqual({ tenant_id: "globex", stages: 1 });
+    expect((await as("all-read", `/api/runs/${old}`)).status).toBe(404);
     expect((await as("acme-admin", "/api/runs?older_than=soon", "DELETE")).status).toBe(400);
   });
 });

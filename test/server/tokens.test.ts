@@ -38,7 +38,7 @@ describe("tokens", () => {
   });
 
   it("joins the file and RUNTRAIL_TOKENS, whose tokens may hold colons", () => {
-    const path = file({ tokens: [{ token: "from-file", scopes: ["read"] }] });
+    const path = file({ tokens: [{ token: "from-file", tenant: "*", scopes: ["read"] }] });
     const tokens = TokenSet.load({
       RUNTRAIL_TOKENS_FILE: path,
       RUNTRAIL_TOKENS: "a:b:c:globex:ingest+read  other:*:metrics",
@@ -56,12 +56,17 @@ describe("tokens", () => {
       [() => TokenSet.fromFile(file("{ not json")), /is not JSON/],
       [() => TokenSet.fromFile(file({ tokens: {} })), /expected \{ "tokens": \[ \.\.\. \] \}/],
       [
-        () => TokenSet.fromFile(file({ tokens: [{ token: "x", scopes: ["write"] }] })),
+        () => TokenSet.fromFile(file({ tokens: [{ token: "x", tenant: "*", scopes: ["write"] }] })),
         /token 1: "write" is not a scope/,
       ],
       [
-        () => TokenSet.fromFile(file({ tokens: [{ sha256: "abc", scopes: ["read"] }] })),
+        () =>
+          TokenSet.fromFile(file({ tokens: [{ sha256: "abc", tenant: "*", scopes: ["read"] }] })),
         /token 1: give "token"/,
+      ],
+      [
+        () => TokenSet.fromFile(file({ tokens: [{ token: "x", scopes: ["read"] }] })),
+        /token 1: give "tenant": a tenant name, or "\*" for all tenants/,
       ],
       [() => TokenSet.fromText("secret:*"), /entry 1: expected <token>:<tenant or \*>/],
       [() => TokenSet.fromText(":*:read"), /entry 1: the token is empty/],
