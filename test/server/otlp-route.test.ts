@@ -2,6 +2,7 @@ import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { ExportResponse, RpcStatus } from "../../src/otlp/otlp-schema.js";
 import type { RunRow } from "../../src/record/rows.js";
+import { createApp } from "../../src/server/app.js";
 import { TokenSet } from "../../src/server/tokens.js";
 import { withStore } from "../../src/store/open-store.js";
 import { reapCrashedRuns } from "../../src/store/reap.js";
@@ -329,6 +330,46 @@ describe("POST /v1/traces", () => {
       expect(again.status).toBe(200);
     }
     expect((await getJson(s.app, "/api/runs?limit=100")).body.total).toBe(12);
+  });
+
+  it("answers 503 with Retry-After while the store is not open, and when a write fails, keeping nothing", async () => {
+    const opening = createApp({
+      tokens: TokenSet.none,
+      store: () => undefined,
+      otlp: () => undefined,
+    });
+    const r = pythonRun();
+    for (const [body, type] of [
+      [jsonBody([r.root]), "application/json"],
+      [protobufBody([r.root]), "application/x-protobuf"],
+    ] as const) {
+      const response = await opening.request("/v1/traces", {
+        method: "POST",
+        body,
+        headers: { "content-type": type },
+      });
+      expect(response.status).toBe(503);
+      expect(response.headers.get("retry-after")).toBe("1");
+      expect(response.headers.get("content-type")).toBe(type);
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      const status =
+        type === "application/json"
+          ? JSON.parse(new TextDecoder().decode(bytes))
+          : RpcStatus.toObject(RpcStatus.decode(bytes));
+      expect(status).toMatchObject({ code: 14, message: expect.stringMatching(/not open/) });
+    }
+
+    // A store that fails under the writer: the request is answered 503, and no row of it stays.
+    const db = tempStore();
+    const s = await served(db);
+    await s.store.close();
+    const failed = await sendJson(s, [r.root, r.extract]);
+    expect(failed.status).toBe(503);
+    expect(failed.retryAfter).toBe("1");
+    expect(failed.json()).toMatchObject({ code: 14 });
+    await stop(s);
+    expect(await storedRuns(db)).toEqual([]);
+    expect(await storedSpanCount(db)).toBe(0);
   });
 
   it("marks a run that went silent without its root as crashed, saying so", async () => {
