@@ -104,3 +104,24 @@ export function startFixture(
 ): Started {
   return start(process.execPath, ["--import", "tsx", `${FIXTURES}${name}`, ...args], options);
 }
+
+/** A process's exit, or a failure that shows what it printed if it takes longer than `ms`. */
+export async function exitWithin(ms: number, what: string, process: Started) {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `waited ${ms} ms for ${what}; stdout:\n${process.stdout()}\nstderr:\n${process.stderr()}`,
+          ),
+        ),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([process.exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

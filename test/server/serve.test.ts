@@ -11,7 +11,7 @@ import { StoreError } from "../../src/store/store-errors.js";
 import { wantedFileOf } from "../../src/store/store-wanted.js";
 import { eventually } from "../helpers/eventually.js";
 import { CLI } from "../helpers/paths.js";
-import { runtrail, type Started, start, startFixture } from "../helpers/processes.js";
+import { exitWithin, runtrail, type Started, start, startFixture } from "../helpers/processes.js";
 import { promtool, promtoolMissing } from "../helpers/promtool.js";
 import { storedRuns } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
@@ -45,27 +45,6 @@ async function serve(db: string, args: string[] = [], env: NodeJS.ProcessEnv = {
 async function stop(server: Started) {
   server.child.kill("SIGTERM");
   return server.exited;
-}
-
-/** A process's exit, or a failure that shows what it printed if it takes longer than `ms`. */
-async function within(ms: number, what: string, process: Started) {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new Error(
-            `waited ${ms} ms for ${what}; stdout:\n${process.stdout()}\nstderr:\n${process.stderr()}`,
-          ),
-        ),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([process.exited, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function json(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -276,11 +255,11 @@ describe("runtrail serve", () => {
         env: { RUNTRAIL_DB: db },
       },
     );
-    const done = await within(30_000, "the pipeline to exit", pipeline);
+    const done = await exitWithin(30_000, "the pipeline to exit", pipeline);
     expect(done.code, done.stderr).toBe(0);
     // Stopped at once: some rows are likely still in the spool, and requests are in flight.
     server.child.kill("SIGTERM");
-    const exit = await within(30_000, "the server to stop", server);
+    const exit = await exitWithin(30_000, "the server to stop", server);
     load = false;
     await client;
     expect(exit.code, exit.stderr).toBe(0);
@@ -350,7 +329,7 @@ describe("runtrail serve", () => {
       const message = `runtrail: the store ${db} is already served by the runtrail server at ${first.url} (pid ${pid}); stop it first or serve another --db\n`;
 
       const second = start(process.execPath, [CLI, "serve", "--db", db, "--port", "0", "--json"]);
-      const refused = await within(15_000, "the second server to refuse", second);
+      const refused = await exitWithin(15_000, "the second server to refuse", second);
       expect(refused.stderr).toBe(message);
       expect(refused.code).toBe(1);
       expect(refused.stdout).toBe("");

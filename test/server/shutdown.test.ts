@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { claimPathOf } from "../../src/store/server-claim.js";
 import { eventually } from "../helpers/eventually.js";
 import { CLI } from "../helpers/paths.js";
-import { runtrail, type Started, start } from "../helpers/processes.js";
+import { exitWithin, runtrail, type Started, start } from "../helpers/processes.js";
 import { storedRuns } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import { jsonBody, pythonRun } from "../otlp/_bodies.js";
@@ -16,27 +16,6 @@ async function serve(db: string, args: string[] = []) {
   const line = await server.line((l) => l.startsWith("{"), 60_000);
   const { url } = JSON.parse(line) as { url: string };
   return { server, url };
-}
-
-/** A process's exit, or a failure that shows what it printed if it takes longer than `ms`. */
-async function within(ms: number, what: string, process: Started) {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new Error(
-            `waited ${ms} ms for ${what}; stdout:\n${process.stdout()}\nstderr:\n${process.stderr()}`,
-          ),
-        ),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([process.exited, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Whether a new connection to the server's address is refused: it no longer listens. */
@@ -131,7 +110,7 @@ describe("runtrail serve, stopping", () => {
     const response = await answered;
     expect(response.status, response.text).toBe(200);
     expect(JSON.parse(response.text)).toEqual({});
-    const exit = await within(30_000, "the server to stop", server);
+    const exit = await exitWithin(30_000, "the server to stop", server);
     expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({
       code: 0,
       signal: null,
@@ -151,7 +130,7 @@ describe("runtrail serve, stopping", () => {
     expect(await postTraces(url, body)).toBe(200);
 
     server.child.kill("SIGINT");
-    const exit = await within(30_000, "the server to stop", server);
+    const exit = await exitWithin(30_000, "the server to stop", server);
     expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({
       code: 0,
       signal: null,
@@ -206,7 +185,7 @@ describe("runtrail serve, stopping", () => {
     expect(["running", "completed"]).toContain(demoRun?.status);
 
     server.child.kill("SIGTERM");
-    const exit = await within(30_000, "the server to stop", server);
+    const exit = await exitWithin(30_000, "the server to stop", server);
     expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({
       code: 0,
       signal: null,
