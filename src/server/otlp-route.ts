@@ -133,6 +133,9 @@ class OverBudget extends Error {}
  */
 class BodyBudget {
   private held = 0;
+  /** Bodies being inflated, and those waiting for their turn (see `inTurn`). */
+  private inflating = 0;
+  private readonly waiting: (() => void)[] = [];
 
   constructor(readonly max: number) {}
 
@@ -156,9 +159,6 @@ class BodyBudget {
   get full(): boolean {
     return this.held >= this.max;
   }
-
-  private inflating = 0;
-  private readonly waiting: (() => void)[] = [];
 
   /**
    * Runs `inflate` when fewer than {@link INFLATING_AT_ONCE} others do: bodies inflated all at

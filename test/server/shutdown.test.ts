@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { claimPathOf } from "../../src/store/server-claim.js";
 import { eventually } from "../helpers/eventually.js";
 import { CLI } from "../helpers/paths.js";
-import { exitWithin, runtrail, type Started, start } from "../helpers/processes.js";
+import { exitWithin, runtrail, start } from "../helpers/processes.js";
 import { storedRuns } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import { jsonBody, pythonRun } from "../otlp/_bodies.js";
