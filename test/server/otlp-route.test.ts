@@ -48,6 +48,21 @@ async function post(
 const sendJson = (s: Served, spans: HandSpan[], headers: Record<string, string> = {}) =>
   post(s, jsonBody(spans), { "content-type": "application/json", ...headers });
 
+/** The store holds the traces whose requests were answered 200, and no other. */
+async function expectStoredAsAnswered(
+  s: Served,
+  traces: readonly { traceId: string }[],
+  statuses: readonly number[],
+): Promise<void> {
+  const { body } = await getJson(s.app, "/api/runs?limit=100");
+  const stored = (body.runs as RunRow[]).map((run) => run.trace_id).sort();
+  const accepted = traces
+    .filter((_, i) => statuses[i] === 200)
+    .map((r) => r.traceId)
+    .sort();
+  expect(stored).toEqual(accepted);
+}
+
 async function runOf(s: Served, id: string): Promise<Record<string, unknown>> {
   const { status, body } = await getJson(s.app, `/api/runs/${id}`);
   expect(status).toBe(200);
@@ -274,13 +289,7 @@ describe("POST /v1/traces", () => {
       expect(refused.retryAfter).toBe("1");
       expect(refused.json()).toMatchObject({ code: 8 });
     }
-    const { body } = await getJson(s.app, "/api/runs?limit=100");
-    const stored = (body.runs as RunRow[]).map((run) => run.trace_id).sort();
-    const accepted = traces
-      .filter((_, i) => statuses[i] === 200)
-      .map((r) => r.traceId)
-      .sort();
-    expect(stored).toEqual(accepted);
+    await expectStoredAsAnswered(s, traces, statuses);
   });
 
   it("turns requests away with 429 when the bodies it holds at once reach its bound, losing none it took", async () => {
@@ -313,13 +322,7 @@ describe("POST /v1/traces", () => {
       expect(refused.retryAfter).toBe("1");
       expect(refused.json()).toMatchObject({ code: 8, message: expect.stringMatching(/bodies/) });
     }
-    const { body } = await getJson(s.app, "/api/runs?limit=100");
-    const stored = (body.runs as RunRow[]).map((run) => run.trace_id).sort();
-    const accepted = traces
-      .filter((_, i) => statuses[i] === 200)
-      .map((r) => r.traceId)
-      .sort();
-    expect(stored).toEqual(accepted);
+    await expectStoredAsAnswered(s, traces, statuses);
     // Answered, the bodies no longer count: one at a time, every refused one is taken.
     for (const [i, refused] of results.entries()) {
       if (refused.status !== 429) continue;
