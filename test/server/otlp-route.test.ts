@@ -48,6 +48,25 @@ async function post(
 const sendJson = (s: Served, spans: HandSpan[], headers: Record<string, string> = {}) =>
   post(s, jsonBody(spans), { "content-type": "application/json", ...headers });
 
+/**
+ * The statuses of requests sent at once: some taken (200) and some refused with 429, `Retry-After`
+ * and `RESOURCE_EXHAUSTED` (saying `why`), and nothing else.
+ */
+function someRefused(results: readonly Sent[], why?: RegExp): number[] {
+  const statuses = results.map((x) => x.status);
+  expect(statuses).toContain(200);
+  expect(statuses).toContain(429);
+  expect(statuses.every((x) => x === 200 || x === 429)).toBe(true);
+  for (const refused of results.filter((x) => x.status === 429)) {
+    expect(refused.retryAfter).toBe("1");
+    expect(refused.json()).toMatchObject({
+      code: 8,
+      ...(why ? { message: expect.stringMatching(why) } : {}),
+    });
+  }
+  return statuses;
+}
+
 /** The store holds the traces whose requests were answered 200, and no other. */
 async function expectStoredAsAnswered(
   s: Served,
@@ -281,14 +300,7 @@ describe("POST /v1/traces", () => {
       pythonRun(`${String(i + 1).padStart(2, "0")}${"ab".repeat(15)}`),
     );
     const results = await Promise.all(traces.map((r) => sendJson(s, [r.root, r.extract])));
-    const statuses = results.map((x) => x.status);
-    expect(statuses).toContain(200);
-    expect(statuses).toContain(429);
-    expect(statuses.every((x) => x === 200 || x === 429)).toBe(true);
-    for (const refused of results.filter((x) => x.status === 429)) {
-      expect(refused.retryAfter).toBe("1");
-      expect(refused.json()).toMatchObject({ code: 8 });
-    }
+    const statuses = someRefused(results);
     await expectStoredAsAnswered(s, traces, statuses);
   });
 
@@ -314,14 +326,7 @@ describe("POST /v1/traces", () => {
         post(s, body, { "content-type": "application/json", "content-encoding": "gzip" }),
       ),
     );
-    const statuses = results.map((x) => x.status);
-    expect(statuses).toContain(200);
-    expect(statuses).toContain(429);
-    expect(statuses.every((x) => x === 200 || x === 429)).toBe(true);
-    for (const refused of results.filter((x) => x.status === 429)) {
-      expect(refused.retryAfter).toBe("1");
-      expect(refused.json()).toMatchObject({ code: 8, message: expect.stringMatching(/bodies/) });
-    }
+    const statuses = someRefused(results, /bodies/);
     await expectStoredAsAnswered(s, traces, statuses);
     // Answered, the bodies no longer count: one at a time, every refused one is taken.
     for (const [i, refused] of results.entries()) {

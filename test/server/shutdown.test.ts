@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { claimPathOf } from "../../src/store/server-claim.js";
 import { eventually } from "../helpers/eventually.js";
 import { CLI } from "../helpers/paths.js";
-import { exitWithin, runtrail, start } from "../helpers/processes.js";
+import { exitWithin, runtrail, type Started, start } from "../helpers/processes.js";
 import { storedRuns } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import { jsonBody, pythonRun } from "../otlp/_bodies.js";
@@ -16,6 +16,15 @@ async function serve(db: string, args: string[] = []) {
   const line = await server.line((l) => l.startsWith("{"), 60_000);
   const { url } = JSON.parse(line) as { url: string };
   return { server, url };
+}
+
+/** The server's exit after a signal: code 0, one line on stderr, its claim on the store gone. */
+async function stoppedCleanly(server: Started, db: string) {
+  const exit = await exitWithin(30_000, "the server to stop", server);
+  expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({ code: 0, signal: null });
+  expect(exit.stderr).toBe("runtrail serve: stopping\n");
+  expect(existsSync(claimPathOf(db))).toBe(false);
+  return exit;
 }
 
 /** Whether a new connection to the server's address is refused: it no longer listens. */
@@ -130,13 +139,7 @@ describe("runtrail serve, stopping", () => {
     expect(await postTraces(url, body)).toBe(200);
 
     server.child.kill("SIGINT");
-    const exit = await exitWithin(30_000, "the server to stop", server);
-    expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({
-      code: 0,
-      signal: null,
-    });
-    expect(exit.stderr).toBe("runtrail serve: stopping\n");
-    expect(existsSync(claimPathOf(db))).toBe(false);
+    await stoppedCleanly(server, db);
     expect(await refusesConnections(url)).toBe(true);
 
     // Another process opens the file at once: no lock is left, and the run was written.
@@ -185,13 +188,7 @@ describe("runtrail serve, stopping", () => {
     expect(["running", "completed"]).toContain(demoRun?.status);
 
     server.child.kill("SIGTERM");
-    const exit = await exitWithin(30_000, "the server to stop", server);
-    expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({
-      code: 0,
-      signal: null,
-    });
-    expect(exit.stderr).toBe("runtrail serve: stopping\n");
-    expect(existsSync(claimPathOf(db))).toBe(false);
+    const exit = await stoppedCleanly(server, db);
     // Every run it said it ran is in the store, finished, written in before it stopped.
     const told = exit.stdout
       .split("\n")
