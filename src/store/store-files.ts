@@ -108,7 +108,8 @@ export function snapshotFoldersOf(storePath: string): readonly [string, string] 
  * {@link NO_SNAPSHOT} and for anything that is not a reference.
  */
 export function snapshotFileOf(storePath: string, ref: string): string | undefined {
-  return snapshotFilesIn(snapshotFoldersOf(storePath), ref)[0];
+  const name = snapshotNameOf(ref);
+  return name === undefined ? undefined : join(snapshotFolderOf(storePath), name);
 }
 
 /** The files a snapshot is read from, in the order of `folders`; none for a non-reference. */

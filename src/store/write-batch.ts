@@ -76,6 +76,12 @@ interface Held {
 }
 
 /**
+ * The store is let go once held this long when a command waits for it: soon for the person
+ * waiting, yet not after every write, which would spend the writer's time closing and opening.
+ */
+const READER_HOLD_MS = 250;
+
+/**
  * Makes batches durable in one store. Each batch is one transaction: committed, it is durable.
  * Between batches that follow each other closely the store stays open, so opening and
  * checkpointing are paid once for several: up to `maxHoldMs` while no one else asks for it, and
@@ -83,12 +89,6 @@ interface Held {
  * take their turn. If the file was replaced or deleted meanwhile, the batch is written again to
  * the file now at the path. When the store cannot be used, the rows go to the spool instead.
  */
-/**
- * The store is let go once held this long when a command waits for it: soon for the person
- * waiting, yet not after every write, which would spend the writer's time closing and opening.
- */
-const READER_HOLD_MS = 250;
-
 export class BatchWriter {
   private held: Held | undefined;
   private idle: NodeJS.Timeout | undefined;
@@ -184,6 +184,15 @@ export class BatchWriter {
     return this.held !== undefined && this.held.inode === inodeOf(this.path);
   }
 
+  /**
+   * How long the store may be held: a command someone waits for gets it after this write;
+   * other writers that asked, in turns; no one, up to the longest hold.
+   */
+  private holdLimitMs(asked: boolean): number {
+    if (readerWaiting(this.path)) return READER_HOLD_MS;
+    return asked ? (this.options.shareAfterMs ?? 1000) : (this.options.maxHoldMs ?? 5_000);
+  }
+
   /** Keeps the store open a little for the next batch, unless it has been held long enough. */
   private release(): void {
     const held = this.held;
@@ -191,12 +200,7 @@ export class BatchWriter {
     const graceMs = this.options.graceMs ?? 100;
     const heldMs = performance.now() - held.openedAt + graceMs;
     const asked = askedSince(this.path, held.openedAtEpochMs);
-    // A command someone waits for gets the store after this write; other writers, in turns.
-    const limitMs = readerWaiting(this.path)
-      ? READER_HOLD_MS
-      : asked
-        ? (this.options.shareAfterMs ?? 1000)
-        : (this.options.maxHoldMs ?? 5_000);
+    const limitMs = this.holdLimitMs(asked);
     if (heldMs > limitMs) {
       void this.letGo(asked);
       return;

@@ -5,6 +5,8 @@
  */
 
 import { afterEach, describe, expect, it } from "vitest";
+import type { GroupStatsJson } from "../../src/query/run-stats.js";
+import { RUN_STATUSES } from "../../src/record/run-status.js";
 import { reapCrashedRuns } from "../../src/store/reap.js";
 import {
   DAY,
@@ -25,22 +27,7 @@ import { getJson, servedPerTest } from "./_fixtures.js";
 
 const { serve, stop } = servedPerTest();
 
-type Group = {
-  key: string | null;
-  runs: number;
-  by_status: Record<string, number>;
-  failure_rate: number | null;
-  p50_seconds: number | null;
-  p95_seconds: number | null;
-  p99_seconds: number | null;
-  llm_calls: number;
-  tokens: number;
-  input_tokens: number;
-  output_tokens: number;
-  rows_in: number;
-  rows_out: number;
-  stuck: number;
-};
+type Group = GroupStatsJson;
 
 const groupsOf = (body: Record<string, unknown>) => body.groups as Group[];
 const groupOf = (body: Record<string, unknown>, key: string) => {
@@ -51,17 +38,7 @@ const groupOf = (body: Record<string, unknown>, key: string) => {
 
 /** Counts of every status, zero but for those given. */
 function statusCounts(counts: Record<string, number>): Record<string, number> {
-  return {
-    running: 0,
-    completed: 0,
-    failed: 0,
-    degraded: 0,
-    rejected: 0,
-    cancelled: 0,
-    timed_out: 0,
-    crashed: 0,
-    ...counts,
-  };
+  return { ...Object.fromEntries(RUN_STATUSES.map((status) => [status, 0])), ...counts };
 }
 
 /**
