@@ -17,6 +17,8 @@ export interface Remote {
   token: string | undefined;
   /** Found through the claim file of the store here: the server holds this very store. */
   holdsStoreHere: boolean;
+  /** Aborts the requests under way, for a command that stops (Ctrl-C during `tail --follow`). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -63,7 +65,9 @@ async function request(remote: Remote, path: string, query: Record<string, strin
         accept: "application/json",
         ...(remote.token ? { authorization: `Bearer ${remote.token}` } : {}),
       },
-      signal: AbortSignal.timeout(30_000),
+      signal: remote.signal
+        ? AbortSignal.any([remote.signal, AbortSignal.timeout(30_000)])
+        : AbortSignal.timeout(30_000),
     });
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause?.code;
@@ -86,9 +90,13 @@ async function request(remote: Remote, path: string, query: Record<string, strin
 function failure(remote: Remote, answer: ApiAnswer): CliError {
   const detail = typeof answer.body.detail === "string" ? answer.body.detail : "";
   if (answer.status === 401 || answer.status === 403) {
-    return new CliError(
-      `the runtrail server at ${remote.url} refused: ${detail}${answer.status === 401 ? " (set RUNTRAIL_TOKEN)" : ""}`,
-    );
+    const hint =
+      answer.status !== 401
+        ? ""
+        : remote.token
+          ? " (check RUNTRAIL_TOKEN)"
+          : " (set RUNTRAIL_TOKEN)";
+    return new CliError(`the runtrail server at ${remote.url} refused: ${detail}${hint}`);
   }
   return new CliError(
     `the runtrail server at ${remote.url} answered ${answer.status}: ${detail || "no detail"}`,

@@ -137,15 +137,24 @@ async function follow(
   // Ids are padded to the widest shown so far, so that the lines keep their columns as long as
   // no run needs a longer id.
   let width = idWidth;
+  // Ctrl-C also cancels a request to a server that does not answer, rather than waiting for it.
+  const stopping = new AbortController();
+  const stopped = Promise.race([io.interrupted, io.outputClosed]).then(() => stopping.abort());
+  const server = remote && { ...remote, signal: stopping.signal };
   for (;;) {
     const stop = await Promise.race([
-      io.interrupted.then(() => true),
-      io.outputClosed.then(() => true),
+      stopped.then(() => true),
       // A ref'd timer: following is what keeps the command running until Ctrl-C.
       new Promise<false>((resolve) => setTimeout(() => resolve(false), 1000)),
     ]);
     if (stop) return;
-    const { result } = await latestRuns(context, remote, filter, FOLLOWED_RUNS, changed);
+    let result: Latest | undefined;
+    try {
+      ({ result } = await latestRuns(context, server, filter, FOLLOWED_RUNS, changed));
+    } catch (error) {
+      if (stopping.signal.aborted) return;
+      throw error;
+    }
     for (const run of [...(result?.runs ?? [])].reverse()) {
       if (seen.get(run.run_id) === run.status) continue;
       seen.set(run.run_id, run.status);
