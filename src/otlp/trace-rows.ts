@@ -148,24 +148,27 @@ function waitsForParent(span: RemoteSpan, spans: ReadonlyMap<string, RemoteSpan>
 
 /**
  * The span that stands in for a root that has not arrived: under the parent of the earliest
- * span waiting for its parent, named and attributed from the run's start marker if it came.
+ * span waiting for its parent, named and attributed from that span's run's start marker if it
+ * came (a trace may hold the markers of several runs, under a parent span of them all).
  * It has not ended, so the run is `running`.
  */
 function standInRoot(spans: ReadonlyMap<string, RemoteSpan>): RemoteSpan | undefined {
   let first: RemoteSpan | undefined;
-  let marker: RemoteSpan | undefined;
   let start: [number, number] | undefined;
+  const markers: RemoteSpan[] = [];
   for (const span of spans.values()) {
     if (start === undefined || compareTimes(span.startTime, start) < 0) {
       start = [span.startTime[0], span.startTime[1]];
     }
-    if (span.attributes[R.kind] === START_MARKER_KIND) marker ??= span;
+    if (span.attributes[R.kind] === START_MARKER_KIND) markers.push(span);
     const waiting = waitsForParent(span, spans);
     if (waiting && (first === undefined || compareTimes(span.startTime, first.startTime) < 0)) {
       first = span;
     }
   }
   if (first === undefined || start === undefined) return undefined;
+  const standInId = first.parentSpanId;
+  const marker = markers.find((m) => m.parentSpanId === standInId);
   const attributes = { ...(marker?.attributes ?? {}) };
   delete attributes[R.kind];
   const pipeline = attributes[R.pipeline];
@@ -173,7 +176,7 @@ function standInRoot(spans: ReadonlyMap<string, RemoteSpan>): RemoteSpan | undef
     (typeof pipeline === "string" ? pipeline : undefined) ?? first.serviceName ?? "unknown";
   return new RemoteSpan(
     first.traceId,
-    first.parentSpanId as string,
+    standInId as string,
     undefined,
     name,
     start,

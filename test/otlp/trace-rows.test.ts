@@ -242,6 +242,50 @@ describe("the rows of spans received over OTLP", () => {
     expect(full.stages).toEqual(inProcess.stages);
   });
 
+  it("name a stand-in from the start marker of its own run when a trace holds several", () => {
+    // Two runs started under a job span; neither run span nor the job's has come yet, only
+    // their start markers and a stage of the first, the second run's marker first.
+    const trace = "6a000000000000000000000000000001";
+    const marker = (run: string, startMs: number, pipeline: string) => ({
+      traceId: trace,
+      spanId: `${run.slice(0, 15)}f`,
+      parentSpanId: run,
+      name: "runtrail.run.start",
+      startMs,
+      endMs: startMs,
+      attributes: { "runtrail.kind": "run.start", "runtrail.pipeline.name": pipeline },
+    });
+    const first = "1000000000000001";
+    const second = "2000000000000002";
+    const stage = {
+      traceId: trace,
+      spanId: "1000000000000011",
+      parentSpanId: first,
+      name: "extract",
+      startMs: 101,
+      endMs: 150,
+    };
+    const { spans } = decodeJson(
+      jsonBody([
+        marker(second, 120, "second-pipeline"),
+        marker(first, 100, "first-pipeline"),
+        stage,
+      ]),
+    );
+    const rows = traceRows(byTrace(spans).get(trace) as Map<string, RemoteSpan>, {
+      tenant: null,
+      heartbeat: 0,
+    });
+    expect(rows.rootless).toBe(true);
+    // The stand-in is the parent of the earliest span waiting: the first run, by its own name.
+    expect(rows.runs).toHaveLength(1);
+    expect(rows.runs[0]).toMatchObject({
+      status: "running",
+      pipeline: "first-pipeline",
+      stages_executed: ["extract"],
+    });
+  });
+
   it("keep a run waiting for its root under a stand-in when another process's span comes", async () => {
     const r = pythonRun();
     // Another service called from inside the pipeline: its span's parent is remote.
