@@ -86,13 +86,22 @@ function hrTimeOf(nanos: bigint): HrTime {
 
 /** Start and end of a span, checked: both set, the end not before the start. */
 function spanTimes(start: bigint | undefined, end: bigint | undefined): [HrTime, HrTime] {
-  if (start === undefined || start <= 0n) throw new InvalidSpan("start_time_unix_nano is not set");
-  if (end === undefined || end <= 0n) throw new InvalidSpan("end_time_unix_nano is not set");
+  if (start === undefined || start <= 0n) {
+    throw new InvalidSpan("start_time_unix_nano is not set, or not a time in nanoseconds");
+  }
+  if (end === undefined || end <= 0n) {
+    throw new InvalidSpan("end_time_unix_nano is not set, or not a time in nanoseconds");
+  }
   if (start > MAX_NANOS || end > MAX_NANOS) {
     throw new InvalidSpan("a time is past the 64-bit range of OTLP times");
   }
   if (end < start) throw new InvalidSpan("end_time_unix_nano is before start_time_unix_nano");
   return [hrTimeOf(start), hrTimeOf(end)];
+}
+
+/** An exception event's time; one not set or out of range is taken as the span's start. */
+function eventTime(time: bigint | undefined, start: HrTime): HrTime {
+  return time === undefined || time <= 0n || time > MAX_NANOS ? start : hrTimeOf(time);
 }
 
 function checkedId(
@@ -197,10 +206,9 @@ function pbSpan(span: PbSpan, serviceName: string | undefined): RemoteSpan {
   const events: SpanEventView[] = [];
   for (const event of span.events ?? []) {
     if (event.name !== "exception") continue;
-    const time = pbNanos(event.timeUnixNano);
     events.push({
       name: "exception",
-      time: time === undefined ? start : hrTimeOf(time),
+      time: eventTime(pbNanos(event.timeUnixNano), start),
       attributes: pbAttributes(event.attributes, isReadExceptionAttribute),
     });
   }
@@ -366,10 +374,9 @@ function jsonSpan(span: unknown, serviceName: string | undefined): RemoteSpan {
   if (Array.isArray(span.events)) {
     for (const event of span.events) {
       if (!isObject(event) || event.name !== "exception") continue;
-      const time = jsonInt64(event.timeUnixNano);
       events.push({
         name: "exception",
-        time: time === undefined || time <= 0n ? start : hrTimeOf(time),
+        time: eventTime(jsonInt64(event.timeUnixNano), start),
         attributes: jsonAttributes(event.attributes, isReadExceptionAttribute),
       });
     }
