@@ -6,11 +6,18 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { RunRow } from "../../src/record/rows.js";
 import { claimPathOf } from "../../src/store/server-claim.js";
 import { CLI } from "../helpers/paths.js";
-import { exitWithin, type Started, start, startFixture } from "../helpers/processes.js";
+import {
+  exitWithin,
+  type Started,
+  serveOnAnyPort,
+  start,
+  startFixture,
+  stoppedAfterEach,
+} from "../helpers/processes.js";
 import { tempDir, tempStore } from "../helpers/temp-dir.js";
 import {
   fail,
@@ -33,39 +40,16 @@ const NO_REMOTE = { RUNTRAIL_URL: undefined, RUNTRAIL_TOKEN: undefined, RUNTRAIL
 const PRINTED_WITHIN = 15_000;
 
 /** Every process a test started, stopped after it whatever happened. */
-const children: Started[] = [];
-
-afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.child.exitCode !== null || child.child.signalCode !== null) continue;
-    // A stopped server (SIGSTOP) takes no SIGTERM until it goes on.
-    child.child.kill("SIGCONT");
-    child.child.kill("SIGTERM");
-    try {
-      await exitWithin(10_000, "a child to stop", child);
-    } catch {
-      child.child.kill("SIGKILL");
-      await child.exited;
-    }
-  }
-});
-
-function track(started: Started): Started {
-  children.push(started);
-  return started;
-}
+const track = stoppedAfterEach();
 
 /** `runtrail serve` on a port the OS chooses; resolves once it listens and holds the store. */
 async function serve(db: string, env: NodeJS.ProcessEnv = {}) {
-  const server = track(
-    start(process.execPath, [CLI, "serve", "--db", db, "--port", "0", "--json"], {
-      env: { ...NO_REMOTE, ...env },
-    }),
-  );
-  const line = await server.line((l) => l.startsWith("{"), 60_000);
-  const { url } = JSON.parse(line) as { url: string };
+  const served = await serveOnAnyPort(track, db, {
+    env: { ...NO_REMOTE, ...env },
+    timeoutMs: 60_000,
+  });
   expect(existsSync(claimPathOf(db)), "the server's claim on the store").toBe(true);
-  return { server, url };
+  return served;
 }
 
 /** `runtrail tail --follow` with these arguments, its output piped. */

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { afterEach } from "vitest";
 import { CLI, FIXTURES, ROOT } from "./paths.js";
 
 export interface Finished {
@@ -124,4 +125,49 @@ export async function exitWithin(ms: number, what: string, process: Started) {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Stops, after each test, the children given to the function it returns: each is let go on if
+ * stopped (a SIGSTOPped process takes no SIGTERM), sent SIGTERM, and killed if it has not
+ * exited within 10 s. The latest started is stopped first.
+ */
+export function stoppedAfterEach(): <T extends Started>(started: T) => T {
+  const children: Started[] = [];
+  afterEach(async () => {
+    for (const started of children.splice(0).reverse()) {
+      const { child } = started;
+      if (child.exitCode !== null || child.signalCode !== null) continue;
+      child.kill("SIGCONT");
+      child.kill("SIGTERM");
+      try {
+        await exitWithin(10_000, "a child to stop", started);
+      } catch {
+        child.kill("SIGKILL");
+        await started.exited;
+      }
+    }
+  });
+  return (started) => {
+    children.push(started);
+    return started;
+  };
+}
+
+/**
+ * `runtrail serve` over `db` on a port the OS chooses, given to `track` as it starts (see
+ * {@link stoppedAfterEach}); resolves with its URL once it listens.
+ */
+export async function serveOnAnyPort(
+  track: (started: Started) => Started,
+  db: string,
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{ server: Started; url: string }> {
+  const server = track(
+    start(process.execPath, [CLI, "serve", "--db", db, "--port", "0", "--json"], {
+      env: options.env,
+    }),
+  );
+  const line = await server.line((l) => l.startsWith("{"), options.timeoutMs ?? 30_000);
+  return { server, url: (JSON.parse(line) as { url: string }).url };
 }

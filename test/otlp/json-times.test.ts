@@ -13,13 +13,17 @@
  */
 
 import type { HrTime } from "@opentelemetry/api";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { decodeJson, OtlpDecodeError } from "../../src/otlp/decode.js";
 import type { RemoteSpan } from "../../src/otlp/remote-span.js";
 import { hrTimeToMicros } from "../../src/record/span-view.js";
 import { isoOfMicros } from "../../src/util/duration.js";
-import { CLI } from "../helpers/paths.js";
-import { exitWithin, type Started, start } from "../helpers/processes.js";
+import {
+  exitWithin,
+  type Started,
+  serveOnAnyPort,
+  stoppedAfterEach,
+} from "../helpers/processes.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import { type HandSpan, jsonBody } from "./_bodies.js";
@@ -257,28 +261,11 @@ describe("decodeJson: times written as JSON numbers", () => {
 
 // --- through a real `runtrail serve` ------------------------------------------------------
 
-const servers: Started[] = [];
-
-afterEach(async () => {
-  for (const server of servers.splice(0)) {
-    if (server.child.exitCode !== null || server.child.signalCode !== null) continue;
-    server.child.kill("SIGTERM");
-    try {
-      await exitWithin(10_000, "runtrail serve to stop", server);
-    } catch {
-      server.child.kill("SIGKILL");
-      await server.exited;
-    }
-  }
-});
+const track = stoppedAfterEach();
 
 /** `runtrail serve` on a port the OS chooses, once it listens. */
-async function serve(db: string): Promise<{ server: Started; url: string }> {
-  const server = start(process.execPath, [CLI, "serve", "--db", db, "--port", "0", "--json"]);
-  servers.push(server);
-  const line = await server.line((l) => l.startsWith("{"), 30_000);
-  const { url } = JSON.parse(line) as { url: string };
-  return { server, url };
+function serve(db: string): Promise<{ server: Started; url: string }> {
+  return serveOnAnyPort(track, db);
 }
 
 async function stop(server: Started): Promise<void> {

@@ -1,12 +1,11 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { RunRow, StageRow } from "../../src/record/rows.js";
 import { START_MARKER_KIND, START_MARKER_NAME } from "../../src/record/start-marker.js";
 import { eventually } from "../helpers/eventually.js";
-import { CLI } from "../helpers/paths.js";
-import { exitWithin, type Started, start } from "../helpers/processes.js";
+import { exitWithin, serveOnAnyPort, start, stoppedAfterEach } from "../helpers/processes.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
 /**
@@ -61,30 +60,13 @@ process.stdout.write("done\\n");
 
 const SERVICE = "start-marker-service";
 
-/** Every child process a test started, killed after it. */
-const children: Started[] = [];
-
-afterEach(async () => {
-  for (const child of children.splice(0).reverse()) {
-    if (child.child.exitCode !== null || child.child.signalCode !== null) continue;
-    child.child.kill("SIGTERM");
-    try {
-      await exitWithin(10_000, "a child to stop on SIGTERM", child);
-    } catch {
-      child.child.kill("SIGKILL");
-      await child.exited;
-    }
-  }
-});
+/** Every child process a test started, stopped after it. */
+const track = stoppedAfterEach();
 
 /** `runtrail serve` on a loopback port the OS chooses, open (no tokens); resolves once it listens. */
 async function serve(db: string): Promise<string> {
-  const server = start(process.execPath, [CLI, "serve", "--db", db, "--port", "0", "--json"], {
-    env: { RUNTRAIL_TOKENS: undefined, RUNTRAIL_TOKENS_FILE: undefined },
-  });
-  children.push(server);
-  const line = await server.line((l) => l.startsWith("{"), 20_000);
-  return (JSON.parse(line) as { url: string }).url;
+  const env = { RUNTRAIL_TOKENS: undefined, RUNTRAIL_TOKENS_FILE: undefined };
+  return (await serveOnAnyPort(track, db, { env })).url;
 }
 
 /** The pipeline process, sending to `url`; resolves once it is inside its `hold` stage. */
@@ -105,7 +87,7 @@ async function startPipeline(url: string, dir: string, pipeline: string, marker:
       OTEL_BSP_SCHEDULE_DELAY: undefined,
     },
   });
-  children.push(process_);
+  track(process_);
   const runLine = await process_.line((l) => l.startsWith("run "), 20_000);
   await process_.line((l) => l === "stage hold started", 20_000);
   const inStageAt = Date.now();

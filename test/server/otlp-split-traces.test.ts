@@ -1,8 +1,12 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { RunRow, StageRow } from "../../src/record/rows.js";
 import { withStore } from "../../src/store/open-store.js";
-import { CLI } from "../helpers/paths.js";
-import { exitWithin, type Started, start } from "../helpers/processes.js";
+import {
+  exitWithin,
+  type Started,
+  serveOnAnyPort,
+  stoppedAfterEach,
+} from "../helpers/processes.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import { type HandSpan, jsonBody } from "../otlp/_bodies.js";
@@ -85,18 +89,7 @@ const spans = {
   },
 } satisfies Record<string, HandSpan>;
 
-const servers = new Set<Started>();
-
-afterEach(async () => {
-  // Servers a failed test left running; a passing test stops its own and checks the exit.
-  for (const server of servers) {
-    if (server.child.exitCode === null && server.child.signalCode === null) {
-      server.child.kill("SIGKILL");
-    }
-    await server.exited;
-  }
-  servers.clear();
-});
+const track = stoppedAfterEach();
 
 interface Server {
   process: Started;
@@ -105,11 +98,8 @@ interface Server {
 
 /** `runtrail serve` on a port the OS chooses; resolves once it listens and holds the store. */
 async function serve(db: string): Promise<Server> {
-  const launched = start(process.execPath, [CLI, "serve", "--db", db, "--port", "0", "--json"]);
-  servers.add(launched);
-  const line = await launched.line((l) => l.startsWith("{"), 20_000);
-  const { url } = JSON.parse(line) as { url: string };
-  return { process: launched, url };
+  const { server, url } = await serveOnAnyPort(track, db, { timeoutMs: 20_000 });
+  return { process: server, url };
 }
 
 /** Stops a server as a service manager does, and checks it let go of the store cleanly. */
