@@ -143,6 +143,9 @@ class BodyBudget {
   share(): BodyShare {
     let taken = 0;
     return {
+      get taken() {
+        return taken;
+      },
       take: (bytes) => {
         if (this.held + bytes > this.max) return false;
         this.held += bytes;
@@ -186,6 +189,8 @@ class BodyBudget {
 const INFLATING_AT_ONCE = 2;
 
 interface BodyShare {
+  /** Bytes taken so far. */
+  readonly taken: number;
   /** Takes `bytes` more, unless that would pass the bound. */
   take(bytes: number): boolean;
   release(): void;
@@ -337,9 +342,9 @@ export function registerOtlpRoute<E extends Env>(app: Hono<E>, options: OtlpRout
 
 /**
  * The request body, inflated when gzipped, at most `max` bytes either way. The bytes are taken
- * from the request's share of the server's budget as they come (those of a body that declared
- * its length were taken before it was read), so that inflating stops as soon as either bound is
- * reached.
+ * from the request's share of the server's budget as they come (beyond those a body that
+ * declared its length took before it was read), so that inflating stops as soon as either
+ * bound is reached.
  */
 async function readBody(
   c: Context,
@@ -347,9 +352,8 @@ async function readBody(
   share: BodyShare,
   budget: BodyBudget,
 ): Promise<Uint8Array> {
-  const declared = c.req.header("content-length") !== undefined;
   const raw = new Uint8Array(await c.req.arrayBuffer());
-  if (!declared && !share.take(raw.length)) throw new OverBudget();
+  if (!share.take(Math.max(0, raw.length - share.taken))) throw new OverBudget();
   const gzipped = (c.req.header("content-encoding") ?? "").trim().toLowerCase() === "gzip";
   if (!gzipped) {
     if (raw.length > max) throw new TooLarge(`the request body is over ${max} bytes`);

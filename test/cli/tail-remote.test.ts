@@ -52,6 +52,14 @@ async function serve(db: string, env: NodeJS.ProcessEnv = {}) {
   return served;
 }
 
+/** Ctrl-C ends a follower within `ms`: exit code 0, nothing on stderr. */
+async function stopsOnSigint(follower: Started, ms: number): Promise<void> {
+  follower.child.kill("SIGINT");
+  const exit = await exitWithin(ms, "the follower to stop on SIGINT", follower);
+  expect({ code: exit.code, signal: exit.signal }).toEqual({ code: 0, signal: null });
+  expect(exit.stderr).toBe("");
+}
+
 /** `runtrail tail --follow` with these arguments, its output piped. */
 function follow(args: readonly string[], env: NodeJS.ProcessEnv = {}): Started {
   return track(
@@ -149,10 +157,7 @@ describe("runtrail tail --follow through the server that holds the store", () =>
     expect(follower.stderr()).toBe("");
     expect(follower.child.exitCode).toBeNull();
 
-    follower.child.kill("SIGINT");
-    const exit = await exitWithin(5_000, "the follower to stop on SIGINT", follower);
-    expect({ code: exit.code, signal: exit.signal }).toEqual({ code: 0, signal: null });
-    expect(exit.stderr).toBe("");
+    await stopsOnSigint(follower, 5_000);
   });
 
   it("stops at once on SIGINT, exiting 0 with nothing on stderr", async () => {
@@ -163,10 +168,7 @@ describe("runtrail tail --follow through the server that holds the store", () =>
     // A few polls of the server, then Ctrl-C at some point between or during them.
     await sleep(2_300);
     expect(follower.child.exitCode, follower.stderr()).toBeNull();
-    follower.child.kill("SIGINT");
-    const exit = await exitWithin(3_000, "the follower to stop on SIGINT", follower);
-    expect({ code: exit.code, signal: exit.signal }).toEqual({ code: 0, signal: null });
-    expect(exit.stderr).toBe("");
+    await stopsOnSigint(follower, 3_000);
   });
 
   it("exits 1 with one line naming the server when the server goes away while it follows", async () => {
@@ -194,10 +196,7 @@ describe("runtrail tail --follow through the server that holds the store", () =>
     try {
       // Past the next poll: its request is in flight, and stays so.
       await sleep(1_500);
-      follower.child.kill("SIGINT");
-      const exit = await exitWithin(5_000, "the follower to stop on SIGINT", follower);
-      expect({ code: exit.code, signal: exit.signal }).toEqual({ code: 0, signal: null });
-      expect(exit.stderr).toBe("");
+      await stopsOnSigint(follower, 5_000);
     } finally {
       server.child.kill("SIGCONT");
     }

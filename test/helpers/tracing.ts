@@ -1,4 +1,4 @@
-import type { Tracer } from "@opentelemetry/api";
+import { context, type Span, type Tracer, trace } from "@opentelemetry/api";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BasicTracerProvider } from "@opentelemetry/sdk-trace-base";
 import {
@@ -20,4 +20,19 @@ export function traced(options: RunTrailSpanProcessorOptions): Traced {
     spanProcessors: [processor],
   });
   return { processor, provider, tracer: provider.getTracer("runtrail-test") };
+}
+
+/** An LLM chat call under `parent`, with its tokens, as the GenAI instrumentations write it; not ended. */
+export function chatCall(tracer: Tracer, parent: Span, input: number, output: number): Span {
+  return tracer.startSpan(
+    "chat",
+    {
+      attributes: {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.usage.input_tokens": input,
+        "gen_ai.usage.output_tokens": output,
+      },
+    },
+    trace.setSpan(context.active(), parent),
+  );
 }

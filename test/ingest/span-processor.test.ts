@@ -6,7 +6,7 @@ import { RunTrailSpanProcessor } from "../../src/ingest/span-processor.js";
 import { startFixture } from "../helpers/processes.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempDir, tempStore } from "../helpers/temp-dir.js";
-import { traced } from "../helpers/tracing.js";
+import { chatCall, traced } from "../helpers/tracing.js";
 
 function captureDiag(): string[] {
   const lines: string[] = [];
@@ -86,17 +86,7 @@ describe("RunTrailSpanProcessor", () => {
     run.end();
     await t.processor.forceFlush();
     expect((await storedRuns(db))[0]?.stages_completed).toBe(0);
-    const call = t.tracer.startSpan(
-      "chat",
-      {
-        attributes: {
-          "gen_ai.operation.name": "chat",
-          "gen_ai.usage.input_tokens": 4,
-          "gen_ai.usage.output_tokens": 1,
-        },
-      },
-      trace.setSpan(context.active(), stage),
-    );
+    const call = chatCall(t.tracer, stage, 4, 1);
     call.end();
     stage.end();
     await t.processor.forceFlush();

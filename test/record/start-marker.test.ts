@@ -113,6 +113,15 @@ async function runWithStages(url: string, runId: string) {
   return (await response.json()) as RunRow & { stages: StageRow[] };
 }
 
+/** The run once the server has it completed, with its stages. */
+function completedRun(url: string, runId: string) {
+  return eventually(async () => {
+    const run = await runWithStages(url, runId);
+    expect(run.status).toBe("completed");
+    return run;
+  }, 5_000);
+}
+
 /** The pipeline's exit once released: code 0, nothing on stderr, `done` printed. */
 async function finished(pipeline: Awaited<ReturnType<typeof startPipeline>>) {
   pipeline.release();
@@ -154,11 +163,7 @@ describe(`the start marker (${START_MARKER_NAME}, kind ${START_MARKER_KIND}) ove
     expect((await listedRuns(url)).map((r) => r.run_id)).toEqual([pipeline.runId]);
 
     await finished(pipeline);
-    const done = await eventually(async () => {
-      const run = await runWithStages(url, pipeline.runId);
-      expect(run.status).toBe("completed");
-      return run;
-    }, 5_000);
+    const done = await completedRun(url, pipeline.runId);
     expect(done).toMatchObject({
       run_id: pipeline.runId,
       pipeline: "marker-on-pipeline",
@@ -188,11 +193,7 @@ describe(`the start marker (${START_MARKER_NAME}, kind ${START_MARKER_KIND}) ove
     await missing.arrayBuffer();
 
     await finished(pipeline);
-    const done = await eventually(async () => {
-      const run = await runWithStages(url, pipeline.runId);
-      expect(run.status).toBe("completed");
-      return run;
-    }, 5_000);
+    const done = await completedRun(url, pipeline.runId);
     expect(done).toMatchObject({
       run_id: pipeline.runId,
       pipeline: "marker-off-pipeline",

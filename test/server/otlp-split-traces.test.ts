@@ -202,6 +202,15 @@ const WITH_LATE_STAGE = {
   current_stage: null,
 } satisfies Partial<RunRow>;
 
+/** The run as the server answers it once the late stage and its LLM call came, with its stages. */
+function expectWithLateStage(run: RunDetail): void {
+  expect(run).toMatchObject(WITH_LATE_STAGE);
+  expect(stageSummary(run.stages)).toEqual([
+    ["extract", "completed", 0, 0],
+    ["summarize", "failed", 1, 1500],
+  ]);
+}
+
 const ROOT_FIRST = [spans.root, spans.extract];
 const LATE = [spans.summarize, spans.summarizeLlm];
 
@@ -220,11 +229,7 @@ describe("a trace whose root span comes before some of its descendants, through 
 
     await send(server, LATE);
     const run = await runOf(server);
-    expect(run).toMatchObject(WITH_LATE_STAGE);
-    expect(stageSummary(run.stages)).toEqual([
-      ["extract", "completed", 0, 0],
-      ["summarize", "failed", 1, 1500],
-    ]);
+    expectWithLateStage(run);
     await stop(server);
 
     const split = await rowsIn(db);
@@ -254,11 +259,7 @@ describe("a trace whose root span comes before some of its descendants, through 
     expectRootAndExtractOnly(await runOf(after));
     await send(after, LATE);
     const run = await runOf(after);
-    expect(run).toMatchObject(WITH_LATE_STAGE);
-    expect(stageSummary(run.stages)).toEqual([
-      ["extract", "completed", 0, 0],
-      ["summarize", "failed", 1, 1500],
-    ]);
+    expectWithLateStage(run);
     await stop(after);
 
     const split = await rowsIn(db);

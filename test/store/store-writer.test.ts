@@ -7,7 +7,7 @@ import { eventually } from "../helpers/eventually.js";
 import { type Started, startFixture } from "../helpers/processes.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
-import { type Traced, traced } from "../helpers/tracing.js";
+import { chatCall, type Traced, traced } from "../helpers/tracing.js";
 
 /** Long enough that a write waiting for the holder fails well after the test saw the one before. */
 const LOCK_WAIT_MS = 1_500;
@@ -55,12 +55,17 @@ function stageOf(t: Traced, run: Span, name: string): Span {
   return t.tracer.startSpan(name, {}, trace.setSpan(context.active(), run));
 }
 
+/** A processor on a store held by another process, with no spool to fall back on. */
+async function neitherWritable(maxQueuedRows: number) {
+  const db = tempStore();
+  breakSpool(db);
+  const holder = await holdStore(db);
+  return { db, holder, t: writerOn(db, maxQueuedRows) };
+}
+
 describe("StoreWriter, when neither the store nor the spool can be written", () => {
   it("keeps the rows in memory and writes them all, the latest of each run, once the store can be written", async () => {
-    const db = tempStore();
-    breakSpool(db);
-    const holder = await holdStore(db);
-    const t = writerOn(db, 5);
+    const { db, holder, t } = await neitherWritable(5);
     const first = t.tracer.startSpan("first");
     const second = t.tracer.startSpan("second");
     stageOf(t, first, "a1").end();
@@ -105,23 +110,10 @@ describe("StoreWriter, when neither the store nor the spool can be written", () 
   });
 
   it("does not write a flush's later rows before the earlier ones it keeps, which would then overwrite them", async () => {
-    const db = tempStore();
-    breakSpool(db);
-    const holder = await holdStore(db);
-    const t = writerOn(db, 1_000);
+    const { db, holder, t } = await neitherWritable(1_000);
     const run = t.tracer.startSpan("summarize");
     const stage = stageOf(t, run, "draft");
-    const call = t.tracer.startSpan(
-      "chat",
-      {
-        attributes: {
-          "gen_ai.operation.name": "chat",
-          "gen_ai.usage.input_tokens": 4,
-          "gen_ai.usage.output_tokens": 1,
-        },
-      },
-      trace.setSpan(context.active(), stage),
-    );
+    const call = chatCall(t.tracer, stage, 4, 1);
     // The stage ends before its LLM call: its first row counts no call.
     stage.end();
     await t.processor.forceFlush();
