@@ -1,8 +1,8 @@
 import type { DuckDBValue } from "@duckdb/node-api";
 
 /**
- * Collects positional parameters, so that no value is put into SQL text by hand: the session
- * writes them in with one encoder (see `inlineParams`) or binds them.
+ * Collects positional parameters, so that no value is put into SQL text: the session binds
+ * them to the statement (see `StoreSession.all`).
  */
 export class SqlParams {
   readonly values: DuckDBValue[] = [];
