@@ -28,7 +28,6 @@ export interface CommandContext {
 
 export interface Command {
   name: string;
-  summary: string;
   usage: string;
   options: OptionSpec;
   /**

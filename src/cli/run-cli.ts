@@ -1,27 +1,66 @@
 import { parseArgs } from "node:util";
 import type { CliIo, Command, ParsedValues } from "./_command.js";
 import { CliError, ExitCode } from "./cli-error.js";
-import { demoCommand } from "./commands/demo.js";
-import { exportCommand } from "./commands/export.js";
-import { pruneCommand } from "./commands/prune.js";
-import { reapCommand } from "./commands/reap.js";
-import { resumeCommand } from "./commands/resume.js";
-import { serveCommand } from "./commands/serve.js";
-import { showCommand } from "./commands/show.js";
-import { statsCommand } from "./commands/stats.js";
-import { tailCommand } from "./commands/tail.js";
 
-const COMMANDS: readonly Command[] = [
-  tailCommand,
-  showCommand,
-  resumeCommand,
-  statsCommand,
-  pruneCommand,
-  exportCommand,
-  reapCommand,
-  serveCommand,
-  demoCommand,
+/**
+ * The commands, each loaded when it is run: `serve` alone brings the HTTP server, the API's
+ * schemas and the metrics, and `demo` the tracing SDK, which `tail` or `show` have no use for
+ * (loading every command cost each of them about 0.25 s of start-up).
+ */
+const COMMANDS: readonly CommandEntry[] = [
+  {
+    name: "tail",
+    summary: "the latest runs, newest first",
+    load: async () => (await import("./commands/tail.js")).tailCommand,
+  },
+  {
+    name: "show",
+    summary: "one run in detail, by a prefix of its run id or trace id",
+    load: async () => (await import("./commands/show.js")).showCommand,
+  },
+  {
+    name: "resume",
+    summary: "resume a failed run of a definePipeline pipeline at the stage that failed",
+    load: async () => (await import("./commands/resume.js")).resumeCommand,
+  },
+  {
+    name: "stats",
+    summary: "counts by status, failure rate, p50/p95 duration, LLM calls and tokens",
+    load: async () => (await import("./commands/stats.js")).statsCommand,
+  },
+  {
+    name: "prune",
+    summary: "delete old runs, their stages and files, then give the space back",
+    load: async () => (await import("./commands/prune.js")).pruneCommand,
+  },
+  {
+    name: "export",
+    summary: "write runs (or their stages) to CSV, Parquet or JSON lines",
+    load: async () => (await import("./commands/export.js")).exportCommand,
+  },
+  {
+    name: "reap",
+    summary: "mark runs whose process died (or went silent) as crashed, now",
+    load: async () => (await import("./commands/reap.js")).reapCommand,
+  },
+  {
+    name: "serve",
+    summary: "serve the store: query API, /metrics, and the place the CLI reads from",
+    load: async () => (await import("./commands/serve.js")).serveCommand,
+  },
+  {
+    name: "demo",
+    summary: "run the bundled example pipeline into the store",
+    load: async () => (await import("./commands/demo.js")).demoCommand,
+  },
 ];
+
+interface CommandEntry {
+  name: string;
+  /** One line for `runtrail --help`. */
+  summary: string;
+  load: () => Promise<Command>;
+}
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -48,14 +87,15 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     io.stderr(`${overview()}\n`);
     return ExitCode.usage;
   }
-  const command = COMMANDS.find((c) => c.name === name);
+  const entry = COMMANDS.find((c) => c.name === name);
   try {
-    if (command === undefined) {
+    if (entry === undefined) {
       throw new CliError(
         `unknown command "${name}"; run runtrail --help for the list`,
         ExitCode.usage,
       );
     }
+    const command = await entry.load();
     let parsed: ReturnType<typeof parseArgs>;
     try {
       parsed = parseArgs({

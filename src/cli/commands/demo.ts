@@ -27,7 +27,6 @@ function invocation(): string {
 
 export const demoCommand: Command = {
   name: "demo",
-  summary: "run the bundled example pipeline into the store",
   usage: [
     "runtrail demo [--runs 12] [--pace 1] [--otlp URL] [--every S]",
     "",

@@ -18,7 +18,6 @@ import { filterOf } from "./tail.js";
 
 export const exportCommand: Command = {
   name: "export",
-  summary: "write runs (or their stages) to CSV, Parquet or JSON lines",
   usage: [
     "runtrail export --format csv|parquet|jsonl [--out FILE] [--since T] [--status S] [--pipeline P] [--stages]",
     "",

@@ -22,7 +22,6 @@ function megabytes(bytes: number): string {
 
 export const pruneCommand: Command = {
   name: "prune",
-  summary: "delete old runs, their stages and files, then give the space back",
   usage: [
     "runtrail prune --older-than 30d [--status S[,S]] [--dry-run]",
     "",

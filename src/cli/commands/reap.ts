@@ -5,7 +5,6 @@ import { ExitCode } from "../cli-error.js";
 
 export const reapCommand: Command = {
   name: "reap",
-  summary: "mark runs whose process died (or went silent) as crashed, now",
   usage: [
     "runtrail reap [--stale-after 2m] [--silent-after 30m]",
     "",

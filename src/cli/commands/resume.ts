@@ -107,7 +107,6 @@ function progressLine(p: StageProgress, width: number, style: Style): string | u
 
 export const resumeCommand: Command = {
   name: "resume",
-  summary: "resume a failed run of a definePipeline pipeline at the stage that failed",
   usage: [
     "runtrail resume <run-id-or-trace-id-prefix> [--db PATH] [--url URL]",
     "",

@@ -25,7 +25,6 @@ import { CliError, ExitCode } from "../cli-error.js";
 
 export const serveCommand: Command = {
   name: "serve",
-  summary: "serve the store: query API, /metrics, and the place the CLI reads from",
   usage: [
     `runtrail serve [--port ${DEFAULT_PORT}] [--host ${DEFAULT_HOST}] [--db PATH]`,
     "",

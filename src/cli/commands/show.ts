@@ -211,7 +211,6 @@ function artifactTable(artifacts: readonly ArtifactRow[]): string {
 
 export const showCommand: Command = {
   name: "show",
-  summary: "one run in detail, by a prefix of its run id or trace id",
   usage: [
     "runtrail show <run-id-or-trace-id-prefix>",
     "",

@@ -39,7 +39,6 @@ function row(group: GroupStats): string[] {
 
 export const statsCommand: Command = {
   name: "stats",
-  summary: "counts by status, failure rate, p50/p95 duration, LLM calls and tokens",
   usage: [
     "runtrail stats [--since 7d] [--pipeline P] [--by pipeline|stage|tenant]",
     "",

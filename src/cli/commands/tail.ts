@@ -171,7 +171,6 @@ async function follow(
 
 export const tailCommand: Command = {
   name: "tail",
-  summary: "the latest runs, newest first",
   usage: [
     "runtrail tail [-n 10] [--status S[,S]] [--pipeline P] [--since 24h] [--follow]",
     "",
