@@ -1,8 +1,26 @@
 import type { DuckDBValue } from "@duckdb/node-api";
 import { describe, expect, it } from "vitest";
+import { listRuns } from "../../src/query/list-runs.js";
 import { withStore } from "../../src/store/open-store.js";
 import type { StoreSession } from "../../src/store/store-session.js";
+import { writeRows } from "../../src/store/write-rows.js";
+import { blankRun } from "../helpers/run-row.js";
 import { tempStore } from "../helpers/temp-dir.js";
+
+/** `n` completed runs that started `startUs` onwards, one a second. */
+function runs(n: number, startUs: number, pipeline: string) {
+  return Array.from({ length: n }, (_, i) => {
+    const hex = (startUs + i).toString(16).padStart(32, "0");
+    return blankRun({
+      run_id: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`,
+      trace_id: hex,
+      span_id: hex.slice(16),
+      pipeline,
+      status: "completed",
+      started_at: startUs + i * 1_000_000,
+    });
+  });
+}
 
 /** The value and DuckDB type of `$1`, read straight through DuckDB's own binding. */
 async function bound(session: StoreSession, value: DuckDBValue) {
@@ -73,19 +91,46 @@ describe("reads with bound parameters", () => {
         ["SELECT count(*)::INTEGER AS v FROM t WHERE x >= $1", [200_000]],
         ["SELECT count(*)::INTEGER AS v FROM t WHERE s = $1", ["z"]],
       ];
+      // No parameters, asked with an empty list, as a filter of nothing is.
+      reads.push(["SELECT count(*)::INTEGER AS v FROM t WHERE TRUE", []]);
       const read = () => Promise.all(reads.map(([sql, p]) => session.one<{ v: number }>(sql, p)));
-      expect((await read()).map((r) => r?.v)).toEqual([100_000, 100_000, 1, 0, 0]);
+      expect((await read()).map((r) => r?.v)).toEqual([100_000, 100_000, 1, 0, 0, 100_000]);
       // Written on another connection to the same store, as a server's writer does.
       const writer = await session.connect();
       try {
         await writer.run("INSERT INTO t SELECT i, 'z' FROM range(200000, 200010) r(i)");
         await writer.run("CHECKPOINT");
-        expect((await read()).map((r) => r?.v)).toEqual([100_010, 200_009, 1, 10, 10]);
+        expect((await read()).map((r) => r?.v)).toEqual([100_010, 200_009, 1, 10, 10, 100_010]);
         await writer.run("UPDATE t SET s = 'z' WHERE x < 6");
         await writer.run("DELETE FROM t WHERE x >= 200005");
-        expect((await read()).map((r) => r?.v)).toEqual([100_005, 200_004, 6, 5, 10]);
+        expect((await read()).map((r) => r?.v)).toEqual([100_005, 200_004, 6, 5, 10, 100_005]);
       } finally {
         writer.close();
+      }
+    });
+  });
+
+  it("counts the runs a writer on another connection added since the count was last asked", async () => {
+    await withStore(tempStore(), async (session) => {
+      const reader = await session.connect();
+      try {
+        const t0 = Date.now() * 1000 - 3_600_000_000;
+        await writeRows(session, { runs: runs(50, t0, "first"), stages: [] });
+        await session.run("CHECKPOINT");
+        // Asked several times, as a server's list is, so that its statements are kept.
+        for (let i = 0; i < 3; i++) {
+          expect((await listRuns(reader, { limit: 10 })).total).toBe(50);
+          expect((await listRuns(reader, { limit: 10, pipeline: "first" })).total).toBe(50);
+        }
+        await writeRows(session, { runs: runs(25, t0 + 100_000_000, "first"), stages: [] });
+        expect((await listRuns(reader, { limit: 10 })).total).toBe(75);
+        expect((await listRuns(reader, { limit: 10, pipeline: "first" })).total).toBe(75);
+        await session.run("DELETE FROM runs WHERE started_at < make_timestamptz($1::BIGINT)", [
+          t0 + 10_000_000,
+        ]);
+        expect((await listRuns(reader, { limit: 10 })).total).toBe(65);
+      } finally {
+        reader.close();
       }
     });
   });
