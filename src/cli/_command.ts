@@ -27,7 +27,6 @@ export interface CommandContext {
 }
 
 export interface Command {
-  name: string;
   usage: string;
   options: OptionSpec;
   /**

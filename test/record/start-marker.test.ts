@@ -122,6 +122,30 @@ function completedRun(url: string, runId: string) {
   }, 5_000);
 }
 
+/**
+ * Releases the pipeline, checks its exit, and returns its run once the server has it completed
+ * under `name`, with both its stages.
+ */
+async function completedWithBothStages(
+  url: string,
+  pipeline: Awaited<ReturnType<typeof startPipeline>>,
+  name: string,
+) {
+  await finished(pipeline);
+  const done = await completedRun(url, pipeline.runId);
+  expect(done).toMatchObject({
+    run_id: pipeline.runId,
+    pipeline: name,
+    service_name: SERVICE,
+    stages_completed: 2,
+  });
+  expect(done.stages.map((s) => [s.name, s.status])).toEqual([
+    ["hold", "completed"],
+    ["finish", "completed"],
+  ]);
+  return done;
+}
+
 /** The pipeline's exit once released: code 0, nothing on stderr, `done` printed. */
 async function finished(pipeline: Awaited<ReturnType<typeof startPipeline>>) {
   pipeline.release();
@@ -162,19 +186,8 @@ describe(`the start marker (${START_MARKER_NAME}, kind ${START_MARKER_KIND}) ove
     expect(whileRunning.stages.map((s) => s.name)).not.toContain(START_MARKER_NAME);
     expect((await listedRuns(url)).map((r) => r.run_id)).toEqual([pipeline.runId]);
 
-    await finished(pipeline);
-    const done = await completedRun(url, pipeline.runId);
-    expect(done).toMatchObject({
-      run_id: pipeline.runId,
-      pipeline: "marker-on-pipeline",
-      service_name: SERVICE,
-      stages_completed: 2,
-    });
+    const done = await completedWithBothStages(url, pipeline, "marker-on-pipeline");
     expect(done.finished_at).not.toBeNull();
-    expect(done.stages.map((s) => [s.name, s.status])).toEqual([
-      ["hold", "completed"],
-      ["finish", "completed"],
-    ]);
     expect((await listedRuns(url)).map((r) => r.run_id)).toEqual([pipeline.runId]);
   });
 
@@ -192,17 +205,6 @@ describe(`the start marker (${START_MARKER_NAME}, kind ${START_MARKER_KIND}) ove
     expect(missing.status).toBe(404);
     await missing.arrayBuffer();
 
-    await finished(pipeline);
-    const done = await completedRun(url, pipeline.runId);
-    expect(done).toMatchObject({
-      run_id: pipeline.runId,
-      pipeline: "marker-off-pipeline",
-      service_name: SERVICE,
-      stages_completed: 2,
-    });
-    expect(done.stages.map((s) => [s.name, s.status])).toEqual([
-      ["hold", "completed"],
-      ["finish", "completed"],
-    ]);
+    await completedWithBothStages(url, pipeline, "marker-off-pipeline");
   });
 });

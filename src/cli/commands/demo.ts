@@ -26,7 +26,6 @@ function invocation(): string {
 }
 
 export const demoCommand: Command = {
-  name: "demo",
   usage: [
     "runtrail demo [--runs 12] [--pace 1] [--otlp URL] [--every S]",
     "",

@@ -17,7 +17,6 @@ import { CliError, ExitCode } from "../cli-error.js";
 import { filterOf } from "./tail.js";
 
 export const exportCommand: Command = {
-  name: "export",
   usage: [
     "runtrail export --format csv|parquet|jsonl [--out FILE] [--since T] [--status S] [--pipeline P] [--stages]",
     "",

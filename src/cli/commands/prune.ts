@@ -21,7 +21,6 @@ function megabytes(bytes: number): string {
 }
 
 export const pruneCommand: Command = {
-  name: "prune",
   usage: [
     "runtrail prune --older-than 30d [--status S[,S]] [--dry-run]",
     "",

@@ -4,7 +4,6 @@ import { SILENT_AFTER_USAGE, STALE_AFTER_USAGE, useStore } from "../_store.js";
 import { ExitCode } from "../cli-error.js";
 
 export const reapCommand: Command = {
-  name: "reap",
   usage: [
     "runtrail reap [--stale-after 2m] [--silent-after 30m]",
     "",

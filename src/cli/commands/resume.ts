@@ -106,7 +106,6 @@ function progressLine(p: StageProgress, width: number, style: Style): string | u
 }
 
 export const resumeCommand: Command = {
-  name: "resume",
   usage: [
     "runtrail resume <run-id-or-trace-id-prefix> [--db PATH] [--url URL]",
     "",

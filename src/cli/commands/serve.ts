@@ -24,7 +24,6 @@ import { paintStatus } from "../_style.js";
 import { CliError, ExitCode } from "../cli-error.js";
 
 export const serveCommand: Command = {
-  name: "serve",
   usage: [
     `runtrail serve [--port ${DEFAULT_PORT}] [--host ${DEFAULT_HOST}] [--db PATH]`,
     "",

@@ -210,7 +210,6 @@ function artifactTable(artifacts: readonly ArtifactRow[]): string {
 }
 
 export const showCommand: Command = {
-  name: "show",
   usage: [
     "runtrail show <run-id-or-trace-id-prefix>",
     "",

@@ -38,7 +38,6 @@ function row(group: GroupStats): string[] {
 }
 
 export const statsCommand: Command = {
-  name: "stats",
   usage: [
     "runtrail stats [--since 7d] [--pipeline P] [--by pipeline|stage|tenant]",
     "",

@@ -170,7 +170,6 @@ async function follow(
 }
 
 export const tailCommand: Command = {
-  name: "tail",
   usage: [
     "runtrail tail [-n 10] [--status S[,S]] [--pipeline P] [--since 24h] [--follow]",
     "",
