@@ -89,10 +89,16 @@ async function appendChunks(
   }
 }
 
+/** The statement that makes (or empties) the temp table `table` for staging `spec`'s columns. */
+export function stagingTable(table: string, spec: readonly Column[]): string {
+  const names = spec.flatMap(stagedNames);
+  return `CREATE OR REPLACE TEMP TABLE ${table} (${names.map((n) => `${n} DOUBLE`).join(", ")})`;
+}
+
 /**
- * Stages columns into a temp table of DOUBLE columns (see {@link stagedNames}): numbers as
- * they are, text as codes into `values`, to which the batch's own values are added. Whole
- * columns are copied into DuckDB vectors.
+ * Stages columns into the temp table {@link stagingTable} made: numbers as they are, text as
+ * codes into `values`, to which the batch's own values are added. Whole columns are copied
+ * into DuckDB vectors, on this thread, with no trip to DuckDB's.
  */
 export async function stageColumns(
   session: StoreSession,
@@ -101,10 +107,6 @@ export async function stageColumns(
   batch: Columns,
   values: string[],
 ): Promise<void> {
-  const names = spec.flatMap(stagedNames);
-  await session.run(
-    `CREATE OR REPLACE TEMP TABLE ${table} (${names.map((n) => `${n} DOUBLE`).join(", ")})`,
-  );
   const offset = values.length;
   for (const value of batch.values) values.push(value);
   const { offsets } = stagedOffsets(spec);
@@ -121,7 +123,7 @@ export async function stageColumns(
         copyNumbers(chunk, c, values.subarray(offset, offset + rows));
       }
     },
-    names.map(() => DOUBLE),
+    spec.flatMap(stagedNames).map(() => DOUBLE),
   );
 }
 

@@ -6,6 +6,7 @@ import {
   type DuckDBPreparedStatement,
   type DuckDBValue,
   JSDuckDBValueConverter,
+  StatementType,
 } from "@duckdb/node-api";
 
 export type SqlParams = DuckDBValue[] | Record<string, DuckDBValue>;
@@ -16,6 +17,20 @@ export type SqlParams = DuckDBValue[] | Record<string, DuckDBValue>;
  * again and again with other values.
  */
 const KEPT_STATEMENTS = 64;
+
+/**
+ * The kinds of statement kept: reads, changes of rows, and `SET VARIABLE` (a write's values).
+ * DuckDB runs a kept `CREATE … AS` wrongly the second time (the table it makes lacks the
+ * columns named in its select list).
+ */
+const KEPT_TYPES: ReadonlySet<StatementType> = new Set([
+  StatementType.SELECT,
+  StatementType.INSERT,
+  StatementType.UPDATE,
+  StatementType.DELETE,
+  StatementType.MERGE_INTO,
+  StatementType.SET,
+]);
 
 interface KeptStatement {
   statement: DuckDBPreparedStatement;
@@ -76,11 +91,12 @@ export class StoreSession {
   }
 
   /**
-   * Runs a statement with its parameters bound. Writes pass whole batches as one value (a JSON
-   * text of thousands of rows), which binding hands over as it is and SQL text would parse.
+   * Runs a statement with its parameters bound, kept as reads are (see `query`). Writes pass
+   * whole batches as one value (a JSON text of thousands of rows), which binding hands over as
+   * it is and SQL text would parse.
    */
   async run(sql: string, params?: SqlParams): Promise<void> {
-    await this.connection.run(sql, params);
+    await this.query(sql, params);
   }
 
   /** Rows as plain objects: numbers, strings, booleans, arrays and nulls. */
@@ -133,7 +149,9 @@ export class StoreSession {
     let kept = this.kept.get(sql);
     if (kept === undefined || kept.busy) {
       const statement = await this.connection.prepare(sql);
-      if (this.kept.has(sql) || this.closed) return runOnce(statement, params);
+      if (this.kept.has(sql) || this.closed || !KEPT_TYPES.has(statement.statementType)) {
+        return runOnce(statement, params);
+      }
       kept = { statement, busy: false, dropped: false };
       this.keep(sql, kept);
     } else {
@@ -164,17 +182,25 @@ export class StoreSession {
     return (await this.all<T>(sql, params))[0];
   }
 
-  /** Runs `work` in a transaction: committed if it returns, rolled back if it throws. */
-  async transaction<T>(work: () => Promise<T>): Promise<T> {
-    await this.connection.run("BEGIN TRANSACTION");
+  /**
+   * Runs `work` in a transaction: committed if it returns, rolled back if it throws. `opening`
+   * runs with the BEGIN and `closing` with the COMMIT, statements without values in one trip to
+   * DuckDB's threads each: on a server's busy event loop every trip waits its turn, several
+   * milliseconds.
+   */
+  async transaction<T>(
+    work: () => Promise<T>,
+    around: { opening?: readonly string[]; closing?: readonly string[] } = {},
+  ): Promise<T> {
+    await this.connection.run(["BEGIN TRANSACTION", ...(around.opening ?? [])].join(";\n"));
     let result: T;
     try {
       result = await work();
+      await this.connection.run([...(around.closing ?? []), "COMMIT"].join(";\n"));
     } catch (error) {
       await this.connection.run("ROLLBACK").catch(() => undefined);
       throw error;
     }
-    await this.connection.run("COMMIT");
     return result;
   }
 

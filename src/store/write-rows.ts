@@ -9,7 +9,7 @@ import {
   stagedOffsets,
 } from "./column-batch.js";
 import { type Column, RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
-import { stageColumns, stageValues } from "./stage-columns.js";
+import { stageColumns, stagingTable } from "./stage-columns.js";
 import type { StoreSession } from "./store-session.js";
 
 /**
@@ -64,6 +64,49 @@ export function partsOf(batch: ColumnBatch): Columns[] {
 }
 
 const DICTIONARY = "runtrail_staged_text";
+
+/**
+ * The connection's variable that carries a write's values to its statements: the texts of the
+ * staged columns, the spans, the rows to delete, and how far back each merge looks. Set by one
+ * kept statement, the statements that read it run as one text, in one trip to DuckDB's
+ * threads; DuckDB reads a variable when it plans a statement, so its bounds prune row groups
+ * as a constant does.
+ */
+const WRITE_VARIABLE = "runtrail_write";
+
+/** A field of {@link WRITE_VARIABLE}. */
+function given(field: keyof typeof WRITE_FIELDS): string {
+  return `getvariable('${WRITE_VARIABLE}').${field}`;
+}
+
+/** The fields of {@link WRITE_VARIABLE} and their types, in the order they are bound. */
+const WRITE_FIELDS = {
+  text: "VARCHAR",
+  runs_since: "BIGINT",
+  new_runs_since: "BIGINT",
+  merge_since: "BIGINT",
+  new_stages_since: "BIGINT",
+  span_trace: "VARCHAR",
+  span_id: "VARCHAR",
+  span_tenant: "VARCHAR",
+  span_received: "VARCHAR",
+  span_json: "VARCHAR",
+  stale_runs: "VARCHAR",
+  stale_stages: "VARCHAR",
+} as const;
+
+type WriteValues = Record<keyof typeof WRITE_FIELDS, string | number | null>;
+
+/**
+ * The variable as a row, for the long lists of values: read as a column, a list is parsed as
+ * the statement runs; read as the variable, DuckDB parses it while planning and copies the
+ * parsed list between its optimizer's passes (a third more time for a write's spans).
+ */
+const WRITE_ROW = `(SELECT getvariable('${WRITE_VARIABLE}') AS w)`;
+
+const SET_WRITE = `SET VARIABLE ${WRITE_VARIABLE} = {${Object.entries(WRITE_FIELDS)
+  .map(([name, type], i) => `${name}: $${i + 1}::${type}`)
+  .join(", ")}}`;
 
 /** From the staged column (a number, or a code into the dictionary `d.v`) to the table's type. */
 function fromStaged(column: Column): string {
@@ -123,12 +166,12 @@ const RUN_VALUES = RUN_COLUMNS.map((c) => `s.${c.name}`).join(", ");
 const APPEND_RUNS = `
 INSERT INTO runs (${RUN_COLUMNS.map((c) => c.name).join(", ")})
 SELECT n.* FROM (${stagedSelect(RUN_COLUMNS, "runtrail_staged_new_runs")}) AS n
-ANTI JOIN (SELECT run_id FROM runs WHERE started_at >= make_timestamptz($1::BIGINT)) AS r
+ANTI JOIN (SELECT run_id FROM runs WHERE started_at >= make_timestamptz(${given("new_runs_since")})) AS r
   ON n.run_id = r.run_id`;
 
 export const MERGE_RUNS = `
 MERGE INTO runs USING (${stagedSelect(RUN_COLUMNS, "runtrail_staged_runs")}) AS s
-ON runs.run_id = s.run_id AND runs.started_at >= make_timestamptz($1::BIGINT)
+ON runs.run_id = s.run_id AND runs.started_at >= make_timestamptz(${given("runs_since")})
 WHEN MATCHED AND NOT (s.status = 'running' AND runs.status NOT IN ('running', 'crashed'))
   THEN UPDATE SET ${RUN_SET}
 WHEN NOT MATCHED THEN INSERT (${RUN_NAMES}) VALUES (${RUN_VALUES})`;
@@ -149,27 +192,32 @@ export interface StoredSpan {
 }
 
 /**
- * Appends spans to `otlp_spans` in the session's transaction. Each column travels as one JSON
- * list, parsed by DuckDB on its own thread: appending a value at a time, each a call into
- * DuckDB on this thread, cost several times more.
+ * Appends spans to `otlp_spans`. Each column travels as one JSON list, parsed by DuckDB on its
+ * own thread: appending a value at a time, each a call into DuckDB on this thread, cost several
+ * times more.
  */
-async function appendSpans(session: StoreSession, spans: readonly StoredSpan[]): Promise<void> {
-  const column = (pick: (span: StoredSpan) => string | null) => jsonText(spans.map(pick));
-  const list = (n: number) => `unnest(from_json($${n}::VARCHAR, '["VARCHAR"]'))`;
-  await session.run(
-    `INSERT INTO otlp_spans (trace_id, span_id, tenant_id, received_at, span)
-     SELECT t, s, n, make_timestamptz(r), j FROM (
-       SELECT ${list(1)} AS t, ${list(2)} AS s, ${list(3)} AS n,
-         unnest(from_json($4::VARCHAR, '["BIGINT"]')) AS r, ${list(5)} AS j)`,
-    [
-      column((span) => span.trace_id),
-      column((span) => span.span_id),
-      column((span) => span.tenant_id),
-      JSON.stringify(spans.map((span) => span.received_at)),
-      column((span) => span.span),
-    ],
-  );
-}
+const APPEND_SPANS = (() => {
+  const list = (field: keyof typeof WRITE_FIELDS, type: string) =>
+    `unnest(from_json(w.${field}, '["${type}"]'))`;
+  return `
+INSERT INTO otlp_spans (trace_id, span_id, tenant_id, received_at, span)
+SELECT t, s, n, make_timestamptz(r), j FROM (
+  SELECT ${list("span_trace", "VARCHAR")} AS t, ${list("span_id", "VARCHAR")} AS s,
+    ${list("span_tenant", "VARCHAR")} AS n, ${list("span_received", "BIGINT")} AS r,
+    ${list("span_json", "VARCHAR")} AS j
+  FROM ${WRITE_ROW})`;
+})();
+
+/** Rows the same traces gave before that they no longer give. */
+const DELETE_STALE_RUNS = [
+  `DELETE FROM stages WHERE run_id IN (SELECT unnest(from_json(${given("stale_runs")}, '["UUID"]')))`,
+  `DELETE FROM runs WHERE run_id IN (SELECT unnest(from_json(${given("stale_runs")}, '["UUID"]')))`,
+];
+const DELETE_STALE_STAGES = `
+DELETE FROM stages USING (
+  SELECT unnest(from_json(${given("stale_stages")}, '[{"run_id":"UUID","span_id":"VARCHAR"}]'), recursive := true)
+) AS gone
+WHERE stages.run_id = gone.run_id AND stages.span_id = gone.span_id`;
 
 export const APPEND_STAGES = `INSERT INTO stages (${STAGE_NAMES}) ${stagedSelect(STAGE_COLUMNS, "runtrail_staged_stages")}`;
 
@@ -177,7 +225,7 @@ export const APPEND_STAGES = `INSERT INTO stages (${STAGE_NAMES}) ${stagedSelect
 const APPEND_NEW_STAGES = `
 INSERT INTO stages (${STAGE_NAMES})
 SELECT n.* FROM (${stagedSelect(STAGE_COLUMNS, "runtrail_staged_new_stages")}) AS n
-ANTI JOIN (SELECT run_id, span_id FROM stages WHERE started_at >= make_timestamptz($1::BIGINT)) AS s
+ANTI JOIN (SELECT run_id, span_id FROM stages WHERE started_at >= make_timestamptz(${given("new_stages_since")})) AS s
   ON n.run_id = s.run_id AND n.span_id = s.span_id`;
 
 /**
@@ -191,7 +239,7 @@ MERGE INTO stages USING (
   ) QUALIFY row_number() OVER (PARTITION BY run_id, span_id ORDER BY runtrail_pos DESC) = 1
 ) AS s
 ON stages.run_id = s.run_id AND stages.span_id = s.span_id
-  AND stages.started_at >= make_timestamptz($1::BIGINT)
+  AND stages.started_at >= make_timestamptz(${given("merge_since")})
 WHEN MATCHED THEN UPDATE SET ${STAGE_SET}
 WHEN NOT MATCHED THEN INSERT (${STAGE_NAMES}) VALUES (${STAGE_VALUES})`;
 
@@ -230,7 +278,9 @@ export interface WriteExtras {
 
 /**
  * Writes a batch in one transaction: all of it or none. Columns are staged in temp tables, a
- * whole column at a time, then merged or appended by SQL.
+ * whole column at a time, then merged or appended by SQL. Three trips to DuckDB's threads,
+ * whatever the batch: the transaction and its staging tables, the write's values, then every
+ * statement and the commit.
  */
 export async function writeColumns(
   session: StoreSession,
@@ -238,54 +288,71 @@ export async function writeColumns(
   extras: WriteExtras = {},
 ): Promise<void> {
   const { runs, newRuns, stages, stagesToMerge } = batch;
-  const spans = extras.spans;
-  const bound = (cols: readonly Column[], part: Columns) =>
-    Math.min(earliest(cols, part), extras.since ?? Number.POSITIVE_INFINITY);
-  const values: string[] = [];
+  const newStages = extras.newStages ?? emptyColumns(STAGE_COLUMNS);
+  const spans = extras.spans ?? [];
+  const staleRuns = extras.staleRuns ?? [];
+  const staleStages = extras.staleStages ?? [];
   const note = session.onRunKeys;
   if (note !== undefined) {
     noteRunKeys(note, runs);
     noteRunKeys(note, newRuns);
   }
-  await session.transaction(async () => {
-    if (runs.count > 0) {
-      await stageColumns(session, "runtrail_staged_runs", RUN_COLUMNS, runs, values);
-    }
-    if (newRuns.count > 0) {
-      await stageColumns(session, "runtrail_staged_new_runs", RUN_COLUMNS, newRuns, values);
-    }
-    if (stagesToMerge.count > 0) {
-      await stageColumns(session, "runtrail_staged_merge", STAGE_COLUMNS, stagesToMerge, values);
-    }
-    if (stages.count > 0) {
-      await stageColumns(session, "runtrail_staged_stages", STAGE_COLUMNS, stages, values);
-    }
-    const newStages = extras.newStages;
-    if (newStages !== undefined && newStages.count > 0) {
-      await stageColumns(session, "runtrail_staged_new_stages", STAGE_COLUMNS, newStages, values);
-    }
-    await stageValues(session, DICTIONARY, values);
-    for (const runId of extras.staleRuns ?? []) {
-      await session.run("DELETE FROM stages WHERE run_id = $1::UUID", [runId]);
-      await session.run("DELETE FROM runs WHERE run_id = $1::UUID", [runId]);
-    }
-    for (const stage of extras.staleStages ?? []) {
-      await session.run("DELETE FROM stages WHERE run_id = $1::UUID AND span_id = $2", [
-        stage.run_id,
-        stage.span_id,
-      ]);
-    }
-    if (spans !== undefined && spans.length > 0) await appendSpans(session, spans);
-    if (runs.count > 0) await session.run(MERGE_RUNS, [bound(RUN_COLUMNS, runs)]);
-    if (newRuns.count > 0) await session.run(APPEND_RUNS, [bound(RUN_COLUMNS, newRuns)]);
-    // Appended before the merge: a stage that ended in this batch and then took a late span
-    // has its row in both, and the merged one is the later.
-    if (stages.count > 0) await session.run(APPEND_STAGES);
-    if (stagesToMerge.count > 0) {
-      await session.run(MERGE_STAGES, [bound(STAGE_COLUMNS, stagesToMerge)]);
-    }
-    if (newStages !== undefined && newStages.count > 0) {
-      await session.run(APPEND_NEW_STAGES, [bound(STAGE_COLUMNS, newStages)]);
-    }
-  });
+  const staged: [string, readonly Column[], Columns][] = (
+    [
+      ["runtrail_staged_runs", RUN_COLUMNS, runs],
+      ["runtrail_staged_new_runs", RUN_COLUMNS, newRuns],
+      ["runtrail_staged_merge", STAGE_COLUMNS, stagesToMerge],
+      ["runtrail_staged_stages", STAGE_COLUMNS, stages],
+      ["runtrail_staged_new_stages", STAGE_COLUMNS, newStages],
+    ] as [string, readonly Column[], Columns][]
+  ).filter(([, , part]) => part.count > 0);
+  /** How far back a merge into `cols`' table looks for the stored rows of `part`. */
+  const since = (cols: readonly Column[], part: Columns) => {
+    if (part.count === 0) return null;
+    const bound = Math.min(earliest(cols, part), extras.since ?? Number.POSITIVE_INFINITY);
+    return Number.isFinite(bound) ? Math.floor(bound) : null;
+  };
+  const closing = [
+    `CREATE OR REPLACE TEMP TABLE ${DICTIONARY} AS SELECT from_json(w.text, '["VARCHAR"]') AS v FROM ${WRITE_ROW}`,
+  ];
+  if (staleRuns.length > 0) closing.push(...DELETE_STALE_RUNS);
+  if (staleStages.length > 0) closing.push(DELETE_STALE_STAGES);
+  if (spans.length > 0) closing.push(APPEND_SPANS);
+  if (runs.count > 0) closing.push(MERGE_RUNS);
+  if (newRuns.count > 0) closing.push(APPEND_RUNS);
+  // Appended before the merge: a stage that ended in this batch and then took a late span
+  // has its row in both, and the merged one is the later.
+  if (stages.count > 0) closing.push(APPEND_STAGES);
+  if (stagesToMerge.count > 0) closing.push(MERGE_STAGES);
+  if (newStages.count > 0) closing.push(APPEND_NEW_STAGES);
+  const opening = staged.map(([table, cols]) => stagingTable(table, cols));
+  await session.transaction(
+    async () => {
+      const values: string[] = [];
+      for (const [table, cols, part] of staged) {
+        await stageColumns(session, table, cols, part, values);
+      }
+      const column = (pick: (span: StoredSpan) => string | number | null) =>
+        spans.length > 0 ? jsonText(spans.map(pick)) : null;
+      const write: WriteValues = {
+        text: jsonText(values),
+        runs_since: since(RUN_COLUMNS, runs),
+        new_runs_since: since(RUN_COLUMNS, newRuns),
+        merge_since: since(STAGE_COLUMNS, stagesToMerge),
+        new_stages_since: since(STAGE_COLUMNS, newStages),
+        span_trace: column((span) => span.trace_id),
+        span_id: column((span) => span.span_id),
+        span_tenant: column((span) => span.tenant_id),
+        span_received: column((span) => span.received_at),
+        span_json: column((span) => span.span),
+        stale_runs: staleRuns.length > 0 ? jsonText(staleRuns) : null,
+        stale_stages: staleStages.length > 0 ? jsonText(staleStages) : null,
+      };
+      await session.run(
+        SET_WRITE,
+        Object.keys(WRITE_FIELDS).map((name) => write[name as keyof WriteValues]),
+      );
+    },
+    { opening, closing },
+  );
 }

@@ -188,4 +188,24 @@ describe("reads with bound parameters", () => {
       expect(await session.one("SELECT $1::INTEGER AS v", [5])).toEqual({ v: 5 });
     });
   });
+
+  it("makes a table from values as often as asked, each time with its columns", async () => {
+    await withStore(tempStore(), async (session) => {
+      for (const value of ["first", "second", "third"]) {
+        await session.run("CREATE OR REPLACE TEMP TABLE made AS SELECT $1::VARCHAR AS v", [value]);
+        expect(await session.all("SELECT v FROM temp.main.made")).toEqual([{ v: value }]);
+      }
+    });
+  });
+
+  it("sets a variable from values as often as asked, each time to the new ones", async () => {
+    await withStore(tempStore(), async (session) => {
+      for (const value of [1, 2, 3]) {
+        await session.run("SET VARIABLE runtrail_test = {n: $1::INTEGER}", [value]);
+        expect(await session.one("SELECT getvariable('runtrail_test').n AS n")).toEqual({
+          n: value,
+        });
+      }
+    });
+  });
 });

@@ -1,6 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { withStore } from "../../src/store/open-store.js";
-import { writeRows } from "../../src/store/write-rows.js";
+import {
+  columnBatchOf,
+  type StoredSpan,
+  writeColumns,
+  writeRows,
+} from "../../src/store/write-rows.js";
 import { blankRun, blankStage } from "../helpers/run-row.js";
 import { storedRuns, storedStages } from "../helpers/store-rows.js";
 import { tempStore } from "../helpers/temp-dir.js";
@@ -58,5 +63,49 @@ describe("writing rows", () => {
       },
     ]);
     expect(await storedStages(db)).toEqual([{ ...stage, error_stack: repaired }]);
+  });
+
+  it("stores none of a write that fails part way, and the next write works", async () => {
+    const db = tempStore();
+    const runOf = (n: number) =>
+      blankRun({
+        run_id: `0a1b2c3d-0000-4000-8000-00000000000${n}`,
+        trace_id: `0a1b2c3d00004000800000000000000${n}`,
+        span_id: `00f067aa0ba902b${n}`,
+        pipeline: "etl",
+        status: "completed",
+        started_at: AT + n,
+      });
+    const spanOf = (run: ReturnType<typeof runOf>, text: string): StoredSpan => ({
+      trace_id: run.trace_id,
+      span_id: run.span_id,
+      tenant_id: null,
+      received_at: AT,
+      span: text,
+    });
+    const [kept, lost, later] = [runOf(1), runOf(2), runOf(3)];
+    const spanCount = (session: Parameters<typeof writeRows>[0]) =>
+      session.one<{ n: number }>("SELECT count(*)::DOUBLE AS n FROM otlp_spans");
+    await withStore(db, async (session) => {
+      await writeRows(session, { runs: [], newRuns: [kept], stages: [] });
+      // The write deletes a run, then appends spans, one without its trace id: the store's
+      // NOT NULL refuses it after the delete and the first span went in.
+      const broken = { ...spanOf(lost, '["b"]'), trace_id: null as unknown as string };
+      await expect(
+        writeColumns(session, columnBatchOf({ runs: [], newRuns: [lost], stages: [] }), {
+          spans: [spanOf(lost, '["a"]'), broken],
+          staleRuns: [kept.run_id],
+        }),
+      ).rejects.toThrow(/NOT NULL/);
+      expect(await spanCount(session)).toEqual({ n: 0 });
+      await writeColumns(session, columnBatchOf({ runs: [], newRuns: [later], stages: [] }), {
+        spans: [spanOf(later, '["c \\"quoted\\""]')],
+      });
+      expect(await spanCount(session)).toEqual({ n: 1 });
+      expect(await session.all("SELECT span FROM otlp_spans")).toEqual([
+        { span: '["c \\"quoted\\""]' },
+      ]);
+    });
+    expect((await storedRuns(db)).map((r) => r.run_id)).toEqual([kept.run_id, later.run_id]);
   });
 });
