@@ -1,7 +1,7 @@
 import type { RunRow, StageRow } from "../record/rows.js";
 import { hrTimeToMicros } from "../record/span-view.js";
 import type { ServedStore } from "../server/served-store.js";
-import { columnsOf, recycleColumns } from "../store/column-batch.js";
+import { columnsOf, joinJsonLists, jsonText, recycleColumns } from "../store/column-batch.js";
 import { STAGE_COLUMNS } from "../store/row-columns.js";
 import { stageValues } from "../store/stage-columns.js";
 import type { StoreSession } from "../store/store-session.js";
@@ -49,6 +49,12 @@ const MAX_WRITE_SPANS = 25_000;
 
 interface Submission {
   spans: RemoteSpan[];
+  /**
+   * The spans as `otlp_spans` stores them, and those texts as one JSON list: made as the
+   * request is taken, while the store writes the requests before it, rather than in the write.
+   */
+  texts: string[];
+  textList: string;
   tenant: string | null;
   resolve: (result: IngestResult) => void;
   reject: (error: unknown) => void;
@@ -137,8 +143,10 @@ export class OtlpIngest {
       return Promise.reject(new IngestBusyError(1));
     }
     this.pendingSpans += spans.length;
+    const texts = spans.map((span) => JSON.stringify(span));
+    const textList = jsonText(texts);
     return new Promise((resolve, reject) => {
-      this.queue.push({ spans, tenant, resolve, reject });
+      this.queue.push({ spans, texts, textList, tenant, resolve, reject });
       this.loop ??= this.drain();
     });
   }
@@ -196,15 +204,19 @@ export class OtlpIngest {
     const touched = new Map<string, TraceEntry>();
     const fresh = new Set<string>();
     const stored: StoredSpan[] = [];
+    /** The texts of the stored spans, as JSON lists, a request's at a time. */
+    const textLists: string[] = [];
     const results: IngestResult[] = [];
     for (const submission of batch) {
+      const first = stored.length;
       let rejected = 0;
       let reason: string | undefined;
       const reject = (why: string) => {
         rejected += 1;
         reason ??= why;
       };
-      for (const span of submission.spans) {
+      for (let i = 0; i < submission.spans.length; i++) {
+        const span = submission.spans[i] as RemoteSpan;
         const id = span.traceId;
         let entry = this.traces.get(id);
         if (entry === undefined) {
@@ -244,9 +256,15 @@ export class OtlpIngest {
           span_id: span.spanId,
           tenant_id: submission.tenant,
           received_at: now * 1000,
-          span: JSON.stringify(span),
+          span: submission.texts[i] as string,
         });
       }
+      // All of a request's spans stored (the rule), its list serves; else one of those stored.
+      textLists.push(
+        stored.length - first === submission.spans.length
+          ? submission.textList
+          : jsonText(stored.slice(first).map((span) => span.span)),
+      );
       const more = rejected - 1;
       results.push({
         rejected,
@@ -299,6 +317,7 @@ export class OtlpIngest {
       if (stored.length > 0) {
         await writeColumns(session, rowColumns, {
           spans: stored,
+          spanTexts: joinJsonLists(textLists),
           newStages: newStageColumns,
           staleRuns,
           staleStages,

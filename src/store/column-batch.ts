@@ -164,6 +164,12 @@ export function jsonText(value: unknown): string {
   return json.includes("\\ud") ? json.replace(LONE_SURROGATE_ESCAPE, "$1\\ufffd") : json;
 }
 
+/** JSON lists (texts of {@link jsonText}) as one, their items in order. */
+export function joinJsonLists(lists: readonly string[]): string {
+  const items = lists.map((list) => list.slice(1, -1)).filter((items) => items.length > 0);
+  return `[${items.join(",")}]`;
+}
+
 function hex8(value: number): string {
   return value.toString(16).padStart(8, "0");
 }

@@ -267,6 +267,8 @@ export async function writeRows(session: StoreSession, batch: RowBatch): Promise
 export interface WriteExtras {
   /** Spans to append to `otlp_spans`. */
   spans?: readonly StoredSpan[];
+  /** Their texts (`span`) as one JSON list (see `jsonText`), when the caller made it already. */
+  spanTexts?: string;
   /** Stage rows of runs first seen in this batch: appended, unless the store has them. */
   newStages?: Columns;
   /** Rows the same traces gave before that they no longer give: deleted. */
@@ -344,7 +346,7 @@ export async function writeColumns(
         span_id: column((span) => span.span_id),
         span_tenant: column((span) => span.tenant_id),
         span_received: column((span) => span.received_at),
-        span_json: column((span) => span.span),
+        span_json: extras.spanTexts ?? column((span) => span.span),
         stale_runs: staleRuns.length > 0 ? jsonText(staleRuns) : null,
         stale_stages: staleStages.length > 0 ? jsonText(staleStages) : null,
       };

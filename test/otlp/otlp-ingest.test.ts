@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { decodeJson } from "../../src/otlp/decode.js";
 import { IngestBusyError, OtlpIngest, type OtlpIngestOptions } from "../../src/otlp/otlp-ingest.js";
+import { RemoteSpan } from "../../src/otlp/remote-span.js";
 import { ServedStore } from "../../src/server/served-store.js";
 import { tempStore } from "../helpers/temp-dir.js";
-import { jsonBody, pythonRun } from "./_bodies.js";
+import { type HandSpan, jsonBody, pythonRun } from "./_bodies.js";
 
 const opened: ServedStore[] = [];
 
@@ -19,7 +20,7 @@ async function ingestOn(options: OtlpIngestOptions = {}) {
     ...options,
     onWrite: (spans, runs, _seconds, ok) => writes.push({ spans, runs, ok }),
   });
-  return { ingest, writes };
+  return { ingest, writes, store };
 }
 
 describe("OtlpIngest", () => {
@@ -51,5 +52,34 @@ describe("OtlpIngest", () => {
     expect(ingest.busy).toBe(false);
     await ingest.close();
     await expect(ingest.submit(spans, null)).rejects.toThrow(/shutting down/);
+  });
+
+  it("stores each span's text under its own ids, also of requests some of whose spans came before", async () => {
+    const { ingest, writes, store } = await ingestOn();
+    const r = pythonRun();
+    const body = (spans: HandSpan[]) => decodeJson(jsonBody(spans)).spans;
+    await ingest.submit(body([r.root]), null);
+    // In one write: a request whose first span is stored already, and one sent twice at once.
+    await Promise.all([
+      ingest.submit(body([r.root, r.extract]), null),
+      ingest.submit(body([r.summarize]), null),
+      ingest.submit(body([r.summarize]), null),
+    ]);
+    expect(writes.map((w) => w.spans)).toEqual([1, 4]);
+    const rows = await store.read((s) =>
+      s.all<{ trace_id: string; span_id: string; span: string }>(
+        "SELECT trace_id, span_id, span FROM otlp_spans ORDER BY span_id",
+      ),
+    );
+    const names = new Map(
+      [r.root, r.extract, r.summarize].map((h) => [h.spanId.toLowerCase(), h.name]),
+    );
+    expect(rows).toHaveLength(3);
+    for (const row of rows) {
+      expect(RemoteSpan.fromJSON(row.trace_id, row.span_id, row.span).name).toBe(
+        names.get(row.span_id),
+      );
+    }
+    await ingest.close();
   });
 });

@@ -3,6 +3,8 @@ import type { StageRow } from "../../src/record/rows.js";
 import {
   CHUNK_ROWS,
   ColumnBuffer,
+  joinJsonLists,
+  jsonText,
   recycleColumns,
   rowsOf,
   stagedColumn,
@@ -111,5 +113,19 @@ describe("column buffers", () => {
     const rows = stages(2_000, "v").map((row, i) => ({ ...row, name: `stage-${i % 700}` }));
     const columns = fill(new ColumnBuffer(STAGE_COLUMNS), rows);
     expect(rowsOf<StageRow>(STAGE_COLUMNS, columns)).toEqual(rows);
+  });
+});
+
+describe("JSON lists", () => {
+  it("joins lists into one with every item in order, empty lists adding none", () => {
+    const lists = [
+      jsonText(['a "quoted" \\ text', "b"]),
+      jsonText([]),
+      jsonText(["c,d", "\ud800"]),
+    ];
+    const joined = joinJsonLists(lists);
+    expect(JSON.parse(joined)).toEqual(['a "quoted" \\ text', "b", "c,d", "\ufffd"]);
+    expect(joinJsonLists([])).toBe("[]");
+    expect(joinJsonLists([jsonText([])])).toBe("[]");
   });
 });
