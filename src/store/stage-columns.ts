@@ -89,7 +89,7 @@ async function appendChunks(
   }
 }
 
-/** The statement that makes (or empties) the temp table `table` for staging `spec`'s columns. */
+/** The statement that makes the temp table `table` for staging `spec`'s columns. */
 export function stagingTable(table: string, spec: readonly Column[]): string {
   const names = spec.flatMap(stagedNames);
   return `CREATE OR REPLACE TEMP TABLE ${table} (${names.map((n) => `${n} DOUBLE`).join(", ")})`;

@@ -65,6 +65,8 @@ export class StoreSession {
    * write, before the write: a server's index of where its runs are (see `RunKeyIndex`).
    */
   onRunKeys: ((runId: string, startedAt: number) => void) | undefined;
+  /** Temp tables this connection made to stage writes in (see `writeColumns`). */
+  readonly tempTables = new Set<string>();
 
   constructor(
     readonly path: string,
@@ -182,26 +184,27 @@ export class StoreSession {
     return (await this.all<T>(sql, params))[0];
   }
 
-  /**
-   * Runs `work` in a transaction: committed if it returns, rolled back if it throws. `opening`
-   * runs with the BEGIN and `closing` with the COMMIT, statements without values in one trip to
-   * DuckDB's threads each: on a server's busy event loop every trip waits its turn, several
-   * milliseconds.
-   */
-  async transaction<T>(
-    work: () => Promise<T>,
-    around: { opening?: readonly string[]; closing?: readonly string[] } = {},
-  ): Promise<T> {
-    await this.connection.run(["BEGIN TRANSACTION", ...(around.opening ?? [])].join(";\n"));
+  /** Runs `work` in a transaction: committed if it returns, rolled back if it throws. */
+  async transaction<T>(work: () => Promise<T>): Promise<T> {
+    await this.connection.run("BEGIN TRANSACTION");
     let result: T;
     try {
       result = await work();
-      await this.connection.run([...(around.closing ?? []), "COMMIT"].join(";\n"));
     } catch (error) {
       await this.connection.run("ROLLBACK").catch(() => undefined);
       throw error;
     }
+    await this.connection.run("COMMIT");
     return result;
+  }
+
+  /**
+   * Runs statements without values as one text: one trip to DuckDB's threads for all of them,
+   * where on a server's busy event loop each trip waits its turn, several milliseconds. DuckDB
+   * stops at the first that fails.
+   */
+  async script(statements: readonly string[]): Promise<void> {
+    if (statements.length > 0) await this.connection.run(statements.join(";\n"));
   }
 
   /** Closes the connection and the database (checkpointing it) and lets other processes in. */

@@ -280,9 +280,8 @@ export interface WriteExtras {
 
 /**
  * Writes a batch in one transaction: all of it or none. Columns are staged in temp tables, a
- * whole column at a time, then merged or appended by SQL. Three trips to DuckDB's threads,
- * whatever the batch: the transaction and its staging tables, the write's values, then every
- * statement and the commit.
+ * whole column at a time, then merged or appended by SQL. Two trips to DuckDB's threads,
+ * whatever the batch: the write's values, then the transaction with every statement.
  */
 export async function writeColumns(
   session: StoreSession,
@@ -327,34 +326,45 @@ export async function writeColumns(
   if (stages.count > 0) closing.push(APPEND_STAGES);
   if (stagesToMerge.count > 0) closing.push(MERGE_STAGES);
   if (newStages.count > 0) closing.push(APPEND_NEW_STAGES);
-  const opening = staged.map(([table, cols]) => stagingTable(table, cols));
-  await session.transaction(
-    async () => {
-      const values: string[] = [];
-      for (const [table, cols, part] of staged) {
-        await stageColumns(session, table, cols, part, values);
-      }
-      const column = (pick: (span: StoredSpan) => string | number | null) =>
-        spans.length > 0 ? jsonText(spans.map(pick)) : null;
-      const write: WriteValues = {
-        text: jsonText(values),
-        runs_since: since(RUN_COLUMNS, runs),
-        new_runs_since: since(RUN_COLUMNS, newRuns),
-        merge_since: since(STAGE_COLUMNS, stagesToMerge),
-        new_stages_since: since(STAGE_COLUMNS, newStages),
-        span_trace: column((span) => span.trace_id),
-        span_id: column((span) => span.span_id),
-        span_tenant: column((span) => span.tenant_id),
-        span_received: column((span) => span.received_at),
-        span_json: extras.spanTexts ?? column((span) => span.span),
-        stale_runs: staleRuns.length > 0 ? jsonText(staleRuns) : null,
-        stale_stages: staleStages.length > 0 ? jsonText(staleStages) : null,
-      };
-      await session.run(
-        SET_WRITE,
-        Object.keys(WRITE_FIELDS).map((name) => write[name as keyof WriteValues]),
-      );
-    },
-    { opening, closing },
-  );
+  // A connection's staging tables are made by its first write and emptied by every write.
+  const unmade = staged.filter(([table]) => !session.tempTables.has(table));
+  if (unmade.length > 0) {
+    await session.script(unmade.map(([table, cols]) => stagingTable(table, cols)));
+    for (const [table] of unmade) session.tempTables.add(table);
+  }
+  const emptied = staged.map(([table]) => `DELETE FROM temp.main.${table}`);
+  try {
+    const values: string[] = [];
+    for (const [table, cols, part] of staged) {
+      await stageColumns(session, table, cols, part, values);
+    }
+    const column = (pick: (span: StoredSpan) => string | number | null) =>
+      spans.length > 0 ? jsonText(spans.map(pick)) : null;
+    const write: WriteValues = {
+      text: jsonText(values),
+      runs_since: since(RUN_COLUMNS, runs),
+      new_runs_since: since(RUN_COLUMNS, newRuns),
+      merge_since: since(STAGE_COLUMNS, stagesToMerge),
+      new_stages_since: since(STAGE_COLUMNS, newStages),
+      span_trace: column((span) => span.trace_id),
+      span_id: column((span) => span.span_id),
+      span_tenant: column((span) => span.tenant_id),
+      span_received: column((span) => span.received_at),
+      span_json: extras.spanTexts ?? column((span) => span.span),
+      stale_runs: staleRuns.length > 0 ? jsonText(staleRuns) : null,
+      stale_stages: staleStages.length > 0 ? jsonText(staleStages) : null,
+    };
+    await session.run(
+      SET_WRITE,
+      Object.keys(WRITE_FIELDS).map((name) => write[name as keyof WriteValues]),
+    );
+    await session.script(["BEGIN TRANSACTION", ...closing, ...emptied, "COMMIT"]);
+  } catch (error) {
+    await session.script(["ROLLBACK"]).catch(() => undefined);
+    // Rows staged for this write are not to be written by the next: emptied, or made anew.
+    await session.script(emptied).catch(() => {
+      for (const [table] of staged) session.tempTables.delete(table);
+    });
+    throw error;
+  }
 }
