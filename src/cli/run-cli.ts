@@ -3,73 +3,40 @@ import type { CliIo, Command, ParsedValues } from "./_command.js";
 import { CliError, ExitCode } from "./cli-error.js";
 
 /**
- * The commands, each loaded when it is run: `serve` alone brings the HTTP server, the API's
+ * The commands and the line `runtrail --help` gives each. A command `x` is `xCommand` of
+ * `./commands/x.js`, loaded when it is run: `serve` alone brings the HTTP server, the API's
  * schemas and the metrics, and `demo` the tracing SDK, which `tail` or `show` have no use for
  * (loading every command cost each of them about 0.25 s of start-up).
  */
-const COMMANDS: readonly CommandEntry[] = [
-  {
-    name: "tail",
-    summary: "the latest runs, newest first",
-    load: async () => (await import("./commands/tail.js")).tailCommand,
-  },
-  {
-    name: "show",
-    summary: "one run in detail, by a prefix of its run id or trace id",
-    load: async () => (await import("./commands/show.js")).showCommand,
-  },
-  {
-    name: "resume",
-    summary: "resume a failed run of a definePipeline pipeline at the stage that failed",
-    load: async () => (await import("./commands/resume.js")).resumeCommand,
-  },
-  {
-    name: "stats",
-    summary: "counts by status, failure rate, p50/p95 duration, LLM calls and tokens",
-    load: async () => (await import("./commands/stats.js")).statsCommand,
-  },
-  {
-    name: "prune",
-    summary: "delete old runs, their stages and files, then give the space back",
-    load: async () => (await import("./commands/prune.js")).pruneCommand,
-  },
-  {
-    name: "export",
-    summary: "write runs (or their stages) to CSV, Parquet or JSON lines",
-    load: async () => (await import("./commands/export.js")).exportCommand,
-  },
-  {
-    name: "reap",
-    summary: "mark runs whose process died (or went silent) as crashed, now",
-    load: async () => (await import("./commands/reap.js")).reapCommand,
-  },
-  {
-    name: "serve",
-    summary: "serve the store: query API, /metrics, and the place the CLI reads from",
-    load: async () => (await import("./commands/serve.js")).serveCommand,
-  },
-  {
-    name: "demo",
-    summary: "run the bundled example pipeline into the store",
-    load: async () => (await import("./commands/demo.js")).demoCommand,
-  },
-];
+const COMMANDS: Readonly<Record<string, string>> = {
+  tail: "the latest runs, newest first",
+  show: "one run in detail, by a prefix of its run id or trace id",
+  resume: "resume a failed run of a definePipeline pipeline at the stage that failed",
+  stats: "counts by status, failure rate, p50/p95 duration, LLM calls and tokens",
+  prune: "delete old runs, their stages and files, then give the space back",
+  export: "write runs (or their stages) to CSV, Parquet or JSON lines",
+  reap: "mark runs whose process died (or went silent) as crashed, now",
+  serve: "serve the store: query API, /metrics, and the place the CLI reads from",
+  demo: "run the bundled example pipeline into the store",
+};
 
-interface CommandEntry {
-  name: string;
-  /** One line for `runtrail --help`. */
-  summary: string;
-  load: () => Promise<Command>;
+/** The command `name` (one of {@link COMMANDS}), loaded. */
+async function loadCommand(name: string): Promise<Command> {
+  const module = (await import(`./commands/${name}.js`)) as Record<string, Command | undefined>;
+  const command = module[`${name}Command`];
+  if (command === undefined) throw new Error(`./commands/${name}.js has no ${name}Command`);
+  return command;
 }
 
 function overview(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  const names = Object.keys(COMMANDS);
+  const width = Math.max(...names.map((name) => name.length));
   return [
     "runtrail: the run store for OpenTelemetry pipelines",
     "",
     "Usage: runtrail <command> [options]",
     "",
-    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    ...names.map((name) => `  ${name.padEnd(width)}  ${COMMANDS[name]}`),
     "",
     "runtrail <command> --help shows a command's options.",
   ].join("\n");
@@ -87,15 +54,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     io.stderr(`${overview()}\n`);
     return ExitCode.usage;
   }
-  const entry = COMMANDS.find((c) => c.name === name);
   try {
-    if (entry === undefined) {
+    if (!Object.hasOwn(COMMANDS, name)) {
       throw new CliError(
         `unknown command "${name}"; run runtrail --help for the list`,
         ExitCode.usage,
       );
     }
-    const command = await entry.load();
+    const command = await loadCommand(name);
     let parsed: ReturnType<typeof parseArgs>;
     try {
       parsed = parseArgs({

@@ -129,8 +129,8 @@ export class StoreSession {
   }
 
   /**
-   * Runs a read with its parameters bound, on a statement prepared the first time its text was
-   * asked and kept: one trip to DuckDB's threads, where `connection.run(sql, values)` takes
+   * Runs a statement with its parameters bound, on a statement prepared the first time its
+   * text was asked and kept (reads, changes of rows, SET VARIABLE): one trip to DuckDB's threads, where `connection.run(sql, values)` takes
    * three (extract, prepare, execute) and a synchronous destroy on the event loop. A kept
    * statement that is running when it is asked again is not bound twice: the second read gets
    * a statement of its own. A read without values runs as text, never kept: DuckDB plans such a

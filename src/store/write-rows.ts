@@ -298,14 +298,17 @@ export async function writeColumns(
     noteRunKeys(note, runs);
     noteRunKeys(note, newRuns);
   }
-  const staged: [string, readonly Column[], Columns][] = (
+  // Each part that has rows: its staging table, and the statement that writes it in. In this
+  // order: a stage that ended in this batch and then took a late span has its row appended and
+  // merged, and the merged one is the later.
+  const staged = (
     [
-      ["runtrail_staged_runs", RUN_COLUMNS, runs],
-      ["runtrail_staged_new_runs", RUN_COLUMNS, newRuns],
-      ["runtrail_staged_merge", STAGE_COLUMNS, stagesToMerge],
-      ["runtrail_staged_stages", STAGE_COLUMNS, stages],
-      ["runtrail_staged_new_stages", STAGE_COLUMNS, newStages],
-    ] as [string, readonly Column[], Columns][]
+      ["runtrail_staged_runs", RUN_COLUMNS, runs, MERGE_RUNS],
+      ["runtrail_staged_new_runs", RUN_COLUMNS, newRuns, APPEND_RUNS],
+      ["runtrail_staged_stages", STAGE_COLUMNS, stages, APPEND_STAGES],
+      ["runtrail_staged_merge", STAGE_COLUMNS, stagesToMerge, MERGE_STAGES],
+      ["runtrail_staged_new_stages", STAGE_COLUMNS, newStages, APPEND_NEW_STAGES],
+    ] as const
   ).filter(([, , part]) => part.count > 0);
   /** How far back a merge into `cols`' table looks for the stored rows of `part`. */
   const since = (cols: readonly Column[], part: Columns) => {
@@ -315,17 +318,11 @@ export async function writeColumns(
   };
   const closing = [
     `CREATE OR REPLACE TEMP TABLE ${DICTIONARY} AS SELECT from_json(w.text, '["VARCHAR"]') AS v FROM ${WRITE_ROW}`,
+    ...(staleRuns.length > 0 ? DELETE_STALE_RUNS : []),
+    ...(staleStages.length > 0 ? [DELETE_STALE_STAGES] : []),
+    ...(spans.length > 0 ? [APPEND_SPANS] : []),
+    ...staged.map(([, , , statement]) => statement),
   ];
-  if (staleRuns.length > 0) closing.push(...DELETE_STALE_RUNS);
-  if (staleStages.length > 0) closing.push(DELETE_STALE_STAGES);
-  if (spans.length > 0) closing.push(APPEND_SPANS);
-  if (runs.count > 0) closing.push(MERGE_RUNS);
-  if (newRuns.count > 0) closing.push(APPEND_RUNS);
-  // Appended before the merge: a stage that ended in this batch and then took a late span
-  // has its row in both, and the merged one is the later.
-  if (stages.count > 0) closing.push(APPEND_STAGES);
-  if (stagesToMerge.count > 0) closing.push(MERGE_STAGES);
-  if (newStages.count > 0) closing.push(APPEND_NEW_STAGES);
   // A connection's staging tables are made by its first write and emptied by every write.
   const unmade = staged.filter(([table]) => !session.tempTables.has(table));
   if (unmade.length > 0) {
