@@ -29,6 +29,12 @@ export interface OpenStoreOptions {
   /** DuckDB threads for this session. Default 2. */
   threads?: number;
   /**
+   * Let DuckDB store the rows of one statement in any order, so that its threads each compress
+   * and write a share of a large insert. For a session that only writes: a read without ORDER
+   * BY may then return rows in any order. Default false.
+   */
+  anyInsertOrder?: boolean;
+  /**
    * The write-ahead log this session lets grow before DuckDB checkpoints it. Default DuckDB's,
    * 16 MB; a session held long, across many writes, takes {@link HELD_CHECKPOINT_THRESHOLD}.
    */
@@ -170,6 +176,7 @@ async function openOnce(
     (await DuckDBInstance.create(":memory:", {
       threads: String(options.threads ?? 2),
       memory_limit: "512MB",
+      ...(options.anyInsertOrder ? { preserve_insertion_order: "false" } : {}),
       ...(options.checkpointThreshold ? { checkpoint_threshold: options.checkpointThreshold } : {}),
     }));
   let connection: DuckDBConnection | undefined = spare?.connection;

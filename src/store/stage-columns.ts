@@ -1,4 +1,4 @@
-import { DOUBLE, DuckDBDataChunk } from "@duckdb/node-api";
+import { DOUBLE, type DuckDBDataChunk, DuckDBTableFunction, VARCHAR } from "@duckdb/node-api";
 import duckdb from "@duckdb/node-bindings";
 import { type Columns, isNumeric, jsonText, stagedColumns, stagedOffsets } from "./column-batch.js";
 import type { Column } from "./row-columns.js";
@@ -67,46 +67,101 @@ function copyNumbers(chunk: DuckDBDataChunk, column: number, values: Float64Arra
   }
 }
 
-async function appendChunks(
-  session: StoreSession,
-  table: string,
-  count: number,
-  fill: (chunk: DuckDBDataChunk, offset: number, rows: number) => void,
-  types: Parameters<typeof DuckDBDataChunk.create>[0],
-): Promise<void> {
-  if (count === 0) return;
-  const appender = await session.connection.createAppender(table, "main", "temp");
-  try {
-    for (let offset = 0; offset < count; offset += CHUNK_ROWS) {
-      const rows = Math.min(CHUNK_ROWS, count - offset);
-      const chunk = DuckDBDataChunk.create(types, rows);
-      fill(chunk, offset, rows);
-      appender.appendDataChunk(chunk);
-    }
-    appender.flushSync();
-  } finally {
-    appender.closeSync();
-  }
+/** Where a write's parts wait for DuckDB to read them: by part name, for one connection. */
+export type StagedParts = Map<string, StagedPart>;
+
+interface StagedPart {
+  /** The staged columns' names (see {@link stagedNames}). */
+  names: readonly string[];
+  columns: readonly Float64Array[];
+  count: number;
 }
 
-/** The statement that makes the temp table `table` for staging `spec`'s columns. */
-export function stagingTable(table: string, spec: readonly Column[]): string {
-  const names = spec.flatMap(stagedNames);
-  return `CREATE OR REPLACE TEMP TABLE ${table} (${names.map((n) => `${n} DOUBLE`).join(", ")})`;
+/** The table function through which a connection's statements read the rows it staged. */
+const STAGED_FUNCTION = "runtrail_staged";
+
+/** The column giving each staged row's position in its part, from 0. */
+export const STAGED_POSITION = "runtrail_pos";
+
+/** The rows staged as `part`, as a table for a statement's FROM. */
+export function stagedSource(part: string): string {
+  return `${STAGED_FUNCTION}('${part}')`;
+}
+
+interface ScanState {
+  part: StagedPart;
+  /** The part's columns each output column is, by index; `names.length` is the position. */
+  columns: number[];
+  at: number;
 }
 
 /**
- * Stages columns into the temp table {@link stagingTable} made: numbers as they are, text as
- * codes into `values`, to which the batch's own values are added. Whole columns are copied
- * into DuckDB vectors, on this thread, with no trip to DuckDB's.
+ * The table function that hands a connection's staged parts to DuckDB: the columns of each
+ * part as DOUBLE columns, plus {@link STAGED_POSITION}, a chunk of {@link CHUNK_ROWS} rows at
+ * a time copied from the part's arrays. Rows read this way cost DuckDB no table: appended to a
+ * temp table and scanned back, they cost about a third of a write.
  */
-export async function stageColumns(
+function stagedFunction(parts: StagedParts): DuckDBTableFunction {
+  return DuckDBTableFunction.create({
+    name: STAGED_FUNCTION,
+    parameterTypes: [VARCHAR],
+    supportsProjectionPushdown: true,
+    bindFunction: (info) => {
+      const name = String(info.getParameter(0));
+      const part = parts.get(name);
+      if (part === undefined) {
+        info.setError(`no rows are staged as ${name} on this connection`);
+        return;
+      }
+      for (const column of part.names) info.addResultColumn(column, DOUBLE);
+      info.addResultColumn(STAGED_POSITION, DOUBLE);
+      info.setBindData(part);
+      info.setCardinality(part.count, true);
+    },
+    initFunction: (info) => {
+      const state: ScanState = {
+        part: info.getBindData() as StagedPart,
+        columns: info.getColumnIndexes(),
+        at: 0,
+      };
+      info.setInitData(state);
+      // A thread per chunk, as many as DuckDB has: each takes the next chunk in turn.
+      info.setMaxThreads(Math.max(1, Math.ceil(state.part.count / CHUNK_ROWS)));
+    },
+    mainFunction: (info, output) => {
+      try {
+        const state = info.getInitData() as ScanState;
+        const { part, columns } = state;
+        const rows = Math.min(CHUNK_ROWS, part.count - state.at);
+        output.rowCount = rows;
+        for (let k = 0; k < columns.length; k++) {
+          const source = part.columns[columns[k] as number];
+          const values =
+            source?.subarray(state.at, state.at + rows) ??
+            Float64Array.from({ length: rows }, (_, i) => state.at + i);
+          copyNumbers(output, k, values);
+        }
+        state.at += rows;
+      } catch (error) {
+        info.setError(`staged rows could not be read: ${(error as Error).message}`);
+      }
+    },
+  });
+}
+
+/**
+ * Stages columns for the statements of a write on this connection, which read them from
+ * {@link stagedSource}`(part)`: numbers as they are, text as codes into `values`, to which the
+ * batch's own values are added. Nothing is copied to DuckDB until a statement reads them.
+ * {@link unstage} lets them go.
+ */
+export function stageColumns(
   session: StoreSession,
-  table: string,
+  part: string,
   spec: readonly Column[],
   batch: Columns,
   values: string[],
-): Promise<void> {
+): void {
   const offset = values.length;
   for (const value of batch.values) values.push(value);
   const { offsets } = stagedOffsets(spec);
@@ -114,17 +169,16 @@ export async function stageColumns(
   const columns = spec.flatMap((column, i) =>
     stagedValues(column, offsets[i] as number, staged, offset),
   );
-  await appendChunks(
-    session,
-    table,
-    batch.count,
-    (chunk, offset, rows) => {
-      for (const [c, values] of columns.entries()) {
-        copyNumbers(chunk, c, values.subarray(offset, offset + rows));
-      }
-    },
-    spec.flatMap(stagedNames).map(() => DOUBLE),
-  );
+  if (!session.stagingFunction) {
+    session.connection.registerTableFunction(stagedFunction(session.stagedParts));
+    session.stagingFunction = true;
+  }
+  session.stagedParts.set(part, { names: spec.flatMap(stagedNames), columns, count: batch.count });
+}
+
+/** Lets go of the columns staged on this connection. */
+export function unstage(session: StoreSession): void {
+  session.stagedParts.clear();
 }
 
 /**

@@ -8,6 +8,7 @@ import {
   JSDuckDBValueConverter,
   StatementType,
 } from "@duckdb/node-api";
+import type { StagedParts } from "./stage-columns.js";
 
 export type SqlParams = DuckDBValue[] | Record<string, DuckDBValue>;
 
@@ -65,8 +66,10 @@ export class StoreSession {
    * write, before the write: a server's index of where its runs are (see `RunKeyIndex`).
    */
   onRunKeys: ((runId: string, startedAt: number) => void) | undefined;
-  /** Temp tables this connection made to stage writes in (see `writeColumns`). */
-  readonly tempTables = new Set<string>();
+  /** The parts of the write under way, read by its statements (see `stageColumns`). */
+  readonly stagedParts: StagedParts = new Map();
+  /** Whether the function that reads {@link stagedParts} is registered on this connection. */
+  stagingFunction = false;
 
   constructor(
     readonly path: string,

@@ -9,7 +9,7 @@ import {
   stagedOffsets,
 } from "./column-batch.js";
 import { type Column, RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
-import { stageColumns, stagingTable } from "./stage-columns.js";
+import { STAGED_POSITION, stageColumns, stagedSource, unstage } from "./stage-columns.js";
 import type { StoreSession } from "./store-session.js";
 
 /**
@@ -134,9 +134,9 @@ function fromStaged(column: Column): string {
   }
 }
 
-/** The staged rows of `table` as the table's columns; `extra` selects more before them. */
-function stagedSelect(cols: readonly Column[], table: string, extra = ""): string {
-  return `SELECT ${extra}${cols.map(fromStaged).join(", ")} FROM temp.main.${table} s, temp.main.${DICTIONARY} d`;
+/** The rows staged as `part` as the table's columns; `extra` selects more before them. */
+function stagedSelect(cols: readonly Column[], part: string, extra = ""): string {
+  return `SELECT ${extra}${cols.map(fromStaged).join(", ")} FROM ${stagedSource(part)} s, temp.main.${DICTIONARY} d`;
 }
 
 /** The earliest `started_at` of a batch, to bound the scan of the table it merges into. */
@@ -165,12 +165,12 @@ const RUN_VALUES = RUN_COLUMNS.map((c) => `s.${c.name}`).join(", ");
  */
 const APPEND_RUNS = `
 INSERT INTO runs (${RUN_COLUMNS.map((c) => c.name).join(", ")})
-SELECT n.* FROM (${stagedSelect(RUN_COLUMNS, "runtrail_staged_new_runs")}) AS n
+SELECT n.* FROM (${stagedSelect(RUN_COLUMNS, "new_runs")}) AS n
 ANTI JOIN (SELECT run_id FROM runs WHERE started_at >= make_timestamptz(${given("new_runs_since")})) AS r
   ON n.run_id = r.run_id`;
 
 export const MERGE_RUNS = `
-MERGE INTO runs USING (${stagedSelect(RUN_COLUMNS, "runtrail_staged_runs")}) AS s
+MERGE INTO runs USING (${stagedSelect(RUN_COLUMNS, "runs")}) AS s
 ON runs.run_id = s.run_id AND runs.started_at >= make_timestamptz(${given("runs_since")})
 WHEN MATCHED AND NOT (s.status = 'running' AND runs.status NOT IN ('running', 'crashed'))
   THEN UPDATE SET ${RUN_SET}
@@ -219,12 +219,12 @@ DELETE FROM stages USING (
 ) AS gone
 WHERE stages.run_id = gone.run_id AND stages.span_id = gone.span_id`;
 
-export const APPEND_STAGES = `INSERT INTO stages (${STAGE_NAMES}) ${stagedSelect(STAGE_COLUMNS, "runtrail_staged_stages")}`;
+export const APPEND_STAGES = `INSERT INTO stages (${STAGE_NAMES}) ${stagedSelect(STAGE_COLUMNS, "stages")}`;
 
 /** Stages of runs new to the writer: appended, unless another path stored them already. */
 const APPEND_NEW_STAGES = `
 INSERT INTO stages (${STAGE_NAMES})
-SELECT n.* FROM (${stagedSelect(STAGE_COLUMNS, "runtrail_staged_new_stages")}) AS n
+SELECT n.* FROM (${stagedSelect(STAGE_COLUMNS, "new_stages")}) AS n
 ANTI JOIN (SELECT run_id, span_id FROM stages WHERE started_at >= make_timestamptz(${given("new_stages_since")})) AS s
   ON n.run_id = s.run_id AND n.span_id = s.span_id`;
 
@@ -234,9 +234,9 @@ ANTI JOIN (SELECT run_id, span_id FROM stages WHERE started_at >= make_timestamp
  */
 const MERGE_STAGES = `
 MERGE INTO stages USING (
-  SELECT * EXCLUDE (runtrail_pos) FROM (
-    ${stagedSelect(STAGE_COLUMNS, "runtrail_staged_merge", "s.rowid AS runtrail_pos, ")}
-  ) QUALIFY row_number() OVER (PARTITION BY run_id, span_id ORDER BY runtrail_pos DESC) = 1
+  SELECT * EXCLUDE (${STAGED_POSITION}) FROM (
+    ${stagedSelect(STAGE_COLUMNS, "merge", `s.${STAGED_POSITION}, `)}
+  ) QUALIFY row_number() OVER (PARTITION BY run_id, span_id ORDER BY ${STAGED_POSITION} DESC) = 1
 ) AS s
 ON stages.run_id = s.run_id AND stages.span_id = s.span_id
   AND stages.started_at >= make_timestamptz(${given("merge_since")})
@@ -279,9 +279,10 @@ export interface WriteExtras {
 }
 
 /**
- * Writes a batch in one transaction: all of it or none. Columns are staged in temp tables, a
- * whole column at a time, then merged or appended by SQL. Two trips to DuckDB's threads,
- * whatever the batch: the write's values, then the transaction with every statement.
+ * Writes a batch in one transaction: all of it or none. Columns are staged for DuckDB to read
+ * as tables (see `stageColumns`), then merged or appended by SQL. Two trips to DuckDB's
+ * threads, whatever the batch: the write's values, then the transaction with every statement;
+ * DuckDB calls back for the staged rows, a chunk at a time, as the statements read them.
  */
 export async function writeColumns(
   session: StoreSession,
@@ -303,11 +304,11 @@ export async function writeColumns(
   // merged, and the merged one is the later.
   const staged = (
     [
-      ["runtrail_staged_runs", RUN_COLUMNS, runs, MERGE_RUNS],
-      ["runtrail_staged_new_runs", RUN_COLUMNS, newRuns, APPEND_RUNS],
-      ["runtrail_staged_stages", STAGE_COLUMNS, stages, APPEND_STAGES],
-      ["runtrail_staged_merge", STAGE_COLUMNS, stagesToMerge, MERGE_STAGES],
-      ["runtrail_staged_new_stages", STAGE_COLUMNS, newStages, APPEND_NEW_STAGES],
+      ["runs", RUN_COLUMNS, runs, MERGE_RUNS],
+      ["new_runs", RUN_COLUMNS, newRuns, APPEND_RUNS],
+      ["stages", STAGE_COLUMNS, stages, APPEND_STAGES],
+      ["merge", STAGE_COLUMNS, stagesToMerge, MERGE_STAGES],
+      ["new_stages", STAGE_COLUMNS, newStages, APPEND_NEW_STAGES],
     ] as const
   ).filter(([, , part]) => part.count > 0);
   /** How far back a merge into `cols`' table looks for the stored rows of `part`. */
@@ -323,18 +324,9 @@ export async function writeColumns(
     ...(spans.length > 0 ? [APPEND_SPANS] : []),
     ...staged.map(([, , , statement]) => statement),
   ];
-  // A connection's staging tables are made by its first write and emptied by every write.
-  const unmade = staged.filter(([table]) => !session.tempTables.has(table));
-  if (unmade.length > 0) {
-    await session.script(unmade.map(([table, cols]) => stagingTable(table, cols)));
-    for (const [table] of unmade) session.tempTables.add(table);
-  }
-  const emptied = staged.map(([table]) => `DELETE FROM temp.main.${table}`);
   try {
     const values: string[] = [];
-    for (const [table, cols, part] of staged) {
-      await stageColumns(session, table, cols, part, values);
-    }
+    for (const [part, cols, rows] of staged) stageColumns(session, part, cols, rows, values);
     const column = (pick: (span: StoredSpan) => string | number | null) =>
       spans.length > 0 ? jsonText(spans.map(pick)) : null;
     const write: WriteValues = {
@@ -355,13 +347,11 @@ export async function writeColumns(
       SET_WRITE,
       Object.keys(WRITE_FIELDS).map((name) => write[name as keyof WriteValues]),
     );
-    await session.script(["BEGIN TRANSACTION", ...closing, ...emptied, "COMMIT"]);
+    await session.script(["BEGIN TRANSACTION", ...closing, "COMMIT"]);
   } catch (error) {
     await session.script(["ROLLBACK"]).catch(() => undefined);
-    // Rows staged for this write are not to be written by the next: emptied, or made anew.
-    await session.script(emptied).catch(() => {
-      for (const [table] of staged) session.tempTables.delete(table);
-    });
     throw error;
+  } finally {
+    unstage(session);
   }
 }
