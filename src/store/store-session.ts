@@ -8,7 +8,7 @@ import {
   JSDuckDBValueConverter,
   StatementType,
 } from "@duckdb/node-api";
-import type { StagedParts } from "./stage-columns.js";
+import type { StagedParts, Staging } from "./stage-columns.js";
 
 export type SqlParams = DuckDBValue[] | Record<string, DuckDBValue>;
 
@@ -68,8 +68,12 @@ export class StoreSession {
   onRunKeys: ((runId: string, startedAt: number) => void) | undefined;
   /** The parts of the write under way, read by its statements (see `stageColumns`). */
   readonly stagedParts: StagedParts = new Map();
+  /** How this connection hands a write's columns to DuckDB (see `Staging`). */
+  staging: Staging = "tables";
   /** Whether the function that reads {@link stagedParts} is registered on this connection. */
   stagingFunction = false;
+  /** Temp tables this connection made to stage writes in. */
+  readonly stagingTables = new Set<string>();
 
   constructor(
     readonly path: string,

@@ -177,6 +177,8 @@ export class BatchWriter {
         outcome.movedAside = { to, reason };
       },
     });
+    // This thread waits while its writes run: DuckDB reads the columns as it needs them.
+    session.staging = "function";
     const openedAt = performance.now();
     const openedAtEpochMs = Date.now();
     this.held = { session, inode: inodeOf(this.path), openedAt, openedAtEpochMs };

@@ -9,7 +9,15 @@ import {
   stagedOffsets,
 } from "./column-batch.js";
 import { type Column, RUN_COLUMNS, STAGE_COLUMNS } from "./row-columns.js";
-import { STAGED_POSITION, stageColumns, stagedSource, unstage } from "./stage-columns.js";
+import {
+  emptyStaged,
+  STAGED_POSITION,
+  type Staging,
+  stageColumns,
+  stagedSource,
+  unstage,
+  unstageFailed,
+} from "./stage-columns.js";
 import type { StoreSession } from "./store-session.js";
 
 /**
@@ -135,8 +143,8 @@ function fromStaged(column: Column): string {
 }
 
 /** The rows staged as `part` as the table's columns; `extra` selects more before them. */
-function stagedSelect(cols: readonly Column[], part: string, extra = ""): string {
-  return `SELECT ${extra}${cols.map(fromStaged).join(", ")} FROM ${stagedSource(part)} s, temp.main.${DICTIONARY} d`;
+function stagedSelect(staging: Staging, cols: readonly Column[], part: string, extra = ""): string {
+  return `SELECT ${extra}${cols.map(fromStaged).join(", ")} FROM ${stagedSource(staging, part)} s, temp.main.${DICTIONARY} d`;
 }
 
 /** The earliest `started_at` of a batch, to bound the scan of the table it merges into. */
@@ -154,23 +162,23 @@ const RUN_NAMES = RUN_COLUMNS.map((c) => c.name).join(", ");
 const RUN_VALUES = RUN_COLUMNS.map((c) => `s.${c.name}`).join(", ");
 
 /**
+ * New runs are appended, without the cost of a merge, unless the store has their row already
+ * (another processor saw the same span, or a trace id was reused): then nothing changes.
+ */
+const APPEND_RUNS = (staging: Staging) => `
+INSERT INTO runs (${RUN_COLUMNS.map((c) => c.name).join(", ")})
+SELECT n.* FROM (${stagedSelect(staging, RUN_COLUMNS, "new_runs")}) AS n
+ANTI JOIN (SELECT run_id FROM runs WHERE started_at >= make_timestamptz(${given("new_runs_since")})) AS r
+  ON n.run_id = r.run_id`;
+
+/**
  * A run row replaces the stored one, except that a `running` row never replaces a finished
  * one: only a crashed run comes back to life, when its owner shows it is still going.
  * `started_at` bounds the scan: runs are appended in start order, so DuckDB's min/max zone maps
  * skip the older row groups.
  */
-/**
- * New runs are appended, without the cost of a merge, unless the store has their row already
- * (another processor saw the same span, or a trace id was reused): then nothing changes.
- */
-const APPEND_RUNS = `
-INSERT INTO runs (${RUN_COLUMNS.map((c) => c.name).join(", ")})
-SELECT n.* FROM (${stagedSelect(RUN_COLUMNS, "new_runs")}) AS n
-ANTI JOIN (SELECT run_id FROM runs WHERE started_at >= make_timestamptz(${given("new_runs_since")})) AS r
-  ON n.run_id = r.run_id`;
-
-export const MERGE_RUNS = `
-MERGE INTO runs USING (${stagedSelect(RUN_COLUMNS, "runs")}) AS s
+const MERGE_RUNS = (staging: Staging) => `
+MERGE INTO runs USING (${stagedSelect(staging, RUN_COLUMNS, "runs")}) AS s
 ON runs.run_id = s.run_id AND runs.started_at >= make_timestamptz(${given("runs_since")})
 WHEN MATCHED AND NOT (s.status = 'running' AND runs.status NOT IN ('running', 'crashed'))
   THEN UPDATE SET ${RUN_SET}
@@ -219,12 +227,13 @@ DELETE FROM stages USING (
 ) AS gone
 WHERE stages.run_id = gone.run_id AND stages.span_id = gone.span_id`;
 
-export const APPEND_STAGES = `INSERT INTO stages (${STAGE_NAMES}) ${stagedSelect(STAGE_COLUMNS, "stages")}`;
+const APPEND_STAGES = (staging: Staging) =>
+  `INSERT INTO stages (${STAGE_NAMES}) ${stagedSelect(staging, STAGE_COLUMNS, "stages")}`;
 
 /** Stages of runs new to the writer: appended, unless another path stored them already. */
-const APPEND_NEW_STAGES = `
+const APPEND_NEW_STAGES = (staging: Staging) => `
 INSERT INTO stages (${STAGE_NAMES})
-SELECT n.* FROM (${stagedSelect(STAGE_COLUMNS, "new_stages")}) AS n
+SELECT n.* FROM (${stagedSelect(staging, STAGE_COLUMNS, "new_stages")}) AS n
 ANTI JOIN (SELECT run_id, span_id FROM stages WHERE started_at >= make_timestamptz(${given("new_stages_since")})) AS s
   ON n.run_id = s.run_id AND n.span_id = s.span_id`;
 
@@ -232,16 +241,32 @@ ANTI JOIN (SELECT run_id, span_id FROM stages WHERE started_at >= make_timestamp
  * A stage may come more than once in a batch (late spans rewrite its row, each with the totals
  * so far): the last one staged is merged.
  */
-const MERGE_STAGES = `
+const MERGE_STAGES = (staging: Staging) => `
 MERGE INTO stages USING (
   SELECT * EXCLUDE (${STAGED_POSITION}) FROM (
-    ${stagedSelect(STAGE_COLUMNS, "merge", `s.${STAGED_POSITION}, `)}
+    ${stagedSelect(staging, STAGE_COLUMNS, "merge", `s.${STAGED_POSITION}, `)}
   ) QUALIFY row_number() OVER (PARTITION BY run_id, span_id ORDER BY ${STAGED_POSITION} DESC) = 1
 ) AS s
 ON stages.run_id = s.run_id AND stages.span_id = s.span_id
   AND stages.started_at >= make_timestamptz(${given("merge_since")})
 WHEN MATCHED THEN UPDATE SET ${STAGE_SET}
 WHEN NOT MATCHED THEN INSERT (${STAGE_NAMES}) VALUES (${STAGE_VALUES})`;
+
+/** The statements that write each part in, reading it as `staging` has it. */
+function statementsFor(staging: Staging) {
+  return {
+    mergeRuns: MERGE_RUNS(staging),
+    appendRuns: APPEND_RUNS(staging),
+    appendStages: APPEND_STAGES(staging),
+    mergeStages: MERGE_STAGES(staging),
+    appendNewStages: APPEND_NEW_STAGES(staging),
+  };
+}
+
+const STATEMENTS: Record<Staging, ReturnType<typeof statementsFor>> = {
+  function: statementsFor("function"),
+  tables: statementsFor("tables"),
+};
 
 const RUN_OFFSETS = stagedOffsets(RUN_COLUMNS).offsets;
 const RUN_ID_AT = RUN_OFFSETS[RUN_COLUMNS.findIndex((c) => c.name === "run_id")] as number;
@@ -280,9 +305,9 @@ export interface WriteExtras {
 
 /**
  * Writes a batch in one transaction: all of it or none. Columns are staged for DuckDB to read
- * as tables (see `stageColumns`), then merged or appended by SQL. Two trips to DuckDB's
- * threads, whatever the batch: the write's values, then the transaction with every statement;
- * DuckDB calls back for the staged rows, a chunk at a time, as the statements read them.
+ * as tables, as the session's `staging` says (see `stageColumns`), then merged or appended by
+ * SQL. Two trips to DuckDB's threads, whatever the batch: the write's values, then the
+ * transaction with every statement.
  */
 export async function writeColumns(
   session: StoreSession,
@@ -299,16 +324,17 @@ export async function writeColumns(
     noteRunKeys(note, runs);
     noteRunKeys(note, newRuns);
   }
-  // Each part that has rows: its staging table, and the statement that writes it in. In this
-  // order: a stage that ended in this batch and then took a late span has its row appended and
-  // merged, and the merged one is the later.
+  // Each part that has rows: its name, and the statement that writes it in. In this order: a
+  // stage that ended in this batch and then took a late span has its row appended and merged,
+  // and the merged one is the later.
+  const statement = STATEMENTS[session.staging];
   const staged = (
     [
-      ["runs", RUN_COLUMNS, runs, MERGE_RUNS],
-      ["new_runs", RUN_COLUMNS, newRuns, APPEND_RUNS],
-      ["stages", STAGE_COLUMNS, stages, APPEND_STAGES],
-      ["merge", STAGE_COLUMNS, stagesToMerge, MERGE_STAGES],
-      ["new_stages", STAGE_COLUMNS, newStages, APPEND_NEW_STAGES],
+      ["runs", RUN_COLUMNS, runs, statement.mergeRuns],
+      ["new_runs", RUN_COLUMNS, newRuns, statement.appendRuns],
+      ["stages", STAGE_COLUMNS, stages, statement.appendStages],
+      ["merge", STAGE_COLUMNS, stagesToMerge, statement.mergeStages],
+      ["new_stages", STAGE_COLUMNS, newStages, statement.appendNewStages],
     ] as const
   ).filter(([, , part]) => part.count > 0);
   /** How far back a merge into `cols`' table looks for the stored rows of `part`. */
@@ -326,7 +352,7 @@ export async function writeColumns(
   ];
   try {
     const values: string[] = [];
-    for (const [part, cols, rows] of staged) stageColumns(session, part, cols, rows, values);
+    for (const [part, cols, rows] of staged) await stageColumns(session, part, cols, rows, values);
     const column = (pick: (span: StoredSpan) => string | number | null) =>
       spans.length > 0 ? jsonText(spans.map(pick)) : null;
     const write: WriteValues = {
@@ -347,11 +373,11 @@ export async function writeColumns(
       SET_WRITE,
       Object.keys(WRITE_FIELDS).map((name) => write[name as keyof WriteValues]),
     );
-    await session.script(["BEGIN TRANSACTION", ...closing, "COMMIT"]);
+    await session.script(["BEGIN TRANSACTION", ...closing, ...emptyStaged(session), "COMMIT"]);
+    unstage(session);
   } catch (error) {
     await session.script(["ROLLBACK"]).catch(() => undefined);
+    await unstageFailed(session);
     throw error;
-  } finally {
-    unstage(session);
   }
 }

@@ -109,47 +109,50 @@ describe("writing rows", () => {
     expect((await storedRuns(db)).map((r) => r.run_id)).toEqual([kept.run_id, later.run_id]);
   });
 
-  it("writes a batch of many chunks with two threads: every row once, the later of a stage twice", async () => {
-    const db = tempStore();
-    const runs = Array.from({ length: 3_000 }, (_, i) =>
-      blankRun({
-        run_id: `0a1b2c3d-0000-4000-8000-${i.toString(16).padStart(12, "0")}`,
-        trace_id: `0a1b2c3d000040008000${i.toString(16).padStart(12, "0")}`,
-        span_id: i.toString(16).padStart(16, "0"),
-        pipeline: `p${i % 4}`,
-        status: "completed",
-        started_at: AT + i,
-      }),
-    );
-    const stageOf = (i: number, status: "running" | "completed") =>
-      blankStage({
-        run_id: (runs[i % runs.length] as (typeof runs)[number]).run_id,
-        span_id: (1_000_000 + i).toString(16).padStart(16, "0"),
-        name: `s${i % 3}`,
-        seq: Math.floor(i / runs.length),
-        status,
-        started_at: AT + i,
-        rows_in: status === "completed" ? i : null,
-      });
-    const appended = Array.from({ length: 6_000 }, (_, i) => stageOf(i, "completed"));
-    // Stages that come twice in the batch, the later (completed) one staged 6,000 rows on,
-    // in another chunk, which may be read by the other thread.
-    const merged = Array.from({ length: 6_000 }, (_, i) => stageOf(6_000 + i, "running"));
-    const later = merged.map((_, i) => stageOf(6_000 + i, "completed"));
-    await withStore(
-      db,
-      (session) =>
-        writeRows(session, {
-          runs: [],
-          newRuns: runs,
-          stages: appended,
-          stagesToMerge: [...merged, ...later],
+  for (const staging of ["function", "tables"] as const)
+    it(`writes a batch of many chunks with two threads: every row once, the later of a stage twice (${staging})`, async () => {
+      const db = tempStore();
+      const runs = Array.from({ length: 3_000 }, (_, i) =>
+        blankRun({
+          run_id: `0a1b2c3d-0000-4000-8000-${i.toString(16).padStart(12, "0")}`,
+          trace_id: `0a1b2c3d000040008000${i.toString(16).padStart(12, "0")}`,
+          span_id: i.toString(16).padStart(16, "0"),
+          pipeline: `p${i % 4}`,
+          status: "completed",
+          started_at: AT + i,
         }),
-      { threads: 2, anyInsertOrder: true },
-    );
-    expect(await storedRuns(db)).toEqual(runs);
-    const byKey = (a: { run_id: string; seq: number; span_id: string }, b: typeof a) =>
-      a.run_id.localeCompare(b.run_id) || a.seq - b.seq || a.span_id.localeCompare(b.span_id);
-    expect((await storedStages(db)).sort(byKey)).toEqual([...appended, ...later].sort(byKey));
-  });
+      );
+      const stageOf = (i: number, status: "running" | "completed") =>
+        blankStage({
+          run_id: (runs[i % runs.length] as (typeof runs)[number]).run_id,
+          span_id: (1_000_000 + i).toString(16).padStart(16, "0"),
+          name: `s${i % 3}`,
+          seq: Math.floor(i / runs.length),
+          status,
+          started_at: AT + i,
+          rows_in: status === "completed" ? i : null,
+        });
+      const appended = Array.from({ length: 6_000 }, (_, i) => stageOf(i, "completed"));
+      // Stages that come twice in the batch, the later (completed) one staged 6,000 rows on,
+      // in another chunk, which may be read by the other thread.
+      const merged = Array.from({ length: 6_000 }, (_, i) => stageOf(6_000 + i, "running"));
+      const later = merged.map((_, i) => stageOf(6_000 + i, "completed"));
+      await withStore(
+        db,
+        (session) => {
+          session.staging = staging;
+          return writeRows(session, {
+            runs: [],
+            newRuns: runs,
+            stages: appended,
+            stagesToMerge: [...merged, ...later],
+          });
+        },
+        { threads: 2, anyInsertOrder: true },
+      );
+      expect(await storedRuns(db)).toEqual(runs);
+      const byKey = (a: { run_id: string; seq: number; span_id: string }, b: typeof a) =>
+        a.run_id.localeCompare(b.run_id) || a.seq - b.seq || a.span_id.localeCompare(b.span_id);
+      expect((await storedStages(db)).sort(byKey)).toEqual([...appended, ...later].sort(byKey));
+    });
 });
