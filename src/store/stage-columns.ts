@@ -67,8 +67,15 @@ function copyNumbers(chunk: DuckDBDataChunk, column: number, values: Float64Arra
   }
 }
 
-/** Where a write's parts wait for DuckDB to read them: by part name, for one connection. */
-export type StagedParts = Map<string, StagedPart>;
+/** What a connection has staged for the write under way, and made to stage writes in. */
+export class StagingState {
+  /** The parts of the write under way, by name. */
+  readonly parts = new Map<string, StagedPart>();
+  /** Whether the function that reads {@link parts} is registered on the connection. */
+  functionRegistered = false;
+  /** The parts whose temp table the connection has made. */
+  readonly tables = new Set<string>();
+}
 
 interface StagedPart {
   /** The staged columns' names (see {@link stagedNames}). */
@@ -95,14 +102,16 @@ export const STAGED_POSITION = "runtrail_pos";
  */
 export type Staging = "function" | "tables";
 
-/** The temp table that holds the rows staged as `part` (staging `tables`). */
+/** The name of the temp table that holds the rows staged as `part` (staging `tables`). */
 function stagingTable(part: string): string {
-  return `temp.main.runtrail_staged_${part}`;
+  return `runtrail_staged_${part}`;
 }
 
 /** The rows staged as `part`, as a table for a statement's FROM. */
 export function stagedSource(staging: Staging, part: string): string {
-  return staging === "function" ? `${STAGED_FUNCTION}('${part}')` : stagingTable(part);
+  return staging === "function"
+    ? `${STAGED_FUNCTION}('${part}')`
+    : `temp.main.${stagingTable(part)}`;
 }
 
 /** The position column's values for `rows` rows from row `at`. */
@@ -123,7 +132,7 @@ interface ScanState {
  * a time copied from the part's arrays. Rows read this way cost DuckDB no table: appended to a
  * temp table and scanned back, they cost about a third of a write.
  */
-function stagedFunction(parts: StagedParts): DuckDBTableFunction {
+function stagedFunction(parts: ReadonlyMap<string, StagedPart>): DuckDBTableFunction {
   return DuckDBTableFunction.create({
     name: STAGED_FUNCTION,
     parameterTypes: [VARCHAR],
@@ -193,24 +202,24 @@ export async function stageColumns(
     stagedValues(column, offsets[i] as number, staged, offset),
   );
   const names = spec.flatMap(stagedNames);
-  session.stagedParts.set(part, { names, columns, count: batch.count });
+  const state = session.staged;
+  state.parts.set(part, { names, columns, count: batch.count });
   if (session.staging === "function") {
-    if (!session.stagingFunction) {
-      session.connection.registerTableFunction(stagedFunction(session.stagedParts));
-      session.stagingFunction = true;
+    if (!state.functionRegistered) {
+      session.connection.registerTableFunction(stagedFunction(state.parts));
+      state.functionRegistered = true;
     }
     return;
   }
-  const table = stagingTable(part);
-  if (!session.stagingTables.has(table)) {
+  if (!state.tables.has(part)) {
     const columnsSql = [...names, STAGED_POSITION].map((n) => `${n} DOUBLE`).join(", ");
-    await session.script([`CREATE OR REPLACE TEMP TABLE ${table} (${columnsSql})`]);
-    session.stagingTables.add(table);
+    await session.script([`CREATE OR REPLACE TEMP TABLE ${stagingTable(part)} (${columnsSql})`]);
+    state.tables.add(part);
   }
-  await appendChunks(session, table, [...columns, null], batch.count);
+  await appendChunks(session, stagingTable(part), [...columns, null], batch.count);
 }
 
-/** Appends `columns` (null: the position) to a temp table, a chunk at a time. */
+/** Appends `columns` (null: the position) to the temp table `table`, a chunk at a time. */
 async function appendChunks(
   session: StoreSession,
   table: string,
@@ -218,8 +227,7 @@ async function appendChunks(
   count: number,
 ): Promise<void> {
   if (count === 0) return;
-  const name = table.slice(table.lastIndexOf(".") + 1);
-  const appender = await session.connection.createAppender(name, "main", "temp");
+  const appender = await session.connection.createAppender(table, "main", "temp");
   try {
     const types = columns.map(() => DOUBLE);
     for (let at = 0; at < count; at += CHUNK_ROWS) {
@@ -239,12 +247,14 @@ async function appendChunks(
 /** Statements that empty what a write staged in tables: the last of its transaction. */
 export function emptyStaged(session: StoreSession): string[] {
   if (session.staging === "function") return [];
-  return [...session.stagedParts.keys()].map((part) => `DELETE FROM ${stagingTable(part)}`);
+  return [...session.staged.parts.keys()].map(
+    (part) => `DELETE FROM ${stagedSource("tables", part)}`,
+  );
 }
 
 /** Lets go of the columns a write staged, once it is committed. */
 export function unstage(session: StoreSession): void {
-  session.stagedParts.clear();
+  session.staged.parts.clear();
 }
 
 /**
@@ -253,11 +263,12 @@ export function unstage(session: StoreSession): void {
  */
 export async function unstageFailed(session: StoreSession): Promise<void> {
   const emptied = emptyStaged(session);
-  const tables = [...session.stagedParts.keys()].map(stagingTable);
-  session.stagedParts.clear();
+  const { parts, tables } = session.staged;
+  const staged = [...parts.keys()];
+  parts.clear();
   if (emptied.length === 0) return;
   await session.script(emptied).catch(() => {
-    for (const table of tables) session.stagingTables.delete(table);
+    for (const part of staged) tables.delete(part);
   });
 }
 

@@ -8,7 +8,7 @@ import {
   JSDuckDBValueConverter,
   StatementType,
 } from "@duckdb/node-api";
-import type { StagedParts, Staging } from "./stage-columns.js";
+import { type Staging, StagingState } from "./stage-columns.js";
 
 export type SqlParams = DuckDBValue[] | Record<string, DuckDBValue>;
 
@@ -66,14 +66,10 @@ export class StoreSession {
    * write, before the write: a server's index of where its runs are (see `RunKeyIndex`).
    */
   onRunKeys: ((runId: string, startedAt: number) => void) | undefined;
-  /** The parts of the write under way, read by its statements (see `stageColumns`). */
-  readonly stagedParts: StagedParts = new Map();
   /** How this connection hands a write's columns to DuckDB (see `Staging`). */
   staging: Staging = "tables";
-  /** Whether the function that reads {@link stagedParts} is registered on this connection. */
-  stagingFunction = false;
-  /** Temp tables this connection made to stage writes in. */
-  readonly stagingTables = new Set<string>();
+  /** What it has staged for the write under way, and made to stage in (see `stageColumns`). */
+  readonly staged = new StagingState();
 
   constructor(
     readonly path: string,
@@ -137,13 +133,14 @@ export class StoreSession {
 
   /**
    * Runs a statement with its parameters bound, on a statement prepared the first time its
-   * text was asked and kept (reads, changes of rows, SET VARIABLE): one trip to DuckDB's threads, where `connection.run(sql, values)` takes
-   * three (extract, prepare, execute) and a synchronous destroy on the event loop. A kept
-   * statement that is running when it is asked again is not bound twice: the second read gets
-   * a statement of its own. A read without values runs as text, never kept: DuckDB plans such a
-   * statement from the table statistics of when it is prepared, and a kept unfiltered count of
-   * the runs went on giving the count of then after runs were written; kept reads with values
-   * followed every write (test/store/store-session.test.ts checks both on a reopened store).
+   * text was asked and kept (reads, changes of rows, SET VARIABLE): one trip to DuckDB's
+   * threads, where `connection.run(sql, values)` takes three (extract, prepare, execute) and a
+   * synchronous destroy on the event loop. A kept statement that is running when it is asked
+   * again is not bound twice: the second read gets a statement of its own. A read without
+   * values runs as text, never kept: DuckDB plans such a statement from the table statistics
+   * of when it is prepared, and a kept unfiltered count of the runs went on giving the count
+   * of then after runs were written; kept reads with values followed every write
+   * (test/store/store-session.test.ts checks both on a reopened store).
    * The result is materialized: its chunks are read synchronously afterwards, where a result
    * reader fetches each one (and the end) in a trip of its own to DuckDB's threads: 0.07 to
    * 0.16 ms of CPU more a query.
