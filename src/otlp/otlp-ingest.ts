@@ -172,7 +172,10 @@ export class OtlpIngest {
       const batch = this.queue.splice(0, taken);
       const began = performance.now();
       try {
-        const { results, runs } = await this.store.write((session) => this.write(session, batch));
+        // Rows change only through writeColumns, which tells the store of every run it changes.
+        const { results, runs } = await this.store.write((session) => this.write(session, batch), {
+          tellsRuns: true,
+        });
         this.options.onWrite?.(count, runs, (performance.now() - began) / 1000, true);
         for (const [i, submission] of batch.entries())
           submission.resolve(results[i] as IngestResult);

@@ -19,7 +19,7 @@ function head(runId: string): number {
  * key of every run row it writes, before writing it. An entry may outlive its run (deleted,
  * or its start time changed): a lookup checks every candidate in the store, so that costs a
  * wasted look, not a wrong answer. A run with no entry would be missed, so every write of run
- * rows must note them (see `StoreSession.onRunKeys`).
+ * rows must note them (see `StoreSession.watcher`).
  */
 export class RunKeyIndex {
   private heads: Uint32Array;

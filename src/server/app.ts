@@ -20,6 +20,7 @@ import { registerWebRoutes } from "../web/web-routes.js";
 import { ApiError } from "./api-error.js";
 import { registerArtifactRoutes } from "./artifact-routes.js";
 import { DEFAULT_OTLP_BODY_BYTES, otlpErrorResponse, registerOtlpRoute } from "./otlp-route.js";
+import type { ReadScope } from "./read-cache.js";
 import {
   decodeCursor,
   durationMs,
@@ -212,16 +213,16 @@ function oneRun(lookup: RunLookup, id: string): RunRow {
   );
 }
 
+/** The hex digits of a run id or trace id prefix in a path; 400 for anything else. */
 function checkedPrefix(id: string): string {
   try {
-    normalizeIdPrefix(id);
+    return normalizeIdPrefix(id);
   } catch (error) {
     if (error instanceof InvalidIdPrefixError) {
       throw new ApiError(400, "invalid_id", error.message);
     }
     throw error;
   }
-  return id;
 }
 
 function errorBody(error: ApiError) {
@@ -395,10 +396,11 @@ export function createApp(options: AppOptions) {
     grant: Grant,
     question: string,
     work: (session: StoreSession) => Promise<T>,
+    scope: Omit<ReadScope, "fresh"> = {},
   ): Promise<T> => {
     const asked = c.req.header("cache-control") ?? "";
     const fresh = /\bno-(cache|store)\b/i.test(asked);
-    return store().cachedRead(`${grant.tenant ?? "*"}\n${question}`, work, fresh);
+    return store().cachedRead(`${grant.tenant ?? "*"}\n${question}`, work, { ...scope, fresh });
   };
   /** The path and query of the request, which name its question. */
   const questionOf = (c: Context<Env>) => {
@@ -408,24 +410,37 @@ export function createApp(options: AppOptions) {
 
   /**
    * Reads the run an id or prefix names, as the request's token may see it, and `then` of it;
-   * kept (as `what` of that prefix) for pollers of the same run.
+   * kept (as `what` of that prefix) for pollers of the same run, until that run is written.
+   * `then` reads only that run's rows, and nothing that changes with time.
    */
   const readRun = async <T>(
     c: Context<Env>,
     id: string,
     what: string,
     then: (session: StoreSession, run: RunRow) => Promise<T>,
+    rowsOf?: (answer: T) => number,
   ): Promise<T> => {
     const grant = need(c, "read");
     const prefix = checkedPrefix(id);
-    return cachedRead(c, grant, `${what} ${prefix}`, async (s) =>
-      then(s, oneRun(await lookupRun(s, prefix, grant.tenant ?? undefined, store().runKeys), id)),
+    return cachedRead(
+      c,
+      grant,
+      `${what} ${prefix}`,
+      async (s) =>
+        then(s, oneRun(await lookupRun(s, prefix, grant.tenant ?? undefined, store().runKeys), id)),
+      { idPrefix: prefix, ...(rowsOf ? { rowsOf: rowsOf as (answer: unknown) => number } : {}) },
     );
   };
   const findOne = (c: Context<Env>, id: string) => readRun(c, id, "run", async (_, run) => run);
   /** The run and its stages, read together. */
   const findWithStages = (c: Context<Env>, id: string) =>
-    readRun(c, id, "run and stages", async (s, run) => ({ run, stages: await runStages(s, run) }));
+    readRun(
+      c,
+      id,
+      "run and stages",
+      async (s, run) => ({ run, stages: await runStages(s, run) }),
+      (answer) => 1 + answer.stages.length,
+    );
 
   app.openapi(
     createRoute({

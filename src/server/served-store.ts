@@ -4,7 +4,7 @@ import { HELD_CHECKPOINT_THRESHOLD, openStore } from "../store/open-store.js";
 import { reapCrashedRuns } from "../store/reap.js";
 import { hasSpooled } from "../store/spool.js";
 import type { StoreSession } from "../store/store-session.js";
-import { ReadCache } from "./read-cache.js";
+import { ChangedRuns, ReadCache, type ReadScope } from "./read-cache.js";
 
 export interface ServedStoreOptions {
   /** How long opening waits for another process to let go of the file. Default 30 s. */
@@ -27,6 +27,11 @@ export interface ServedStoreOptions {
   readers?: number;
   /** How long an answer of {@link ServedStore.cachedRead} is kept at most. Default 1 s. */
   readCacheMs?: number;
+  /**
+   * How long an answer about the runs of an id prefix is kept at most, unless a write of those
+   * runs drops it first. Default 60 s.
+   */
+  runCacheMs?: number;
   /** Told of every write: rows ingested, runs reaped, runs deleted. */
   onChange?: () => void;
   /** Told of every ingest of spooled rows. */
@@ -37,6 +42,11 @@ export interface ServedStoreOptions {
 
 /** Answers kept at most: a page of 100 runs takes about 200 KiB of heap. */
 const READ_CACHE_ENTRIES = 256;
+/**
+ * Rows (runs and their stages) kept in answers about runs, at most: a row takes 1 to 2 KiB of
+ * heap, so some 20 to 40 MiB; the answers of 5,000 runs of 3 stages.
+ */
+const READ_CACHE_RUN_ROWS = 20_000;
 
 /** Reading connections of a served store, unless told otherwise (see `readers`). */
 export const DEFAULT_READERS = 3;
@@ -62,6 +72,8 @@ export class ServedStore {
   private reading = new Set<Promise<unknown>>();
   private lastError: string | undefined;
   private readonly cache: ReadCache;
+  /** The runs the write under way changes, when it tells (see `write`). */
+  private changing: ChangedRuns | undefined;
   /** Where each run is, for lookups by id prefix; kept current by the writer. */
   runKeys: RunKeyIndex | undefined;
 
@@ -72,6 +84,8 @@ export class ServedStore {
     this.cache = new ReadCache({
       maxAgeMs: options.readCacheMs ?? 1000,
       maxEntries: READ_CACHE_ENTRIES,
+      runMaxAgeMs: options.runCacheMs ?? 60_000,
+      maxRunRows: READ_CACHE_RUN_ROWS,
     });
   }
 
@@ -93,7 +107,13 @@ export class ServedStore {
       }
       // Built before anything is written in, and told of every run written after.
       const keys = await RunKeyIndex.build(store.writer);
-      store.writer.onRunKeys = (runId, startedAt) => keys.note(runId, startedAt);
+      store.writer.watcher = {
+        runRow: (runId, startedAt) => {
+          keys.note(runId, startedAt);
+          store.changing?.run(runId);
+        },
+        runChanged: (runId) => store.changing?.run(runId),
+      };
       store.runKeys = keys;
     } catch (error) {
       for (const reader of store.readers) reader.close();
@@ -130,25 +150,46 @@ export class ServedStore {
   }
 
   /**
-   * A read whose answer is kept for the same `key` until the next write, or for at most
-   * `readCacheMs` (see {@link ReadCache}). The key must name everything the answer depends on
-   * but the store: the question and whose it is (the tenant). `fresh` reads anew.
+   * A read whose answer is kept for the same `key` until a write changes it, or for at most
+   * `readCacheMs` (`runCacheMs` for an answer about the runs of an id prefix; see
+   * {@link ReadCache}). The key must name everything the answer depends on but the store: the
+   * question and whose it is (the tenant).
    */
   cachedRead<T>(
     key: string,
     work: (session: StoreSession) => Promise<T>,
-    fresh = false,
+    scope: ReadScope = {},
   ): Promise<T> {
-    return this.cache.get(key, () => this.read(work), fresh);
+    return this.cache.get(key, () => this.read(work), scope);
   }
 
-  /** Runs a change on the writing connection, after the changes before it. */
-  write<T>(work: (session: StoreSession) => Promise<T>): Promise<T> {
+  /**
+   * Runs a change on the writing connection, after the changes before it. Once it is done,
+   * before its caller hears of it, the answers kept are dropped: all of them, unless the change
+   * `tellsRuns`, for then only those it may have changed are. A change tells its runs when it
+   * changes rows only through `writeColumns` and `reapCrashedRuns`, which tell the session's
+   * watcher of every run they change.
+   */
+  write<T>(
+    work: (session: StoreSession) => Promise<T>,
+    { tellsRuns = false }: { tellsRuns?: boolean } = {},
+  ): Promise<T> {
     const writer = this.writer;
     if (writer === undefined) return Promise.reject(new Error("the store is closed"));
-    // Kept answers are dropped once the change is done, before its caller hears of it; a change
-    // that failed was rolled back, but dropping them then costs little.
-    const result = this.writing.then(() => work(writer)).finally(() => this.cache.changed());
+    const result = this.writing.then(async () => {
+      const changing = tellsRuns ? new ChangedRuns() : undefined;
+      this.changing = changing;
+      let done = false;
+      try {
+        const value = await work(writer);
+        done = true;
+        return value;
+      } finally {
+        this.changing = undefined;
+        // A change that failed was rolled back, but dropping every answer then costs little.
+        this.cache.changed(done ? changing : undefined);
+      }
+    });
     this.writing = result.catch(() => undefined);
     return result;
   }
@@ -180,9 +221,12 @@ export class ServedStore {
     if (reaped.length > 0) this.options.onChange?.();
   }
 
-  /** A write of the background work: once one works, the last background failure is over. */
+  /**
+   * A write of the background work, which tells the runs it changes (see `write`): once one
+   * works, the last background failure is over.
+   */
   private async backgroundWrite<T>(work: (session: StoreSession) => Promise<T>): Promise<T> {
-    const result = await this.write(work);
+    const result = await this.write(work, { tellsRuns: true });
     this.lastError = undefined;
     return result;
   }

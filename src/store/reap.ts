@@ -74,6 +74,7 @@ export async function reapCrashedRuns(
     if (reason !== null) reaped.push({ ...run, reason });
   }
   if (reaped.length === 0) return [];
+  for (const run of reaped) session.watcher?.runChanged(run.run_id);
   await session.transaction(async () => {
     for (const run of reaped) {
       await session.run(

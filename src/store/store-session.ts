@@ -53,6 +53,18 @@ function forEachChunk(
 }
 
 /**
+ * What a server learns of the runs its writes change, before each write: where each run is
+ * (see `RunKeyIndex`), and which answers it has kept are no longer true (see `ReadCache`).
+ * `writeColumns` and `reapCrashedRuns` tell it of every run they change.
+ */
+export interface RowWatcher {
+  /** A run row about to be written: its id and its start (epoch microseconds). */
+  runRow(runId: string, startedAt: number): void;
+  /** A run whose stages are about to be written, or that is about to be changed in place or deleted. */
+  runChanged(runId: string): void;
+}
+
+/**
  * One open store: a DuckDB instance and its connection, held by this process until `close()`.
  * Sessions are short: the DuckDB file admits one process at a time, so every process opens it,
  * does its work and lets go.
@@ -61,11 +73,8 @@ export class StoreSession {
   private closed = false;
   /** Prepared statements of reads, by their text, the least recently used first. */
   private readonly kept = new Map<string, KeptStatement>();
-  /**
-   * Told the id and start (epoch microseconds) of every run row this session is about to
-   * write, before the write: a server's index of where its runs are (see `RunKeyIndex`).
-   */
-  onRunKeys: ((runId: string, startedAt: number) => void) | undefined;
+  /** Told of the runs each write of rows is about to change, before it (see {@link RowWatcher}). */
+  watcher: RowWatcher | undefined;
   /** How this connection hands a write's columns to DuckDB (see `Staging`). */
   staging: Staging = "tables";
   /** What it has staged for the write under way, and made to stage in (see `stageColumns`). */

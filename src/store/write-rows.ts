@@ -18,7 +18,7 @@ import {
   unstage,
   unstageFailed,
 } from "./stage-columns.js";
-import type { StoreSession } from "./store-session.js";
+import type { RowWatcher, StoreSession } from "./store-session.js";
 
 /**
  * Rows to write. Rows a writer knows to be new are appended; the others (rewritten, spooled,
@@ -269,17 +269,37 @@ const STATEMENTS: Record<Staging, ReturnType<typeof statementsFor>> = {
 };
 
 const RUN_OFFSETS = stagedOffsets(RUN_COLUMNS).offsets;
-const RUN_ID_AT = RUN_OFFSETS[RUN_COLUMNS.findIndex((c) => c.name === "run_id")] as number;
-const RUN_START_AT = RUN_OFFSETS[RUN_COLUMNS.findIndex((c) => c.name === "started_at")] as number;
+const offsetOf = (columns: readonly Column[], offsets: number[], name: string) =>
+  offsets[columns.findIndex((c) => c.name === name)] as number;
+const RUN_ID_AT = offsetOf(RUN_COLUMNS, RUN_OFFSETS, "run_id");
+const RUN_START_AT = offsetOf(RUN_COLUMNS, RUN_OFFSETS, "started_at");
+const STAGE_RUN_AT = offsetOf(STAGE_COLUMNS, stagedOffsets(STAGE_COLUMNS).offsets, "run_id");
 
-/** Tells `note` the id and start of every run row of `runs`. */
-function noteRunKeys(note: (runId: string, startedAt: number) => void, runs: Columns): void {
+/** The text a staged text value stands for: an index into `values`, NaN for null. */
+function textAt(part: Columns, at: number): string | null {
+  return part.values[at] ?? null;
+}
+
+/** Tells `watcher` of every run row of `runs`. */
+function watchRuns(watcher: RowWatcher, runs: Columns): void {
   if (runs.count === 0) return;
   const ids = stagedColumn(runs, RUN_ID_AT);
   const starts = stagedColumn(runs, RUN_START_AT);
   for (let i = 0; i < runs.count; i++) {
-    const id = runs.values[ids[i] as number];
-    if (id !== undefined) note(id, starts[i] as number);
+    const id = textAt(runs, ids[i] as number);
+    if (id !== null) watcher.runRow(id, starts[i] as number);
+  }
+}
+
+/** Tells `watcher` of the run of every stage row of `stages`, once each. */
+function watchStages(watcher: RowWatcher, stages: Columns): void {
+  if (stages.count === 0) return;
+  const told = new Set<number>();
+  for (const at of stagedColumn(stages, STAGE_RUN_AT)) {
+    if (told.has(at)) continue;
+    told.add(at);
+    const id = textAt(stages, at);
+    if (id !== null) watcher.runChanged(id);
   }
 }
 
@@ -319,10 +339,12 @@ export async function writeColumns(
   const spans = extras.spans ?? [];
   const staleRuns = extras.staleRuns ?? [];
   const staleStages = extras.staleStages ?? [];
-  const note = session.onRunKeys;
-  if (note !== undefined) {
-    noteRunKeys(note, runs);
-    noteRunKeys(note, newRuns);
+  const watcher = session.watcher;
+  if (watcher !== undefined) {
+    for (const part of [runs, newRuns]) watchRuns(watcher, part);
+    for (const part of [stages, stagesToMerge, newStages]) watchStages(watcher, part);
+    for (const id of staleRuns) watcher.runChanged(id);
+    for (const stage of staleStages) watcher.runChanged(stage.run_id);
   }
   // Each part that has rows: its name, and the statement that writes it in. In this order: a
   // stage that ended in this batch and then took a late span has its row appended and merged,
