@@ -32,6 +32,8 @@ const GOAL_RATE = 500;
 /** The fixed-rate run must achieve at least this rate for the goal to count as met. */
 const MIN_ACHIEVED_RATE = 490;
 const CONNECTIONS = 10;
+/** Requests that warm an endpoint up, at least: one per path if it has more. */
+const WARM_UP_REQUESTS = 300;
 /** Run ids whose first 8 hex digits the get endpoint is asked for, in turn. */
 const PREFIXES = 1000;
 const METRIC_PIPELINES = 200;
@@ -114,12 +116,13 @@ async function withCpu<T>(serverPid: number, work: () => Promise<T>): Promise<[T
 // ---------------------------------------------------------------------------------------------
 // Load generators
 
-type LoadShape = "single" | "bursts" | "paced" | "max";
+type LoadShape = "single" | "bursts" | "paced" | "pacedFresh" | "max";
 
 const SHAPE_LABEL: Record<LoadShape, string> = {
   single: "one at a time, no-cache",
   bursts: "autocannon overallRate",
   paced: "paced (open loop)",
+  pacedFresh: "paced, no-cache (informative)",
   max: "autocannon unthrottled",
 };
 
@@ -475,6 +478,11 @@ interface Endpoint {
   paths: readonly string[];
   /** Whether the p99 goal applies. */
   goal: boolean;
+  /**
+   * Its answers outlive writes of other runs, so its loads are answered from memory: it is
+   * also loaded paced with `Cache-Control: no-cache`, for what the store itself answers.
+   */
+  keptAcrossWrites?: boolean;
 }
 
 interface EndpointLoads {
@@ -632,6 +640,7 @@ export async function runServer(options: BenchOptions): Promise<ServerResult> {
         label: `GET /api/runs/:prefix (${num(PREFIXES)} ids)`,
         paths: unique.map((r) => `/api/runs/${r.run_id.slice(0, 8)}`),
         goal: true,
+        keptAcrossWrites: true,
       },
       { label: "GET /api/stats?since=7d", paths: ["/api/stats?since=7d"], goal: false },
     ];
@@ -648,8 +657,9 @@ export async function runServer(options: BenchOptions): Promise<ServerResult> {
       }
     };
     for (const endpoint of endpoints) {
-      // Warm-up: compiled code, DuckDB's caches, open connections.
-      await cannon(server, endpoint.paths, { seconds: 10, connections: 4, amount: 300 });
+      // Warm-up: compiled code, DuckDB's caches, open connections, every path asked once.
+      const warmUp = Math.max(WARM_UP_REQUESTS, endpoint.paths.length);
+      await cannon(server, endpoint.paths, { seconds: 30, connections: 4, amount: warmUp });
       const loads: Load[] = [];
       const single = { seconds: 60, connections: 1, amount: singleRequests };
       loads.push(await cannon(server, endpoint.paths, single, { "cache-control": "no-cache" }));
@@ -665,6 +675,13 @@ export async function runServer(options: BenchOptions): Promise<ServerResult> {
         ),
       );
       await sleep(PAUSE_MS);
+      if (endpoint.keptAcrossWrites) {
+        const fresh = await fedLoad(() =>
+          paced(server, endpoint.paths, rate, { "cache-control": "no-cache" }),
+        );
+        loads.push({ ...fresh, shape: "pacedFresh" });
+        await sleep(PAUSE_MS);
+      }
       for (const load of loads) {
         options.log(
           `  ${endpoint.label}, ${SHAPE_LABEL[load.shape]}: ${num(load.rate)} req/s, p50 ${ms(load.p50, 2)}, p99 ${ms(load.p99, 2)}, failed ${load.non2xx + load.errors + load.unanswered}, server ${cores(load.cpu.server)} cores`,
@@ -786,15 +803,20 @@ export async function runServer(options: BenchOptions): Promise<ServerResult> {
           `\`runtrail serve --port 0\` as a child process, holding a store of ${num(n)} runs and ${num(3 * n)} ` +
           "stages (built as in section 3); the load generator runs in the benchmark's own process, " +
           "so server and client share the machine's cores as a client on the same host would. Each " +
-          `endpoint is warmed up with 300 requests, then asked ${num(singleRequests)} times **one at a ` +
+          `endpoint is warmed up with ${num(WARM_UP_REQUESTS)} requests (the get endpoint with one for each of its ${num(PREFIXES)} paths), then asked ${num(singleRequests)} times **one at a ` +
           "time** (autocannon, 1 connection: the latency of a lone client) with `Cache-Control: " +
           "no-cache`, so that each is answered afresh from the store, as a question the server has " +
           `not kept is; then loaded three ways for ${runSeconds} s each, with a ${seconds(PAUSE_MS, 0)} pause between runs, ` +
           `**while new runs are fed**: ${FEED_RUNS} finished runs of ${METRIC_STAGES} stages spooled every ` +
           `${FEED_INTERVAL_MS} ms (${num((FEED_RUNS * 1000) / FEED_INTERVAL_MS)} runs/s), as a busy pipeline host ` +
           "writes them. The server writes the spool in every 250 ms, and each of those writes drops " +
-          "the answers it kept (the newest runs changed), so about four times a second the next " +
-          "question of each kind is answered from the store again. **Paced**: an open-loop generator " +
+          "the answers it kept about the store as a whole (the newest runs changed), so about four " +
+          "times a second the next list or stats question is answered from the store again. An " +
+          "answer about one run is dropped only by a write of that run (or of a run its prefix also " +
+          "names), or after a minute: the fed runs are other runs, so under load the get endpoint " +
+          "answers its 1,000 paths from memory, as it would pollers of the same runs. **Paced, " +
+          "no-cache** (informative, the get endpoint only) is the paced run with `Cache-Control: " +
+          "no-cache` on every request: what the store answers when nothing is kept. **Paced**: an open-loop generator " +
           `sending ${GOAL_RATE} requests a second evenly spaced over ${CONNECTIONS} keep-alive ` +
           "connections, latency counted from when each request was due, requests still unanswered " +
           `${DRAIN_S} s after the last one was due given up and counted. **autocannon overallRate**: ` +
