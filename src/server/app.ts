@@ -387,7 +387,8 @@ export function createApp(options: AppOptions) {
 
   /**
    * A read for this request's token, answered from the store's kept answers when the same
-   * question of the same tenant was answered since the last write (see `ServedStore.cachedRead`).
+   * question of the same tenant was answered and no write changed its answer since (see
+   * `ServedStore.cachedRead`; `scope` says what the answer is about).
    * `Cache-Control: no-cache` asks for a fresh answer. What is kept is shared: callers build
    * their answers from it and change nothing in it.
    */
@@ -410,7 +411,8 @@ export function createApp(options: AppOptions) {
 
   /**
    * Reads the run an id or prefix names, as the request's token may see it, and `then` of it;
-   * kept (as `what` of that prefix) for pollers of the same run, until that run is written.
+   * kept (as `what` of that prefix) for pollers of the same run, until a write changes a run
+   * the prefix may name.
    * `then` reads only that run's rows, and nothing that changes with time.
    */
   const readRun = async <T>(
