@@ -45,7 +45,16 @@ class StoreThread {
     });
   }
 
-  private start(): Worker {
+  /** Whether the thread is running. */
+  get started(): boolean {
+    return this.worker !== undefined;
+  }
+
+  /**
+   * The thread, started now if it is not running: a writer starts it when it first has rows,
+   * so that loading DuckDB in it (about 0.3 s) overlaps the wait for the first write.
+   */
+  start(): Worker {
     if (this.worker) return this.worker;
     const workerData = { locks: storeLockMemory() };
     // Run from the TypeScript sources (tests, tsx), the worker is TypeScript: load it with tsx.

@@ -201,6 +201,7 @@ export class StoreWriter implements RecordSink {
 
   private schedule(): void {
     if (this.timer || this.closed) return;
+    storeThread.start();
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.flush();
