@@ -4,8 +4,10 @@ import { createApp } from "../../src/server/app.js";
 import { ServedStore } from "../../src/server/served-store.js";
 import { TokenSet } from "../../src/server/tokens.js";
 import type { StoreSession } from "../../src/store/store-session.js";
+import { writeRows } from "../../src/store/write-rows.js";
 import { sharedStore } from "../cli/_fixtures.js";
 import { eventually } from "../helpers/eventually.js";
+import { blankRun } from "../helpers/run-row.js";
 import { tempStore } from "../helpers/temp-dir.js";
 import {
   getJson,
@@ -101,6 +103,34 @@ describe("GET /api/runs", () => {
     // The server's own writes are seen by the next request.
     await served.store.write(rename("ingest"));
     expect(await pipelineOf()).toBe("ingest");
+  });
+
+  it("gives 100 runs a page unless a limit is asked for", async () => {
+    const own = await serveInProcess(tempStore());
+    try {
+      const now = Date.now() * 1000;
+      const runs = Array.from({ length: 120 }, (_, i) => {
+        const hex = (0xc0de0000 + i).toString(16);
+        return blankRun({
+          run_id: `${hex}-0000-4000-8000-000000000000`,
+          trace_id: `${hex}000040008000000000000000`,
+          span_id: "00000000000000a1",
+          pipeline: "paged",
+          status: "completed",
+          started_at: now - (120 - i) * 1_000_000,
+        });
+      });
+      await own.store.write((s) => writeRows(s, { runs, stages: [] }));
+      const first = await getJson(own.app, "/api/runs");
+      expect(first.status).toBe(200);
+      expect(runsOf(first.body)).toHaveLength(100);
+      expect(first.body.total).toBe(120);
+      const rest = await getJson(own.app, `/api/runs?cursor=${first.body.next_cursor}`);
+      expect(runsOf(rest.body)).toHaveLength(20);
+      expect(rest.body.next_cursor).toBeNull();
+    } finally {
+      await own.close();
+    }
   });
 
   it("answers 400 with { error, detail } for every invalid parameter", async () => {

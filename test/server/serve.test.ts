@@ -175,6 +175,11 @@ describe("runtrail serve", () => {
       expect(plainText).not.toMatch(/^runtrail_runs_running\{pipeline="fixture"\} [1-9]/m);
       expect(plainText).toMatch(/^runtrail_stuck_runs 0$/m);
       expect(plainText).not.toContain("trace_id");
+      // Requests are counted by their route's pattern, never by the run id in their path.
+      expect(plainText).toMatch(
+        /^runtrail_http_requests_total\{[^}]*route="\/api\/runs\/:id\/status"[^}]*\} [1-9]\d*$/m,
+      );
+      expect(plainText).not.toContain(hanging);
       if (promtoolMissing() === undefined) {
         expect(await promtool(plainText)).toEqual({ code: 0, output: "" });
       }
