@@ -397,7 +397,7 @@ export function createApp(options: AppOptions) {
     grant: Grant,
     question: string,
     work: (session: StoreSession) => Promise<T>,
-    scope: Omit<ReadScope, "fresh"> = {},
+    scope: Omit<ReadScope<T>, "fresh"> = {},
   ): Promise<T> => {
     const asked = c.req.header("cache-control") ?? "";
     const fresh = /\bno-(cache|store)\b/i.test(asked);
@@ -430,7 +430,7 @@ export function createApp(options: AppOptions) {
       `${what} ${prefix}`,
       async (s) =>
         then(s, oneRun(await lookupRun(s, prefix, grant.tenant ?? undefined, store().runKeys), id)),
-      { idPrefix: prefix, ...(rowsOf ? { rowsOf: rowsOf as (answer: unknown) => number } : {}) },
+      { idPrefix: prefix, ...(rowsOf ? { rowsOf } : {}) },
     );
   };
   const findOne = (c: Context<Env>, id: string) => readRun(c, id, "run", async (_, run) => run);

@@ -1,4 +1,4 @@
-import { TRACE_HEAD_DIGITS } from "../record/run-id.js";
+import { MIN_ID_PREFIX, TRACE_HEAD_DIGITS } from "../record/run-id.js";
 
 /** `value` and every object and array in it, made read-only. */
 function frozen<T>(value: T): T {
@@ -14,8 +14,8 @@ function hexOf(id: string): string {
   return id.replaceAll("-", "").toLowerCase();
 }
 
-/** Answers about runs are found by the first digits of their prefix, which is at least this long. */
-const BUCKET_DIGITS = 4;
+/** Answers about runs are found by the first digits of their prefix, which has at least these. */
+const BUCKET_DIGITS = MIN_ID_PREFIX;
 
 /**
  * The runs a write changed: each run whose row or stages it wrote, or which it changed in
@@ -36,7 +36,7 @@ export class ChangedRuns {
 }
 
 /** What a read is, for how long its answer is kept. */
-export interface ReadScope {
+export interface ReadScope<T = unknown> {
   /** `Cache-Control: no-cache`: read anew whatever is kept, and keep this answer. */
   fresh?: boolean;
   /**
@@ -46,7 +46,7 @@ export interface ReadScope {
    */
   idPrefix?: string;
   /** Rows (runs and stages) an answer about runs holds, for the memory it is allowed. Default 1. */
-  rowsOf?: (value: unknown) => number;
+  rowsOf?: (value: T) => number;
 }
 
 interface Kept {
@@ -138,7 +138,7 @@ export class ReadCache {
   }
 
   /** The kept answer for `key`, or `read`'s, kept from now (see {@link ReadScope}). */
-  get<T>(key: string, read: () => Promise<T>, scope: ReadScope = {}): Promise<T> {
+  get<T>(key: string, read: () => Promise<T>, scope: ReadScope<T> = {}): Promise<T> {
     const now = performance.now();
     const aboutRuns = scope.idPrefix !== undefined;
     const entries = aboutRuns ? this.runEntries : this.entries;

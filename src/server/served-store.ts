@@ -158,7 +158,7 @@ export class ServedStore {
   cachedRead<T>(
     key: string,
     work: (session: StoreSession) => Promise<T>,
-    scope: ReadScope = {},
+    scope: ReadScope<T> = {},
   ): Promise<T> {
     return this.cache.get(key, () => this.read(work), scope);
   }
@@ -179,15 +179,16 @@ export class ServedStore {
     const result = this.writing.then(async () => {
       const changing = tellsRuns ? new ChangedRuns() : undefined;
       this.changing = changing;
-      let done = false;
       try {
         const value = await work(writer);
-        done = true;
+        this.cache.changed(changing);
         return value;
+      } catch (error) {
+        // A change that failed was rolled back, but dropping every answer then costs little.
+        this.cache.changed();
+        throw error;
       } finally {
         this.changing = undefined;
-        // A change that failed was rolled back, but dropping every answer then costs little.
-        this.cache.changed(done ? changing : undefined);
       }
     });
     this.writing = result.catch(() => undefined);

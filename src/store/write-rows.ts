@@ -147,11 +147,17 @@ function stagedSelect(staging: Staging, cols: readonly Column[], part: string, e
   return `SELECT ${extra}${cols.map(fromStaged).join(", ")} FROM ${stagedSource(staging, part)} s, temp.main.${DICTIONARY} d`;
 }
 
+/** Where the value of the column `name` sits in each staged row of `spec`. */
+function offsetOf(spec: readonly Column[], name: string): number {
+  return stagedOffsets(spec).offsets[spec.findIndex((c) => c.name === name)] as number;
+}
+
 /** The earliest `started_at` of a batch, to bound the scan of the table it merges into. */
 function earliest(cols: readonly Column[], batch: Columns): number {
-  const at = stagedOffsets(cols).offsets[cols.findIndex((c) => c.name === "started_at")];
   let min = Number.POSITIVE_INFINITY;
-  if (at !== undefined) for (const value of stagedColumn(batch, at)) min = Math.min(min, value);
+  for (const value of stagedColumn(batch, offsetOf(cols, "started_at"))) {
+    min = Math.min(min, value);
+  }
   return min;
 }
 
@@ -268,12 +274,9 @@ const STATEMENTS: Record<Staging, ReturnType<typeof statementsFor>> = {
   tables: statementsFor("tables"),
 };
 
-const RUN_OFFSETS = stagedOffsets(RUN_COLUMNS).offsets;
-const offsetOf = (columns: readonly Column[], offsets: number[], name: string) =>
-  offsets[columns.findIndex((c) => c.name === name)] as number;
-const RUN_ID_AT = offsetOf(RUN_COLUMNS, RUN_OFFSETS, "run_id");
-const RUN_START_AT = offsetOf(RUN_COLUMNS, RUN_OFFSETS, "started_at");
-const STAGE_RUN_AT = offsetOf(STAGE_COLUMNS, stagedOffsets(STAGE_COLUMNS).offsets, "run_id");
+const RUN_ID_AT = offsetOf(RUN_COLUMNS, "run_id");
+const RUN_START_AT = offsetOf(RUN_COLUMNS, "started_at");
+const STAGE_RUN_AT = offsetOf(STAGE_COLUMNS, "run_id");
 
 /** The text a staged text value stands for: an index into `values`, NaN for null. */
 function textAt(part: Columns, at: number): string | null {
@@ -291,7 +294,7 @@ function watchRuns(watcher: RowWatcher, runs: Columns): void {
   }
 }
 
-/** Tells `watcher` of the run of every stage row of `stages`, once each. */
+/** Tells `watcher` of the run of every stage row of `stages`, once per text value. */
 function watchStages(watcher: RowWatcher, stages: Columns): void {
   if (stages.count === 0) return;
   const told = new Set<number>();
